@@ -1,0 +1,85 @@
+# teleport-argocd-agent — every target installs what it needs on first use.
+#
+#   make test    lint, type-check and every test tier (unit, chart, integration, e2e)
+#   make demo    a local sandbox: real API server (and, where available, Teleport and the agent)
+#   make unit    the fast inner loop: unit tests only
+#   make bench   benchmarks against the real API server, printed as ratios
+#
+# Caches survive between clones on the same machine:
+#   $(CACHE)/tools/<tool>-<version>/   binaries built from their Go modules
+#   $(CACHE)/uv-<version>/             the pinned uv that builds .venv from uv.lock
+#   ~/.cache/uv, ~/go/pkg/mod           package downloads
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := test
+MAKEFLAGS += --no-print-directory
+
+include tools/versions.env
+
+CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/teleport-argocd-agent
+export TOOLS_CACHE := $(CACHE)/tools
+UV_VERSION := 0.13.9
+UV := $(CACHE)/uv-$(UV_VERSION)/bin/uv
+VENV := $(CURDIR)/.venv
+PY := $(VENV)/bin/python
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export PATH := $(VENV)/bin:$(PATH)
+
+PYTEST_ARGS ?=
+
+.PHONY: test unit lint typecheck pytest tools venv demo bench clean proto help
+
+help:
+	@sed -n '2,8p' Makefile | sed 's/^# \{0,1\}//'
+
+$(UV):
+	python3 -m venv $(CACHE)/uv-$(UV_VERSION)
+	$(CACHE)/uv-$(UV_VERSION)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# The virtual environment is rebuilt from the lock file whenever the lock changes.
+$(VENV)/.synced: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --frozen --all-extras --quiet
+	touch $@
+
+venv: $(VENV)/.synced
+
+# Paths of the real tools, resolved (and built on first use) by tools/install.sh.
+$(CACHE)/tool-env-$(KUBERNETES_VERSION)-$(HELM_VERSION)-$(CT_VERSION).sh: tools/versions.env tools/install.sh
+	@mkdir -p $(CACHE)
+	@{ \
+	  echo "export KUBE_APISERVER_BIN=$$(tools/install.sh kube-apiserver)"; \
+	  echo "export KUBECTL_BIN=$$(tools/install.sh kubectl)"; \
+	  echo "export ETCD_BIN=$$(tools/install.sh etcd)"; \
+	  echo "export HELM_BIN=$$(tools/install.sh helm)"; \
+	  echo "export CT_BIN=$$(tools/install.sh ct)"; \
+	} > $@.tmp && mv $@.tmp $@
+
+TOOL_ENV := $(CACHE)/tool-env-$(KUBERNETES_VERSION)-$(HELM_VERSION)-$(CT_VERSION).sh
+
+tools: $(TOOL_ENV) venv
+	@cat $(TOOL_ENV)
+
+lint: venv
+	ruff check agent tests
+	ruff format --check agent tests
+
+typecheck: venv
+	mypy
+
+pytest: tools
+	source $(TOOL_ENV) && python -m pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+unit: venv
+	python -m pytest -m unit $(PYTEST_ARGS)
+
+demo: tools
+	source $(TOOL_ENV) && python -m tests.harness.demo
+
+bench: tools
+	source $(TOOL_ENV) && python -m tests.bench
+
+clean:
+	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,397 @@
+"""A real etcd + kube-apiserver on loopback, for tests, benchmarks and the demo.
+
+The control plane has its own throw-away PKI, RBAC authorization, service-account token
+signing (so the TokenRequest API works and ``/openid/v1/jwks`` is served) and the
+PodSecurity admission plugin. There is no controller manager: tests create what a
+controller would (for example a namespace's ``default`` ServiceAccount) themselves.
+
+Binaries come from the environment (``ETCD_BIN``, ``KUBE_APISERVER_BIN``), which ``make``
+fills from the versioned tool cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import yaml
+from kubernetes import client as k8s
+
+from tests.harness.pki import CertificateAuthority, rsa_signing_key_pem
+
+SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+_START_TIMEOUT = 60.0
+_PR_SET_PDEATHSIG = 1
+
+
+class HarnessError(RuntimeError):
+    """The test control plane could not be started."""
+
+
+def binary(env_var: str, name: str) -> str:
+    """Path of a required tool binary, or a clear error saying how to get it."""
+    path = os.environ.get(env_var) or shutil.which(name)
+    if not path or not os.access(path, os.X_OK):
+        raise HarnessError(
+            f"{name} not found: set {env_var} or run the tests through `make test`, "
+            f"which builds {name} into the tool cache."
+        )
+    return path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    # Children get SIGKILL if the test process dies, even by SIGKILL, so no server outlives it.
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+@dataclass
+class Process:
+    """A child process whose output goes to a log file kept for error messages."""
+
+    name: str
+    args: list[str]
+    log_path: Path
+    popen: subprocess.Popen[bytes] | None = None
+    _log: IO[bytes] | None = None
+
+    def start(self, env: dict[str, str] | None = None) -> None:
+        self._log = self.log_path.open("ab")
+        self.popen = subprocess.Popen(
+            self.args,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - needed for PDEATHSIG, no threads yet here
+            start_new_session=True,
+        )
+
+    def running(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def tail(self, lines: int = 25) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(timeout)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+@dataclass
+class ControlPlane:
+    """A running etcd + kube-apiserver pair."""
+
+    workdir: Path
+    url: str = ""
+    ca_path: Path = field(default_factory=Path)
+    admin_cert_path: Path = field(default_factory=Path)
+    admin_key_path: Path = field(default_factory=Path)
+    etcd: Process | None = None
+    apiserver: Process | None = None
+    _ca: CertificateAuthority | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        started = time.monotonic()
+        self._write_pki()
+        for attempt in range(3):  # a free port can be taken between probe and bind
+            try:
+                self._start_etcd()
+                self._start_apiserver()
+                break
+            except _PortTaken:
+                self.stop()
+                if attempt == 2:
+                    raise HarnessError(
+                        "could not bind loopback ports for etcd/kube-apiserver"
+                    ) from None
+        self.startup_seconds = time.monotonic() - started
+
+    def stop(self) -> None:
+        for proc in (self.apiserver, self.etcd):
+            if proc is not None:
+                proc.stop()
+
+    def stop_apiserver(self) -> None:
+        """Stop only the API server (fault tests); ``restart_apiserver`` brings it back."""
+        assert self.apiserver is not None
+        self.apiserver.stop()
+
+    def restart_apiserver(self) -> None:
+        assert self.apiserver is not None
+        self.apiserver.start()
+        self._wait_ready(self.apiserver)
+
+    # -- clients ---------------------------------------------------------------------------
+
+    def configuration(self, *, token: str | None = None) -> k8s.Configuration:
+        cfg = k8s.Configuration()
+        cfg.host = self.url
+        cfg.ssl_ca_cert = str(self.ca_path)
+        cfg.verify_ssl = True
+        if token is None:
+            cfg.cert_file = str(self.admin_cert_path)
+            cfg.key_file = str(self.admin_key_path)
+        else:
+            cfg.api_key = {"authorization": f"Bearer {token}"}
+        return cfg
+
+    def admin_client(self) -> k8s.ApiClient:
+        return k8s.ApiClient(self.configuration())
+
+    def kubeconfig(self, path: Path, *, token: str | None = None, name: str = "test") -> Path:
+        """Write a kubeconfig for the admin (or for ``token``) and return its path."""
+        user: dict[str, Any]
+        if token is None:
+            user = {
+                "client-certificate": str(self.admin_cert_path),
+                "client-key": str(self.admin_key_path),
+            }
+        else:
+            user = {"token": token}
+        doc = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": name,
+                    "cluster": {"server": self.url, "certificate-authority": str(self.ca_path)},
+                }
+            ],
+            "users": [{"name": name, "user": user}],
+            "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+            "current-context": name,
+        }
+        path.write_text(yaml.safe_dump(doc))
+        return path
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _write_pki(self) -> None:
+        pki = self.workdir / "pki"
+        pki.mkdir(parents=True, exist_ok=True)
+        self._ca = CertificateAuthority("kube-test-ca")
+        self.ca_path = pki / "ca.crt"
+        self.ca_path.write_bytes(self._ca.cert_pem)
+        self.serving_cert, self.serving_key = self._ca.issue(
+            "kube-apiserver",
+            dns_names=("localhost", "kubernetes", "kubernetes.default.svc"),
+            ip_addresses=("127.0.0.1",),
+            server=True,
+        ).write(pki, "apiserver")
+        self.admin_cert_path, self.admin_key_path = self._ca.issue(
+            "test-admin", organizations=("system:masters",), client=True
+        ).write(pki, "admin")
+        private, public = rsa_signing_key_pem()
+        self.sa_key_path = pki / "sa.key"
+        self.sa_key_path.write_bytes(private)
+        self.sa_pub_path = pki / "sa.pub"
+        self.sa_pub_path.write_bytes(public)
+
+    def _start_etcd(self) -> None:
+        client_port, peer_port = free_port(), free_port()
+        data = Path(tempfile.mkdtemp(prefix="etcd-", dir=_fast_tmp()))
+        self.etcd_url = f"http://127.0.0.1:{client_port}"
+        self.etcd = Process(
+            "etcd",
+            [
+                binary("ETCD_BIN", "etcd"),
+                "--name=test",
+                f"--data-dir={data}",
+                f"--listen-client-urls={self.etcd_url}",
+                f"--advertise-client-urls={self.etcd_url}",
+                f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
+                f"--initial-cluster=test=http://127.0.0.1:{peer_port}",
+                "--log-level=warn",
+                "--quota-backend-bytes=4294967296",
+            ],
+            self.workdir / "etcd.log",
+        )
+        self._etcd_data = data
+        self.etcd.start(env={**os.environ, "ETCD_UNSUPPORTED_ARCH": ""})
+        deadline = time.monotonic() + _START_TIMEOUT
+        while time.monotonic() < deadline:
+            if not self.etcd.running():
+                self._raise_exit(self.etcd)
+            try:
+                with urllib.request.urlopen(f"{self.etcd_url}/health", timeout=1) as r:  # noqa: S310
+                    if r.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.05)
+        raise HarnessError(f"etcd did not become healthy:\n{self.etcd.tail()}")
+
+    def _start_apiserver(self) -> None:
+        port = free_port()
+        self.url = f"https://127.0.0.1:{port}"
+        pki = self.workdir / "pki"
+        self.apiserver = Process(
+            "kube-apiserver",
+            [
+                binary("KUBE_APISERVER_BIN", "kube-apiserver"),
+                f"--etcd-servers={self.etcd_url}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={port}",
+                f"--cert-dir={pki}",
+                f"--tls-cert-file={self.serving_cert}",
+                f"--tls-private-key-file={self.serving_key}",
+                f"--client-ca-file={self.ca_path}",
+                "--authorization-mode=RBAC",
+                "--anonymous-auth=false",
+                f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+                f"--service-account-key-file={self.sa_pub_path}",
+                f"--service-account-signing-key-file={self.sa_key_path}",
+                f"--api-audiences={SERVICE_ACCOUNT_ISSUER}",
+                "--service-cluster-ip-range=10.96.0.0/24",
+                "--enable-admission-plugins=PodSecurity,NamespaceLifecycle,ServiceAccount",
+                "--profiling=false",
+                "--enable-priority-and-fairness=false",
+                "--endpoint-reconciler-type=none",
+                "--v=1",
+            ],
+            self.workdir / "kube-apiserver.log",
+        )
+        self.apiserver.start()
+        self._wait_ready(self.apiserver)
+
+    def _wait_ready(self, proc: Process) -> None:
+        ctx = ssl.create_default_context(cafile=str(self.ca_path))
+        ctx.load_cert_chain(str(self.admin_cert_path), str(self.admin_key_path))
+        deadline = time.monotonic() + _START_TIMEOUT
+        while time.monotonic() < deadline:
+            if not proc.running():
+                self._raise_exit(proc)
+            try:
+                with urllib.request.urlopen(  # noqa: S310 - loopback URL we built
+                    f"{self.url}/readyz", timeout=2, context=ctx
+                ) as r:
+                    if r.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.1)
+        raise HarnessError(f"{proc.name} did not become ready:\n{proc.tail()}")
+
+    @staticmethod
+    def _raise_exit(proc: Process) -> None:
+        tail = proc.tail()
+        if "address already in use" in tail:
+            raise _PortTaken(proc.name)
+        raise HarnessError(f"{proc.name} exited during start-up:\n{tail}")
+
+
+class _PortTaken(HarnessError):
+    pass
+
+
+def _fast_tmp() -> str | None:
+    # etcd fsyncs on every write: on tmpfs a 1,000-secret benchmark is not an fsync benchmark.
+    shm = Path("/dev/shm")
+    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def control_plane(workdir: Path | None = None) -> Iterator[ControlPlane]:
+    """Start a control plane and always stop it, however the body ends."""
+    own_dir = workdir is None
+    root = Path(tempfile.mkdtemp(prefix="kube-test-")) if workdir is None else workdir
+    plane = ControlPlane(root)
+    previous = signal.getsignal(signal.SIGTERM)
+    # SIGTERM (e.g. from a CI timeout) must run the cleanup below, not kill us outright.
+    if previous in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        plane.start()
+        yield plane
+    finally:
+        plane.stop()
+        etcd_data = getattr(plane, "_etcd_data", None)
+        if etcd_data is not None:
+            shutil.rmtree(etcd_data, ignore_errors=True)
+        if own_dir:
+            shutil.rmtree(root, ignore_errors=True)
+        if previous in (signal.SIG_DFL, None):
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+# -- helpers for tests ---------------------------------------------------------------------
+
+
+def unique_namespace(
+    api: k8s.ApiClient, *, prefix: str = "t", labels: dict[str, str] | None = None
+) -> str:
+    """Create a fresh namespace (with the ``default`` ServiceAccount a controller would add)."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    core = k8s.CoreV1Api(api)
+    core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=name, labels=labels)))
+    core.create_namespaced_service_account(
+        name, k8s.V1ServiceAccount(metadata=k8s.V1ObjectMeta(name="default"))
+    )
+    return name
+
+
+def service_account_token(
+    api: k8s.ApiClient,
+    namespace: str,
+    name: str,
+    *,
+    audiences: list[str] | None = None,
+    expiration_seconds: int = 3600,
+    create: bool = True,
+) -> str:
+    """Token for a ServiceAccount from the TokenRequest API (creating the account first)."""
+    core = k8s.CoreV1Api(api)
+    if create:
+        core.create_namespaced_service_account(
+            namespace, k8s.V1ServiceAccount(metadata=k8s.V1ObjectMeta(name=name))
+        )
+    request = k8s.AuthenticationV1TokenRequest(
+        spec=k8s.V1TokenRequestSpec(
+            audiences=audiences or [SERVICE_ACCOUNT_ISSUER],
+            expiration_seconds=expiration_seconds,
+        )
+    )
+    response = core.create_namespaced_service_account_token(name, namespace, request)
+    return str(response.status.token)

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Installs one external tool into the versioned cache and prints its path.
+#
+#   tools/install.sh NAME        NAME: kube-apiserver kubectl helm ct etcd buildah
+#
+# A tool already on PATH at the pinned version is used as it is; otherwise it is
+# built from its Go module with the machine's Go toolchain (there is no way to
+# download prebuilt binaries here) or installed from Debian. Every build lands in
+# $TOOLS_CACHE/<name>-<version>/, so a second run costs nothing.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=versions.env
+. "$here/versions.env"
+cache=${TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/teleport-argocd-agent/tools}
+name=${1:?usage: install.sh NAME}
+
+log() { printf 'tools: %s\n' "$*" >&2; }
+
+# Build with a private lock so two parallel `make` runs never build the same tool twice.
+with_lock() {
+  mkdir -p "$cache"
+  exec 9>"$cache/.lock-$name"
+  flock 9
+}
+
+go_build() { # dir version out-dir packages...
+  local dir=$1 out=$2; shift 2
+  log "building $* (cold builds take minutes; cached afterwards)"
+  (cd "$dir" && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$out/" "$@")
+}
+
+apt_install() { # package
+  if ! dpkg -s "$1" >/dev/null 2>&1; then
+    log "installing Debian package $1"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends "$1" >/dev/null
+  fi
+}
+
+case "$name" in
+  kube-apiserver|kubectl)
+    dir="$cache/kubernetes-$KUBERNETES_VERSION"
+    if [ ! -x "$dir/$name" ]; then
+      with_lock
+      [ -x "$dir/$name" ] || go_build "$here/kubernetes" "$dir.tmp" "k8s.io/kubernetes/cmd/$name"
+      mkdir -p "$dir" && mv "$dir.tmp/$name" "$dir/$name" && rmdir "$dir.tmp" 2>/dev/null || true
+    fi
+    echo "$dir/$name"
+    ;;
+  helm)
+    dir="$cache/helm-$HELM_VERSION"
+    if [ ! -x "$dir/helm" ]; then
+      with_lock
+      [ -x "$dir/helm" ] || GOBIN="$dir" CGO_ENABLED=0 go install -trimpath \
+        -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=v$HELM_VERSION" \
+        "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
+    fi
+    echo "$dir/helm"
+    ;;
+  ct)
+    dir="$cache/ct-$CT_VERSION"
+    if [ ! -x "$dir/ct" ]; then
+      with_lock
+      [ -x "$dir/ct" ] || go_build "$here/ct" "$dir" github.com/helm/chart-testing/v3/ct
+    fi
+    echo "$dir/ct"
+    ;;
+  etcd)
+    if command -v etcd >/dev/null 2>&1; then command -v etcd; exit 0; fi
+    with_lock
+    apt_install "$ETCD_DEBIAN_PACKAGE"
+    # Debian's package also starts a system etcd on the default ports; tests use their own.
+    (systemctl disable --now etcd >/dev/null 2>&1 || service etcd stop >/dev/null 2>&1 || pkill -x etcd) || true
+    command -v etcd
+    ;;
+  buildah)
+    command -v buildah >/dev/null 2>&1 || { with_lock; apt_install "$BUILDAH_DEBIAN_PACKAGE"; }
+    command -v buildah
+    ;;
+  *)
+    log "unknown tool '$name'"; exit 2 ;;
+esac
