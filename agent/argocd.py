@@ -1,0 +1,274 @@
+"""Argo CD cluster secrets: the exact format Argo CD reads, rendered as a pure function.
+
+One secret per (Teleport cluster, Kubernetes cluster). Argo CD reads only ``data``: ``name``,
+``server``, ``config`` (JSON with ``tlsClientConfig``), and optionally ``project``,
+``namespaces`` and ``clusterResources``. An unparsable ``config`` drops the cluster, and two
+secrets with one ``server`` resolve nondeterministically, so this module never produces either.
+
+Purely computational, no side-effects: the clock and the agent version are parameters.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import ipaddress
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent import labels as L
+from agent.config import ArgoCDService
+from agent.names import label_value_problems
+from agent.teleport.identity import Credential
+from agent.teleport.inventory import KubeCluster
+from agent.teleport.webapi import ProxySettings
+from agent.templating import TemplateContext
+
+__all__ = [
+    "DesiredSecret",
+    "RenderError",
+    "cluster_hash",
+    "connection_target",
+    "deduplicate",
+    "encode_path_component",
+    "owner_id",
+    "render_secret",
+    "secret_name",
+]
+
+KUBE_SNI_PREFIX = "kube-teleport-proxy-alpn."
+KUBE_SNI_FALLBACK = KUBE_SNI_PREFIX + "teleport.cluster.local"
+
+
+class RenderError(ValueError):
+    """A secret cannot be rendered for one cluster (for example a label renders invalid)."""
+
+
+def cluster_hash(teleport_cluster: str, kube_cluster: str) -> str:
+    """First 8 bytes of SHA-256 over both names, as hex: the same suffix tbot uses."""
+    digest = hashlib.sha256(teleport_cluster.encode() + kube_cluster.encode()).digest()
+    return digest[:8].hex()
+
+
+def secret_name(prefix: str, teleport_cluster: str, kube_cluster: str) -> str:
+    return f"{prefix}.{cluster_hash(teleport_cluster, kube_cluster)}"
+
+
+def owner_id(instance: str, service: str) -> str:
+    """Label value naming which agent service owns a secret (a label value must be short)."""
+    return hashlib.sha256(f"{instance}\0{service}".encode()).hexdigest()[:16]
+
+
+def encode_path_component(value: str) -> str:
+    """URL-safe base64 without padding, as the proxy's Kubernetes path routing expects."""
+    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def connection_target(proxy: ProxySettings) -> tuple[str, str]:
+    """(base URL, TLS server name) through which Kubernetes clusters are reached.
+
+    With TLS routing the proxy's web address serves Kubernetes when the client asks for the
+    ``kube-teleport-proxy-alpn.`` server name; a host that is empty, ``localhost`` or an IP has
+    no such DNS name, so the cluster-local fallback name is used. Without TLS routing the
+    separate Kubernetes listener is used and no server name is needed.
+    """
+    if proxy.tls_routing:
+        host = proxy.web_public_addr.rpartition(":")[0] or proxy.web_public_addr
+        if not host or host == "localhost" or _is_ip(host):
+            sni = KUBE_SNI_FALLBACK
+        else:
+            sni = KUBE_SNI_PREFIX + host
+        return f"https://{proxy.web_public_addr}", sni
+    if not proxy.kube_public_addr:
+        raise RenderError(
+            "the Teleport proxy has TLS routing off and no Kubernetes listener address; "
+            "enable kube_listen_addr or TLS routing on the proxy"
+        )
+    return f"https://{proxy.kube_public_addr}", ""
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+@dataclass(frozen=True)
+class DesiredSecret:
+    """A fully rendered cluster secret; ``repr`` never shows the credentials."""
+
+    namespace: str
+    name: str
+    cluster: str  # Kubernetes cluster name, for logs and results
+    cluster_hash: str
+    server: str
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    data: Mapping[str, str] = field(repr=False)
+
+    def apply_body(self) -> dict[str, Any]:
+        """The server-side apply body: only the fields the agent owns."""
+        return {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": self.name,
+                "namespace": self.namespace,
+                "labels": dict(self.labels),
+                "annotations": dict(self.annotations),
+            },
+            "type": "Opaque",
+            "data": {k: _b64(v.encode()) for k, v in self.data.items()},
+        }
+
+
+def _render_map(
+    templates: Mapping[str, Any], ctx: TemplateContext, *, check_values: bool
+) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, template in templates.items():
+        value = template.render(ctx)
+        if not value:
+            continue  # an empty value is omitted, as documented
+        if check_values and (problems := label_value_problems(value)):
+            raise RenderError(
+                f"secret_labels.{key} rendered {value!r} for cluster {ctx.kube_name}, which is "
+                f"not a valid label value ({'; '.join(problems)}); fix the template or the "
+                "cluster's label"
+            )
+        out[key] = value
+    return out
+
+
+def render_secret(
+    *,
+    service: ArgoCDService,
+    service_name: str,
+    instance: str,
+    proxy: ProxySettings,
+    cluster: KubeCluster,
+    credential: Credential,
+    agent_version: str,
+    now: dt.datetime,
+) -> DesiredSecret:
+    """Render the secret for one Kubernetes cluster, or raise RenderError."""
+    teleport_cluster = proxy.cluster_name
+    base_url, server_name = connection_target(proxy)
+    server = (
+        f"{base_url}/v1/teleport/{encode_path_component(teleport_cluster)}/"
+        f"{encode_path_component(cluster.name)}"
+    )
+    ctx = TemplateContext(teleport_cluster, cluster.name, cluster.labels)
+    display_name = service.cluster_name_template.render(ctx)
+    if not display_name:
+        raise RenderError(
+            f"cluster_name_template rendered an empty name for cluster {cluster.name}; "
+            "include {{.KubeName}} or a label every cluster has"
+        )
+    if not credential.ca_certs_pem:
+        raise RenderError("the credential carries no CA certificates to verify the proxy")
+    tls: dict[str, Any] = {
+        "insecure": False,
+        "caData": _b64(b"".join(_with_newline(c) for c in credential.ca_certs_pem)),
+        "certData": _b64(credential.cert_pem),
+        "keyData": _b64(credential.key_pem),
+    }
+    if server_name:
+        tls["serverName"] = server_name
+    data = {
+        "name": display_name,
+        "server": server,
+        "config": json.dumps({"tlsClientConfig": tls}, separators=(",", ":")),
+    }
+    if service.project:
+        data["project"] = service.project
+    if service.namespaces:
+        data["namespaces"] = ",".join(service.namespaces)
+        data["clusterResources"] = "true" if service.cluster_resources else "false"
+
+    digest = cluster_hash(teleport_cluster, cluster.name)
+    owner = owner_id(instance, service_name)
+    labels = _render_map(service.secret_labels, ctx, check_values=True)
+    labels.update(
+        {
+            L.ARGOCD_SECRET_TYPE: "cluster",
+            L.LABEL_MANAGED_BY: L.MANAGED_BY,
+            L.LABEL_OWNER: owner,
+            L.LABEL_CLUSTER: digest,
+        }
+    )
+    annotations = _render_map(service.secret_annotations, ctx, check_values=False)
+    annotations.update(
+        {
+            L.ANNOTATION_BOT_NAME: credential.bot_name,
+            L.ANNOTATION_KUBE_CLUSTER: cluster.name,
+            L.ANNOTATION_TELEPORT_CLUSTER: teleport_cluster,
+            L.ANNOTATION_UPDATED: _rfc3339(now),
+            L.ANNOTATION_VERSION: agent_version,
+            L.ANNOTATION_CREDENTIAL_EXPIRES: _rfc3339(credential.expires),
+            L.ANNOTATION_OWNER: f"{instance}/{service_name}",
+        }
+    )
+    return DesiredSecret(
+        namespace=service.resolved_namespace(),
+        name=f"{service.secret_name_prefix}.{digest}",
+        cluster=cluster.name,
+        cluster_hash=digest,
+        server=server,
+        labels=labels,
+        annotations=annotations,
+        data=data,
+    )
+
+
+def _with_newline(pem: bytes) -> bytes:
+    return pem if pem.endswith(b"\n") else pem + b"\n"
+
+
+def _rfc3339(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    """A desired secret that was dropped because an earlier one claims its name or server."""
+
+    secret: DesiredSecret
+    reason: str
+
+
+def deduplicate(
+    secrets: Iterable[DesiredSecret],
+) -> tuple[list[DesiredSecret], list[Duplicate]]:
+    """Keep the first secret per name and per server URL within a namespace.
+
+    Argo CD resolves two secrets with one server nondeterministically, and two services
+    writing one name would overwrite each other on every cycle; the first service wins.
+    """
+    kept: list[DesiredSecret] = []
+    dropped: list[Duplicate] = []
+    names: dict[tuple[str, str], DesiredSecret] = {}
+    servers: dict[tuple[str, str], DesiredSecret] = {}
+    for secret in secrets:
+        by_name = names.get((secret.namespace, secret.name))
+        by_server = servers.get((secret.namespace, secret.server))
+        if by_name is not None:
+            dropped.append(Duplicate(secret, f"secret name already written for {by_name.cluster}"))
+        elif by_server is not None:
+            dropped.append(
+                Duplicate(secret, f"server {secret.server} already registered by {by_server.name}")
+            )
+        else:
+            names[(secret.namespace, secret.name)] = secret
+            servers[(secret.namespace, secret.server)] = secret
+            kept.append(secret)
+    return kept, dropped

@@ -1,0 +1,509 @@
+"""The agent's configuration: one YAML file, validated before anything is written.
+
+Field names follow tbot's configuration so that a tbot ``kubernetes/argo-cd`` service block
+is accepted verbatim; the agent's extras (``discovery_interval``, ``prune``, ``instance``)
+are additive. Unknown keys are errors, so a typo never passes silently.
+
+Top-level scalars may be overridden by environment variables with the prefix
+``TELEPORT_ARGOCD_AGENT_`` (for example ``TELEPORT_ARGOCD_AGENT_PROXY_SERVER``); the
+environment wins over the file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from agent.labels import is_reserved_annotation, is_reserved_label
+from agent.names import dns_label_problems, dns_subdomain_problems, label_key_problems
+from agent.templating import Template, TemplateError
+
+__all__ = [
+    "ENV_PREFIX",
+    "AgentConfig",
+    "ArgoCDService",
+    "ConfigError",
+    "Onboarding",
+    "Selector",
+    "format_duration",
+    "load_config",
+    "parse_config",
+    "parse_duration",
+]
+
+ENV_PREFIX = "TELEPORT_ARGOCD_AGENT_"
+ARGOCD_SERVICE_TYPE = "kubernetes/argo-cd"
+DEFAULT_SECRET_NAME_PREFIX = "teleport.argocd-cluster"
+DEFAULT_CLUSTER_NAME_TEMPLATE = "{{.ClusterName}}-{{.KubeName}}"
+# A secret name is "<prefix>.<16 hex>"; validating a sample catches a bad prefix up front.
+_SAMPLE_NAME_SUFFIX = ".0123456789abcdef"
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names every offending field and the fix."""
+
+
+# -- durations --------------------------------------------------------------------------------
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_UNIT_SECONDS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "μs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+
+
+def parse_duration(value: object) -> timedelta:
+    """Parse a Go-style duration (``1h``, ``20m``, ``1m30s``, ``500ms``) or seconds as a number."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("must be a duration such as 30s, 20m or 1h")
+    if isinstance(value, int | float):
+        return timedelta(seconds=value)
+    if not isinstance(value, str):
+        raise ValueError("must be a duration such as 30s, 20m or 1h")
+    text = value.strip()
+    pos, total = 0, 0.0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        pos = match.end()
+    if not text or pos != len(text):
+        raise ValueError(
+            f"{value!r} is not a duration: use a number with a unit, such as 30s, 20m, 1h or 1h30m"
+        )
+    return timedelta(seconds=total)
+
+
+def format_duration(value: timedelta) -> str:
+    """Render a duration the way it is written in the config (``1h20m``, ``30s``)."""
+    seconds = value.total_seconds()
+    if seconds != int(seconds):
+        return f"{seconds:g}s"
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    out = (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "")
+    return out + (f"{secs}s" if secs or not out else "")
+
+
+Duration = Annotated[
+    timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
+]
+
+
+def _positive(value: timedelta | None, field: str) -> None:
+    if value is not None and value <= timedelta(0):
+        raise ValueError(f"{field} must be greater than zero")
+
+
+def _check_lifetime(ttl: timedelta | None, renewal: timedelta | None, where: str = "") -> None:
+    if (ttl is None) != (renewal is None):
+        raise ValueError(
+            f"set both {where}credential_ttl and {where}renewal_interval, or neither "
+            "(one without the other is ambiguous)"
+        )
+    if ttl is None or renewal is None:
+        return
+    _positive(ttl, f"{where}credential_ttl")
+    _positive(renewal, f"{where}renewal_interval")
+    if renewal >= ttl:
+        raise ValueError(
+            f"{where}renewal_interval ({format_duration(renewal)}) must be shorter than "
+            f"{where}credential_ttl ({format_duration(ttl)}), or credentials expire before "
+            "they are renewed"
+        )
+
+
+def _namespace_name(value: str) -> str:
+    if not value.strip():
+        raise ValueError("cannot be blank")
+    if problems := dns_label_problems(value):
+        raise ValueError(f"{value!r} is not a valid namespace name: {'; '.join(problems)}")
+    return value
+
+
+NamespaceName = Annotated[str, AfterValidator(_namespace_name)]
+
+
+# -- models -----------------------------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+
+class Selector(_Strict):
+    """Which Teleport Kubernetes clusters a service registers: by name, or by labels."""
+
+    # A cluster name, or the name it was discovered under (the discovered-name label).
+    name: str | None = None
+    # Every key must be present on the cluster with exactly this value.
+    labels: dict[str, str] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Selector:
+        if (self.name is None) == (self.labels is None):
+            raise ValueError("set exactly one of 'name' or 'labels' in each selector")
+        if self.name is not None and not self.name.strip():
+            raise ValueError("'name' cannot be blank")
+        if self.labels is not None and not self.labels:
+            raise ValueError("'labels' must list at least one label (use name: for one cluster)")
+        return self
+
+    def describe(self) -> str:
+        if self.name is not None:
+            return f"name={self.name}"
+        assert self.labels is not None
+        return "labels=" + ",".join(f"{k}={v}" for k, v in sorted(self.labels.items()))
+
+
+class ArgoCDService(_Strict):
+    """A ``kubernetes/argo-cd`` service: one Argo CD cluster secret per matching cluster."""
+
+    type: Literal["kubernetes/argo-cd"]
+    # Name used in logs, metrics, /readyz and the ownership label. Default: "argo-cd".
+    name: str = ""
+    # Clusters to register; several selectors are a union. At least one is required.
+    selectors: list[Selector] = Field(min_length=1)
+    # Namespace the secrets are written to. Default: $POD_NAMESPACE, then "default".
+    secret_namespace: str = ""
+    # Secret names are "<prefix>.<16 hex>". Default: "teleport.argocd-cluster".
+    secret_name_prefix: str = DEFAULT_SECRET_NAME_PREFIX
+    # Extra labels (templates allowed). Default: none.
+    secret_labels: dict[str, Template] = Field(default_factory=dict)
+    # Extra annotations (templates allowed). Default: none.
+    secret_annotations: dict[str, Template] = Field(default_factory=dict)
+    # Argo CD project the clusters belong to. Default: none (any project).
+    project: str = ""
+    # Namespaces Argo CD may manage in each cluster. Default: none (all namespaces).
+    namespaces: list[NamespaceName] = Field(default_factory=list)
+    # Whether Argo CD may manage cluster-scoped resources; only with namespaces. Default: false.
+    cluster_resources: bool = False
+    # The cluster's display name in Argo CD. Default: "{{.ClusterName}}-{{.KubeName}}".
+    cluster_name_template: Template = Field(
+        default_factory=lambda: Template(DEFAULT_CLUSTER_NAME_TEMPLATE)
+    )
+    # Per-service credential lifetime; both or neither. Default: the agent-wide values.
+    credential_ttl: Duration | None = None
+    renewal_interval: Duration | None = None
+    # How often to look for newly matching clusters between renewals. Default: 30s.
+    discovery_interval: Duration = timedelta(seconds=30)
+    # Delete this service's secrets for clusters no longer selected. Default: false.
+    prune: bool = False
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    @field_validator("secret_labels", "secret_annotations", mode="before")
+    @classmethod
+    def _parse_templates(cls, value: object) -> object:
+        if not isinstance(value, dict):
+            return value
+        parsed: dict[object, object] = {}
+        for key, raw in value.items():
+            if not isinstance(raw, str):
+                raise ValueError(f"value of {key!r} must be a string (quote it in YAML)")
+            try:
+                parsed[key] = Template(raw)
+            except TemplateError as exc:
+                raise ValueError(f"{key}: {exc}") from exc
+        return parsed
+
+    @field_validator("cluster_name_template", mode="before")
+    @classmethod
+    def _parse_name_template(cls, value: object) -> object:
+        if isinstance(value, str):
+            if not value.strip():
+                raise ValueError("cannot be blank (default: {{.ClusterName}}-{{.KubeName}})")
+            try:
+                return Template(value)
+            except TemplateError as exc:
+                raise ValueError(str(exc)) from exc
+        return value
+
+    @field_validator("secret_labels")
+    @classmethod
+    def _label_keys(cls, value: dict[str, Template]) -> dict[str, Template]:
+        for key in value:
+            if problems := label_key_problems(key):
+                raise ValueError(f"label key {key!r} {'; '.join(problems)}")
+            if is_reserved_label(key):
+                raise ValueError(f"label {key!r} is set by the agent and cannot be overridden")
+        return value
+
+    @field_validator("secret_annotations")
+    @classmethod
+    def _annotation_keys(cls, value: dict[str, Template]) -> dict[str, Template]:
+        for key in value:
+            if problems := label_key_problems(key):
+                raise ValueError(f"annotation key {key!r} {'; '.join(problems)}")
+            if is_reserved_annotation(key):
+                raise ValueError(f"annotation {key!r} is set by the agent and cannot be overridden")
+        return value
+
+    @field_validator("secret_name_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if problems := dns_subdomain_problems(value + _SAMPLE_NAME_SUFFIX):
+            raise ValueError(
+                f"{value!r} does not give valid secret names ('{value}{_SAMPLE_NAME_SUFFIX}' "
+                f"{'; '.join(problems)}): use lowercase letters, digits, '-' and '.', "
+                "starting and ending with a letter or digit"
+            )
+        return value
+
+    @field_validator("secret_namespace")
+    @classmethod
+    def _secret_namespace(cls, value: str) -> str:
+        if value and (problems := dns_label_problems(value)):
+            raise ValueError(f"{value!r} is not a valid namespace name: {'; '.join(problems)}")
+        return value
+
+    @field_validator("namespaces")
+    @classmethod
+    def _unique_namespaces(cls, value: list[NamespaceName]) -> list[NamespaceName]:
+        if len(set(value)) != len(value):
+            raise ValueError("lists the same namespace twice")
+        return value
+
+    @field_validator("discovery_interval")
+    @classmethod
+    def _discovery(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1):
+            raise ValueError("discovery_interval must be at least 1s")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> ArgoCDService:
+        if self.cluster_resources and not self.namespaces:
+            raise ValueError(
+                "cluster_resources is only applicable if namespaces is also set "
+                "(without namespaces Argo CD already manages cluster-scoped resources)"
+            )
+        _check_lifetime(self.credential_ttl, self.renewal_interval)
+        return self
+
+    def resolved_namespace(self) -> str:
+        return self.secret_namespace or os.environ.get("POD_NAMESPACE") or "default"
+
+
+class Onboarding(_Strict):
+    """How the bot joins Teleport."""
+
+    # "kubernetes": the pod's service-account token (reusable); "token": a one-time secret.
+    join_method: Literal["kubernetes", "token"] = "kubernetes"
+    # Join token name (kubernetes) or the secret token; a value starting with "/" is a file
+    # to read it from, so the secret never sits in the config.
+    token: str = Field(min_length=1)
+
+    def __repr__(self) -> str:
+        token = (
+            self.token if self.join_method == "kubernetes" or self.token.startswith("/") else "***"
+        )
+        return f"Onboarding(join_method={self.join_method!r}, token={token!r})"
+
+    __str__ = __repr__
+
+
+class MemoryStorage(_Strict):
+    type: Literal["memory"]
+
+
+class KubernetesSecretStorage(_Strict):
+    type: Literal["kubernetes_secret"]
+    name: str
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if problems := dns_subdomain_problems(value):
+            raise ValueError(f"{value!r} is not a valid secret name: {'; '.join(problems)}")
+        return value
+
+
+Storage = Annotated[MemoryStorage | KubernetesSecretStorage, Field(discriminator="type")]
+
+
+class AgentConfig(BaseSettings):
+    """The whole agent configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="forbid", frozen=True, populate_by_name=True
+    )
+
+    version: Literal["v2"] = "v2"
+    # Teleport proxy address host:port; exactly one of proxy_server / auth_server.
+    proxy_server: str | None = None
+    # Teleport Auth Service address host:port (direct, usually :3025).
+    auth_server: str | None = None
+    onboarding: Onboarding
+    # Lifetime of issued credentials and how often they are renewed. Default: 1h / 20m.
+    credential_ttl: Duration = timedelta(hours=1)
+    renewal_interval: Duration = timedelta(minutes=20)
+    # Where the bot identity lives: memory (kubernetes join) or a Secret (token join).
+    storage: Storage = Field(default_factory=lambda: MemoryStorage(type="memory"))
+    # host:port for /livez, /readyz and /metrics. Default: disabled.
+    diag_addr: str = ""
+    # Identifies this installation in ownership labels.
+    # Default: "$POD_NAMESPACE/teleport-argocd-agent".
+    instance: str = ""
+    # tbot compatibility: debug logging.
+    debug: bool = False
+    # The Argo CD services; "outputs" is accepted as an alias.
+    services: list[ArgoCDService] = Field(min_length=1, validation_alias="services")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment overrides the file: that is how a pod patches one value.
+        return (env_settings, init_settings)
+
+    @field_validator("proxy_server", "auth_server")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host, sep, port = value.rpartition(":")
+        if not value.strip() or "/" in value or (sep and not port.isdigit()):
+            raise ValueError(
+                f"{value!r} is not an address: use host:port, e.g. teleport.example.com:443"
+            )
+        if not sep and not value.replace(".", "").replace("-", "").isalnum():
+            raise ValueError(f"{value!r} is not an address: use host:port")
+        del host
+        return value
+
+    @field_validator("diag_addr")
+    @classmethod
+    def _diag_addr(cls, value: str) -> str:
+        if value:
+            _, sep, port = value.rpartition(":")
+            if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{value!r} must be host:port, e.g. 0.0.0.0:3001")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> AgentConfig:
+        if (self.proxy_server is None) == (self.auth_server is None):
+            raise ValueError(
+                "set exactly one of proxy_server (the Teleport proxy, e.g. "
+                "teleport.example.com:443) or auth_server (the Auth Service, e.g. auth:3025)"
+            )
+        _check_lifetime(self.credential_ttl, self.renewal_interval)
+        if self.onboarding.join_method == "token" and self.storage.type == "memory":
+            raise ValueError(
+                "onboarding.join_method 'token' needs storage type kubernetes_secret: a join "
+                "token works once, so the identity must survive a restart"
+            )
+        names = [s.name or "argo-cd" for s in self.services]
+        if len(self.services) > 1 and any(not s.name for s in self.services):
+            raise ValueError(
+                "give every service a unique 'name' when there is more than one: the name "
+                "identifies which secrets each service owns"
+            )
+        if len(set(names)) != len(names):
+            raise ValueError("services must have unique names")
+        return self
+
+    def resolved_instance(self) -> str:
+        return (
+            self.instance or f"{os.environ.get('POD_NAMESPACE') or 'default'}/teleport-argocd-agent"
+        )
+
+    def service_name(self, index: int) -> str:
+        return self.services[index].name or "argo-cd"
+
+
+# -- loading ----------------------------------------------------------------------------------
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("kubernetes/argo-cd", "memory", "kubernetes_secret", "function-after"):
+            continue  # discriminator tags and validator names are not part of the user's path
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _message(err: Any) -> str:
+    kind, msg, loc = err["type"], err["msg"], tuple(err["loc"])
+    if kind == "extra_forbidden":
+        return f"{_loc(loc)}: unknown key (check its spelling; see the configuration reference)"
+    if kind == "too_short" and loc and loc[-1] in ("selectors", "services"):
+        what = "selector" if loc[-1] == "selectors" else "kubernetes/argo-cd service"
+        return f"{_loc(loc)}: at least one {what} is required"
+    if kind == "missing":
+        return f"{_loc(loc)}: required key is missing"
+    if kind == "literal_error" and loc and loc[-1] == "type":
+        return f"{_loc(loc)}: {msg} (this agent provides only the kubernetes/argo-cd service)"
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        return f"{_loc(loc)}: storage type must be 'memory' or 'kubernetes_secret'"
+    msg = msg.removeprefix("Value error, ")
+    where = _loc(loc)
+    return f"{where}: {msg}" if where else msg
+
+
+def parse_config(data: object, *, source: str = "config") -> AgentConfig:
+    """Validate an already-parsed YAML document; raise ConfigError listing every problem."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the configuration must be a YAML mapping of keys to values")
+    data = dict(data)
+    if "outputs" in data:
+        if "services" in data:
+            raise ConfigError(f"{source}: use either 'services' or 'outputs', not both")
+        data["services"] = data.pop("outputs")
+    try:
+        return AgentConfig(**data)
+    except ValidationError as exc:
+        lines = sorted({_message(e) for e in exc.errors()})
+        raise ConfigError(
+            f"{source} is invalid:\n" + "\n".join(f"  - {m}" for m in lines)
+        ) from None
+
+
+def load_config(path: Path | str) -> AgentConfig:
+    """Read and validate the YAML file at ``path``."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    return parse_config(data, source=str(path))

@@ -1,0 +1,1 @@
+"""The Teleport side: the proxy's public settings, the bot identity and the cluster inventory."""
