@@ -84,7 +84,8 @@ def connection_target(proxy: ProxySettings) -> tuple[str, str]:
     separate Kubernetes listener is used and no server name is needed.
     """
     if proxy.tls_routing:
-        host = proxy.web_public_addr.rpartition(":")[0] or proxy.web_public_addr
+        addr = proxy.web_public_addr
+        host = addr.rpartition(":")[0] if ":" in addr else addr
         if not host or host == "localhost" or _is_ip(host):
             sni = KUBE_SNI_FALLBACK
         else:
