@@ -128,7 +128,7 @@ class SecretWriter:
         self._timeout = request_timeout
         self._retry = Retrying(
             retry=retry_if_exception(_retryable),
-            wait=wait_exponential_jitter(initial=0.2, max=retry_max_wait),
+            wait=wait_exponential_jitter(multiplier=0.2, max=retry_max_wait),
             stop=stop_after_attempt(retry_attempts) | stop_after_delay(retry_deadline),
             reraise=True,
         )

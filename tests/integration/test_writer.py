@@ -1,0 +1,328 @@
+"""The secret writer against a real API server, as a ServiceAccount with least privilege."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import threading
+import time
+
+import pytest
+from kubernetes import client as k8s
+from kubernetes.client.rest import ApiException
+
+from agent.argocd import DesiredSecret, owner_id, render_secret
+from agent.config import parse_config
+from agent.kube import Outcome, SecretWriter
+from agent.teleport.identity import Credential
+from agent.teleport.inventory import KubeCluster
+from agent.teleport.webapi import ProxySettings
+from tests.harness.kube import unique_namespace
+
+NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
+PROXY = ProxySettings("root", "teleport.example.com:443", tls_routing=True)
+INSTANCE = "argocd/teleport-argocd-agent"
+
+
+def credential(serial: int = 1) -> Credential:
+    cert = f"-----BEGIN CERTIFICATE-----\nCERT-{serial}\n-----END CERTIFICATE-----\n".encode()
+    key = f"-----BEGIN PRIVATE KEY-----\nKEY-{serial}\n-----END PRIVATE KEY-----\n".encode()
+    ca = b"-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n"
+    return Credential(cert, key, (ca,), "argocd", NOW + dt.timedelta(hours=serial))
+
+
+def desired(
+    namespace: str,
+    cluster: str,
+    *,
+    serial: int = 1,
+    service_name: str = "argo-cd",
+    prefix: str = "teleport.argocd-cluster",
+) -> DesiredSecret:
+    service = parse_config(
+        {
+            "proxy_server": "teleport.example.com:443",
+            "onboarding": {"token": "bot"},
+            "services": [
+                {
+                    "type": "kubernetes/argo-cd",
+                    "selectors": [{"name": cluster}],
+                    "secret_namespace": namespace,
+                    "secret_name_prefix": prefix,
+                }
+            ],
+        }
+    ).services[0]
+    return render_secret(
+        service=service,
+        service_name=service_name,
+        instance=INSTANCE,
+        proxy=PROXY,
+        cluster=KubeCluster(cluster, {"env": "test"}),
+        credential=credential(serial),
+        agent_version="0.1.0",
+        now=NOW + dt.timedelta(minutes=serial),
+    )
+
+
+def grant(admin: k8s.ApiClient, namespace: str, verbs: list[str], sa_namespace: str) -> None:
+    rbac = k8s.RbacAuthorizationV1Api(admin)
+    rbac.create_namespaced_role(
+        namespace,
+        k8s.V1Role(
+            metadata=k8s.V1ObjectMeta(name="agent"),
+            rules=[k8s.V1PolicyRule(api_groups=[""], resources=["secrets"], verbs=verbs)],
+        ),
+    )
+    rbac.create_namespaced_role_binding(
+        namespace,
+        k8s.V1RoleBinding(
+            metadata=k8s.V1ObjectMeta(name="agent"),
+            role_ref=k8s.V1RoleRef(
+                api_group="rbac.authorization.k8s.io", kind="Role", name="agent"
+            ),
+            subjects=[
+                k8s.RbacV1Subject(kind="ServiceAccount", name="agent", namespace=sa_namespace)
+            ],
+        ),
+    )
+
+
+@pytest.fixture
+def agent_api(admin_api, namespace, service_account_client):
+    """An API client for a ServiceAccount allowed only create + patch on secrets."""
+    grant(admin_api, namespace, ["create", "patch"], namespace)
+    return service_account_client(namespace, "agent")
+
+
+@pytest.fixture
+def pruning_api(admin_api, namespace, service_account_client):
+    grant(admin_api, namespace, ["create", "patch", "deletecollection"], namespace)
+    return service_account_client(namespace, "agent")
+
+
+def read(admin: k8s.ApiClient, namespace: str, name: str) -> k8s.V1Secret:
+    return k8s.CoreV1Api(admin).read_namespaced_secret(name, namespace)
+
+
+def decoded(secret: k8s.V1Secret, key: str) -> str:
+    return base64.b64decode(secret.data[key]).decode()
+
+
+def test_creates_and_updates_with_only_create_and_patch_and_cannot_read(
+    admin_api, agent_api, namespace
+):
+    core = k8s.CoreV1Api(admin_api)
+    core.create_namespaced_secret(
+        namespace,
+        k8s.V1Secret(metadata=k8s.V1ObjectMeta(name="argocd-secret"), string_data={"k": "v"}),
+    )
+    writer = SecretWriter(agent_api)
+    first = [desired(namespace, f"kube-{i}") for i in range(3)]
+    assert [r.outcome for r in writer.write(first)] == [Outcome.CREATED] * 3
+
+    renewed = [desired(namespace, f"kube-{i}", serial=2) for i in range(3)]
+    assert [r.outcome for r in writer.write(renewed)] == [Outcome.UPDATED] * 3
+    assert [r.outcome for r in writer.write(renewed)] == [Outcome.UNCHANGED] * 3
+
+    live = read(admin_api, namespace, renewed[0].name)
+    config = json.loads(decoded(live, "config"))
+    assert base64.b64decode(config["tlsClientConfig"]["certData"]).startswith(
+        b"-----BEGIN CERTIFICATE-----\nCERT-2"
+    )
+    assert live.metadata.labels["argocd.argoproj.io/secret-type"] == "cluster"
+    assert live.type == "Opaque"
+
+    agent_core = k8s.CoreV1Api(agent_api)
+    for call in (
+        lambda: agent_core.read_namespaced_secret("argocd-secret", namespace),
+        lambda: agent_core.read_namespaced_secret(renewed[0].name, namespace),
+        lambda: agent_core.list_namespaced_secret(namespace),
+    ):
+        with pytest.raises(ApiException) as denied:
+            call()
+        assert denied.value.status == 403
+
+
+def test_foreign_secret_with_colliding_name_is_left_untouched(admin_api, agent_api, namespace):
+    ours = desired(namespace, "kube-a")
+    core = k8s.CoreV1Api(admin_api)
+    core.create_namespaced_secret(
+        namespace,
+        k8s.V1Secret(
+            metadata=k8s.V1ObjectMeta(name=ours.name, labels={"owner": "someone-else"}),
+            string_data={"name": "theirs", "server": "https://elsewhere", "config": "{}"},
+        ),
+        field_manager="someone-else",
+    )
+    before = k8s.ApiClient().sanitize_for_serialization(read(admin_api, namespace, ours.name))
+
+    result = SecretWriter(agent_api).write([ours])[0]
+
+    assert result.outcome is Outcome.CONFLICT
+    assert result.managers == ("someone-else",)
+    after = k8s.ApiClient().sanitize_for_serialization(read(admin_api, namespace, ours.name))
+    assert after == before  # byte for byte, resourceVersion included
+
+
+def test_argocd_style_update_is_taken_back(admin_api, agent_api, namespace):
+    writer = SecretWriter(agent_api)
+    secret = desired(namespace, "kube-a")
+    assert writer.write_one(secret).outcome is Outcome.CREATED
+
+    # Argo CD's API server rewrites the whole secret with a plain update ("invalidate cache").
+    core = k8s.CoreV1Api(admin_api)
+    live = read(admin_api, namespace, secret.name)
+    live.data["config"] = base64.b64encode(b'{"tlsClientConfig":{"insecure":true}}').decode()
+    live.metadata.annotations["argocd.argoproj.io/refresh"] = "now"
+    core.replace_namespaced_secret(secret.name, namespace, live, field_manager="argocd-server")
+
+    result = writer.write_one(desired(namespace, "kube-a", serial=2))
+
+    assert result.outcome is Outcome.UPDATED
+    assert result.managers == ("argocd-server",)
+    live = read(admin_api, namespace, secret.name)
+    assert json.loads(decoded(live, "config"))["tlsClientConfig"]["insecure"] is False
+
+
+def test_secret_written_by_tbot_under_the_same_name_is_adopted(admin_api, agent_api, namespace):
+    secret = desired(namespace, "kube-a")
+    body = secret.apply_body()
+    body["metadata"]["annotations"] = {"teleport.dev/tbot-version": "18.0.0"}
+    body["metadata"]["labels"] = {"argocd.argoproj.io/secret-type": "cluster"}
+    body["data"]["config"] = base64.b64encode(b'{"tlsClientConfig":{}}').decode()
+    k8s.CoreV1Api(admin_api).create_namespaced_secret(namespace, body, field_manager="tbot")
+
+    result = SecretWriter(agent_api).write_one(secret)
+
+    assert result.outcome is Outcome.UPDATED
+    assert result.managers == ("tbot",)
+    live = read(admin_api, namespace, secret.name)
+    assert live.metadata.labels["teleport-argocd-agent/owner"] == owner_id(INSTANCE, "argo-cd")
+    assert "caData" in json.loads(decoded(live, "config"))["tlsClientConfig"]
+
+
+def test_label_added_by_another_manager_survives_our_update(admin_api, agent_api, namespace):
+    writer = SecretWriter(agent_api)
+    secret = desired(namespace, "kube-a")
+    writer.write_one(secret)
+    k8s.CoreV1Api(admin_api).patch_namespaced_secret(
+        secret.name,
+        namespace,
+        {"metadata": {"labels": {"team": "payments"}, "annotations": {"note": "keep me"}}},
+        field_manager="kubectl-label",
+    )
+
+    assert writer.write_one(desired(namespace, "kube-a", serial=2)).outcome is Outcome.UPDATED
+
+    live = read(admin_api, namespace, secret.name)
+    assert live.metadata.labels["team"] == "payments"
+    assert live.metadata.annotations["note"] == "keep me"
+
+
+def test_one_failing_secret_does_not_block_the_others(admin_api, agent_api, namespace):
+    elsewhere = unique_namespace(admin_api)  # no Role for the agent there
+    secrets = [
+        desired(namespace, "kube-a"),
+        desired(elsewhere, "kube-b"),
+        desired(namespace, "kube-c"),
+    ]
+    results = SecretWriter(agent_api, concurrency=2).write(secrets)
+    assert [r.outcome for r in results] == [Outcome.CREATED, Outcome.ERROR, Outcome.CREATED]
+    assert "forbidden" in results[1].detail
+    assert "create and patch on secrets" in results[1].detail
+
+
+def test_stopping_skips_unstarted_writes_and_never_half_writes(admin_api, agent_api, namespace):
+    calls = iter([False, False, True, True])
+    secrets = [desired(namespace, f"kube-{i}") for i in range(4)]
+    results = SecretWriter(agent_api, concurrency=1).write(secrets, should_stop=lambda: next(calls))
+    assert [r.outcome for r in results][:2] == [Outcome.CREATED, Outcome.CREATED]
+    assert all(r.detail == "skipped: stopping" for r in results[2:])
+    names = {
+        s.metadata.name for s in k8s.CoreV1Api(admin_api).list_namespaced_secret(namespace).items
+    }
+    assert secrets[2].name not in names
+
+
+def test_prune_deletes_only_this_services_stale_secrets(admin_api, pruning_api, namespace):
+    writer = SecretWriter(pruning_api)
+    mine = [desired(namespace, c) for c in ("keep", "stale-1", "stale-2")]
+    other_service = desired(namespace, "stale-1", service_name="other", prefix="other")
+    writer.write([*mine, other_service])
+    k8s.CoreV1Api(admin_api).create_namespaced_secret(
+        namespace,
+        k8s.V1Secret(
+            metadata=k8s.V1ObjectMeta(
+                name="unrelated", labels={"argocd.argoproj.io/secret-type": "cluster"}
+            ),
+            string_data={"server": "https://x"},
+        ),
+    )
+    owner = owner_id(INSTANCE, "argo-cd")
+
+    plan = writer.prune(
+        namespace, owner, {mine[0].cluster_hash}, listing_complete=True, dry_run=True
+    )
+    assert plan.deleted == tuple(sorted([mine[1].name, mine[2].name]))
+    assert mine[1].name in _names(admin_api, namespace)  # dry run deleted nothing
+
+    result = writer.prune(namespace, owner, {mine[0].cluster_hash}, listing_complete=True)
+    assert result.deleted == tuple(sorted([mine[1].name, mine[2].name]))
+    assert _names(admin_api, namespace) == {mine[0].name, other_service.name, "unrelated"}
+
+    with pytest.raises(ApiException) as denied:
+        k8s.CoreV1Api(pruning_api).list_namespaced_secret(namespace)
+    assert denied.value.status == 403
+
+
+def test_prune_does_nothing_after_failed_or_empty_listing(admin_api, pruning_api, namespace):
+    writer = SecretWriter(pruning_api)
+    secret = desired(namespace, "kube-a")
+    writer.write_one(secret)
+    owner = owner_id(INSTANCE, "argo-cd")
+
+    failed = writer.prune(namespace, owner, {"0000000000000000"}, listing_complete=False)
+    empty = writer.prune(namespace, owner, set(), listing_complete=True)
+
+    assert failed.deleted == ()
+    assert "failed" in failed.skipped_reason
+    assert empty.deleted == ()
+    assert "empty" in empty.skipped_reason
+    assert secret.name in _names(admin_api, namespace)
+
+
+def test_prune_without_permission_reports_an_error_and_deletes_nothing(
+    admin_api, agent_api, namespace
+):
+    writer = SecretWriter(agent_api)
+    secret = desired(namespace, "kube-a")
+    writer.write_one(secret)
+    result = writer.prune(namespace, owner_id(INSTANCE, "argo-cd"), {"x"}, listing_complete=True)
+    assert "forbidden" in result.error
+    assert secret.name in _names(admin_api, namespace)
+
+
+def test_write_survives_an_api_server_restart(kube, admin_api, agent_api, namespace):
+    writer = SecretWriter(agent_api, retry_attempts=30, retry_max_wait=0.5, retry_deadline=60)
+    kube.stop_apiserver()
+    restarted = threading.Event()
+
+    def restart() -> None:
+        time.sleep(1.5)
+        kube.restart_apiserver()
+        restarted.set()
+
+    thread = threading.Thread(target=restart)
+    thread.start()
+    try:
+        result = writer.write_one(desired(namespace, "kube-a"))
+    finally:
+        thread.join()
+    assert restarted.is_set()
+    assert result.outcome is Outcome.CREATED
+
+
+def _names(admin: k8s.ApiClient, namespace: str) -> set[str]:
+    return {s.metadata.name for s in k8s.CoreV1Api(admin).list_namespaced_secret(namespace).items}
