@@ -1,0 +1,235 @@
+"""`make bench`: the agent's secret writes against a real API server, beside a raw baseline.
+
+For 1, 100 and 1,000 clusters the agent renders and writes every secret (a create cycle,
+then an update cycle with a renewed credential) as a least-privilege ServiceAccount. The
+baseline, in the same run against the same server, sends the same server-side applies
+straight through urllib3 with the same concurrency and no agent logic at all. Each side
+runs twice per phase in alternating order and the faster run counts, so a noisy neighbour
+hurts both sides alike. Ratios (agent throughput / baseline throughput) are printed; they
+are measurements, not assertions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import urllib3
+from kubernetes import client as k8s
+
+from agent.argocd import DesiredSecret, render_secret
+from agent.config import parse_config
+from agent.kube import APPLY_CONTENT_TYPE, SecretWriter
+from agent.teleport.identity import Credential
+from agent.teleport.inventory import KubeCluster
+from agent.teleport.webapi import ProxySettings
+from tests.harness.kube import ControlPlane, control_plane, service_account_token, unique_namespace
+from tests.harness.pki import CertificateAuthority
+
+CONCURRENCY = 16
+PROXY = ProxySettings("bench.example.com", "teleport.example.com:443", tls_routing=True)
+
+
+def make_credential(ca: CertificateAuthority, serial: int) -> Credential:
+    pair = ca.issue(f"bot-argocd-{serial}", client=True)
+    return Credential.from_pem(pair.cert_pem, pair.key_pem, (ca.cert_pem,), "argocd")
+
+
+def render_all(namespace: str, count: int, credential: Credential) -> list[DesiredSecret]:
+    service = parse_config(
+        {
+            "proxy_server": "teleport.example.com:443",
+            "onboarding": {"token": "bot"},
+            "services": [
+                {
+                    "type": "kubernetes/argo-cd",
+                    "selectors": [{"labels": {"env": "bench"}}],
+                    "secret_namespace": namespace,
+                    "secret_labels": {"team": '{{ index .Labels "team" }}'},
+                }
+            ],
+        }
+    ).services[0]
+    now = dt.datetime.now(dt.UTC)
+    return [
+        render_secret(
+            service=service,
+            service_name="argo-cd",
+            instance="bench/agent",
+            proxy=PROXY,
+            cluster=KubeCluster(f"cluster-{i:04d}", {"env": "bench", "team": f"t{i % 7}"}),
+            credential=credential,
+            agent_version="bench",
+            now=now,
+        )
+        for i in range(count)
+    ]
+
+
+class RawApplier:
+    """The baseline: parallel server-side applies with nothing but urllib3."""
+
+    def __init__(self, plane: ControlPlane, token: str) -> None:
+        self._pool = urllib3.PoolManager(
+            maxsize=CONCURRENCY, cert_reqs="CERT_REQUIRED", ca_certs=str(plane.ca_path)
+        )
+        self._url = plane.url
+        self._headers = {
+            "Authorization": f"Bearer {token}",
+            "Content-Type": APPLY_CONTENT_TYPE,
+            "Accept": "application/json",
+        }
+
+    def apply(self, bodies: Sequence[tuple[str, str, bytes]]) -> None:
+        def one(item: tuple[str, str, bytes]) -> None:
+            namespace, name, body = item
+            response = self._pool.request(
+                "PATCH",
+                f"{self._url}/api/v1/namespaces/{namespace}/secrets/{name}?fieldManager=baseline",
+                body=body,
+                headers=self._headers,
+            )
+            if response.status >= 300:
+                raise RuntimeError(
+                    f"baseline apply failed: {response.status} {response.data[:200]!r}"
+                )
+
+        with ThreadPoolExecutor(CONCURRENCY) as pool:
+            list(pool.map(one, bodies))
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def agent_cycle(writer: SecretWriter, namespace: str, count: int, credential: Credential) -> None:
+    """What one agent cycle costs: render every secret, then write them."""
+    results = writer.write(render_all(namespace, count, credential))
+    failed = [r for r in results if not r.ok]
+    if failed:
+        raise RuntimeError(f"agent write failed: {failed[0]}")
+
+
+def run(counts: Sequence[int]) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    with control_plane(Path(tempfile.mkdtemp(prefix="bench-"))) as plane:
+        admin = plane.admin_client()
+        ca = CertificateAuthority("bench-teleport-host-ca")
+        credentials = [make_credential(ca, i) for i in range(4)]
+        print(f"control plane up in {plane.startup_seconds:.1f}s; concurrency {CONCURRENCY}")
+        for count in counts:
+            agent_ns = unique_namespace(admin, prefix="agent")
+            base_ns = unique_namespace(admin, prefix="base")
+            # The agent writes as a ServiceAccount with create + patch only, like in production.
+            rbac = k8s.RbacAuthorizationV1Api(admin)
+            for ns in (agent_ns, base_ns):
+                rbac.create_namespaced_role(
+                    ns,
+                    k8s.V1Role(
+                        metadata=k8s.V1ObjectMeta(name="writer"),
+                        rules=[
+                            k8s.V1PolicyRule(
+                                api_groups=[""], resources=["secrets"], verbs=["create", "patch"]
+                            )
+                        ],
+                    ),
+                )
+                rbac.create_namespaced_role_binding(
+                    ns,
+                    k8s.V1RoleBinding(
+                        metadata=k8s.V1ObjectMeta(name="writer"),
+                        role_ref=k8s.V1RoleRef(
+                            api_group="rbac.authorization.k8s.io", kind="Role", name="writer"
+                        ),
+                        subjects=[
+                            k8s.RbacV1Subject(
+                                kind="ServiceAccount", name="writer", namespace=agent_ns
+                            )
+                        ],
+                    ),
+                )
+            token = service_account_token(admin, agent_ns, "writer")
+            cfg = plane.configuration(token=token)
+            cfg.connection_pool_maxsize = CONCURRENCY
+            writer = SecretWriter(k8s.ApiClient(cfg), concurrency=CONCURRENCY)
+            raw = RawApplier(plane, token)
+
+            for phase, (cred_a, cred_b) in (
+                ("create", (credentials[0], credentials[1])),
+                ("update", (credentials[2], credentials[3])),
+            ):
+                # Baseline bodies are pre-rendered and pre-serialized: the floor of the cost.
+                bodies_a = [
+                    (s.namespace, s.name, json.dumps(s.apply_body()).encode())
+                    for s in render_all(base_ns, count, cred_a)
+                ]
+                bodies_b = [
+                    (s.namespace, s.name, json.dumps(s.apply_body()).encode())
+                    for s in render_all(base_ns, count, cred_b)
+                ]
+                # Order B, A, A, B. In the create phase only the first run of each side creates
+                # (the second updates), so the first runs are compared; in the update phase
+                # every run updates and the faster of two counts.
+                base_t = timed(lambda b=bodies_a: raw.apply(b))
+                agent_t = timed(lambda c=cred_a: agent_cycle(writer, agent_ns, count, c))
+                agent_t2 = timed(lambda c=cred_b: agent_cycle(writer, agent_ns, count, c))
+                base_t2 = timed(lambda b=bodies_b: raw.apply(b))
+                if phase == "create":
+                    base_best, agent_best = base_t, agent_t
+                else:
+                    base_best, agent_best = min(base_t, base_t2), min(agent_t, agent_t2)
+                rows.append(
+                    {
+                        "clusters": count,
+                        "phase": phase,
+                        "baseline_s": base_best,
+                        "agent_s": agent_best,
+                        "baseline_wps": count / base_best,
+                        "agent_wps": count / agent_best,
+                        "ratio": base_best / agent_best,
+                    }
+                )
+                row = rows[-1]
+                print(
+                    f"{count:>6} {phase:<7} baseline {row['baseline_s']:7.3f}s "
+                    f"({row['baseline_wps']:7.1f}/s)  agent {row['agent_s']:7.3f}s "
+                    f"({row['agent_wps']:7.1f}/s)  ratio {row['ratio']:.2f}",
+                    flush=True,
+                )
+        admin.close()
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--clusters", type=int, nargs="+", default=[1, 100, 1000])
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON to this file")
+    args = parser.parse_args(argv)
+    print("== secret writes: agent vs raw parallel server-side apply (same server, same run)")
+    rows = run(args.clusters)
+    print()
+    print(
+        f"{'clusters':>8} {'phase':<7} {'cycle (agent)':>14} {'writes/s agent':>15} "
+        f"{'writes/s raw':>13} {'ratio':>6}"
+    )
+    for row in rows:
+        print(
+            f"{row['clusters']:>8} {row['phase']:<7} {row['agent_s']:>13.3f}s "
+            f"{row['agent_wps']:>15.1f} {row['baseline_wps']:>13.1f} {row['ratio']:>6.2f}"
+        )
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
