@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import urllib3
@@ -179,10 +180,10 @@ def run(counts: Sequence[int]) -> list[dict[str, object]]:
                 # Order B, A, A, B. In the create phase only the first run of each side creates
                 # (the second updates), so the first runs are compared; in the update phase
                 # every run updates and the faster of two counts.
-                base_t = timed(lambda b=bodies_a: raw.apply(b))
-                agent_t = timed(lambda c=cred_a: agent_cycle(writer, agent_ns, count, c))
-                agent_t2 = timed(lambda c=cred_b: agent_cycle(writer, agent_ns, count, c))
-                base_t2 = timed(lambda b=bodies_b: raw.apply(b))
+                base_t = timed(partial(raw.apply, bodies_a))
+                agent_t = timed(partial(agent_cycle, writer, agent_ns, count, cred_a))
+                agent_t2 = timed(partial(agent_cycle, writer, agent_ns, count, cred_b))
+                base_t2 = timed(partial(raw.apply, bodies_b))
                 if phase == "create":
                     base_best, agent_best = base_t, agent_t
                 else:
