@@ -50,11 +50,16 @@ case "$name" in
     echo "$dir/$name"
     ;;
   helm)
-    dir="$cache/helm-$HELM_VERSION"
+    # Helm's default "cluster" version for `helm template` comes from link-time flags; pin it to
+    # the Kubernetes version the tests run, as Helm's own release build does for its client-go.
+    kube_minor=$(echo "$KUBERNETES_VERSION" | cut -d. -f2)
+    dir="$cache/helm-$HELM_VERSION-k8s1.$kube_minor"
     if [ ! -x "$dir/helm" ]; then
       with_lock
       [ -x "$dir/helm" ] || GOBIN="$dir" CGO_ENABLED=0 go install -trimpath \
-        -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=v$HELM_VERSION" \
+        -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=v$HELM_VERSION \
+          -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 \
+          -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$kube_minor" \
         "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
     fi
     echo "$dir/helm"

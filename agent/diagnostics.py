@@ -1,0 +1,145 @@
+"""Diagnostics: Prometheus metrics and the /livez, /readyz, /metrics HTTP endpoints.
+
+The HTTP side is the standard library's threading HTTP server (it parses the requests); the
+exposition format is prometheus-client's. Readiness is computed on every request from the
+agent's current state, so it recovers by itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from agent.kube import WriteResult
+from agent.schedule import Readiness
+
+__all__ = ["DiagnosticsServer", "Metrics"]
+
+_NS = "teleport_argocd_agent"
+
+
+class Metrics:
+    """Every metric the agent exports, in a registry of its own."""
+
+    def __init__(self, clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._clock = clock
+        self._expires: dt.datetime | None = None
+        self.sync_runs = Counter(
+            f"{_NS}_sync_runs", "Sync cycles by result.", ["result"], registry=self.registry
+        )
+        self.secret_writes = Counter(
+            f"{_NS}_secret_writes",
+            "Cluster secret writes by service and result.",
+            ["service", "result"],
+            registry=self.registry,
+        )
+        self.clusters_selected = Gauge(
+            f"{_NS}_clusters_selected",
+            "Kubernetes clusters the service's selectors match.",
+            ["service"],
+            registry=self.registry,
+        )
+        self.credential_expiry = Gauge(
+            f"{_NS}_credential_expiry_seconds",
+            "Seconds until the newest written credential expires (negative once expired).",
+            registry=self.registry,
+        )
+        self.credential_expiry.set_function(self._seconds_left)
+        self.last_success = Gauge(
+            f"{_NS}_last_successful_sync_timestamp_seconds",
+            "Unix time of the last sync that wrote every selected cluster.",
+            registry=self.registry,
+        )
+        self.sync_duration = Histogram(
+            f"{_NS}_sync_duration_seconds",
+            "Duration of sync cycles.",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+            registry=self.registry,
+        )
+        self.teleport_errors = Counter(
+            f"{_NS}_teleport_request_errors",
+            "Failed requests to Teleport by operation.",
+            ["operation"],
+            registry=self.registry,
+        )
+
+    def _seconds_left(self) -> float:
+        if self._expires is None:
+            return 0.0
+        return (self._expires - self._clock()).total_seconds()
+
+    def credential_written(self, expires: dt.datetime) -> None:
+        self._expires = expires
+
+    def record_writes(self, service: str, results: list[WriteResult]) -> None:
+        for result in results:
+            self.secret_writes.labels(service=service, result=result.outcome.value).inc()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path == "/livez":
+            self._send(200, "text/plain; charset=utf-8", b"ok\n")
+        elif path == "/readyz":
+            state = self.server.readiness()
+            body = json.dumps(state.as_json()).encode() + b"\n"
+            self._send(200 if state.ready else 503, "application/json", body)
+        elif path == "/metrics":
+            self._send(200, CONTENT_TYPE_LATEST, generate_latest(self.server.metrics.registry))
+        else:
+            self._send(404, "text/plain; charset=utf-8", b"not found\n")
+
+    def _send(self, status: int, content_type: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return  # probes every few seconds would drown the agent's own events
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(
+        self, addr: tuple[str, int], metrics: Metrics, readiness: Callable[[], Readiness]
+    ) -> None:
+        super().__init__(addr, _Handler)
+        self.metrics = metrics
+        self.readiness = readiness
+
+
+class DiagnosticsServer:
+    """Serves the endpoints on a background thread until ``close``."""
+
+    def __init__(self, addr: str, metrics: Metrics, readiness: Callable[[], Readiness]) -> None:
+        host, _, port = addr.rpartition(":")
+        self._server = _Server((host.strip("[]") or "0.0.0.0", int(port)), metrics, readiness)  # noqa: S104
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="diagnostics", daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> DiagnosticsServer:
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)

@@ -1,0 +1,87 @@
+"""When to renew, when to look for new clusters, and whether the agent is ready.
+
+Each decision is a pure function of the current time and what the agent last did, with the
+clock injected, so every rule is tested without sleeping. Purely computational, no side-effects.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+__all__ = ["Readiness", "next_discovery", "next_renewal", "readiness"]
+
+# Renew early by up to this fraction of the interval, so several agents started together
+# spread their load on Teleport instead of renewing in lockstep.
+JITTER_FRACTION = 0.1
+
+
+def next_renewal(
+    *,
+    now: dt.datetime,
+    last_renewal: dt.datetime | None,
+    credential_expires: dt.datetime | None,
+    renewal_interval: dt.timedelta,
+    credential_ttl: dt.timedelta,
+    rng: random.Random | None = None,
+) -> dt.datetime:
+    """The moment of the next renewal.
+
+    Immediately when there is no credential yet, or when the credential has less life left
+    than it should have at this point (the process was paused, or the clock jumped): a
+    renewal interval after the last renewal the credential should still have
+    ``credential_ttl - renewal_interval`` to go. Otherwise one interval after the last
+    renewal, less a small random jitter.
+    """
+    if last_renewal is None or credential_expires is None:
+        return now
+    if credential_expires - now < credential_ttl - renewal_interval:
+        return now
+    jitter = (rng or random).uniform(0, JITTER_FRACTION) * renewal_interval
+    return max(now, last_renewal + renewal_interval - jitter)
+
+
+def next_discovery(
+    *, now: dt.datetime, last_discovery: dt.datetime | None, interval: dt.timedelta
+) -> dt.datetime:
+    """Poll for newly matching clusters every ``interval`` (right away the first time)."""
+    if last_discovery is None:
+        return now
+    return max(now, last_discovery + interval)
+
+
+@dataclass(frozen=True)
+class Readiness:
+    ready: bool
+    reasons: tuple[str, ...]
+
+    def as_json(self) -> dict[str, object]:
+        return {"status": "ok" if self.ready else "degraded", "reasons": list(self.reasons)}
+
+
+def readiness(
+    *,
+    now: dt.datetime,
+    credential_expires: dt.datetime | None,
+    renewal_interval: dt.timedelta,
+    selector_problems: Mapping[str, Mapping[str, str]],
+    failed_writes: Mapping[str, int],
+) -> Readiness:
+    """Ready when the newest written credential outlives one more renewal interval, every
+    selector matched, and the last cycle wrote every secret. It turns true again by itself
+    when the cause goes away, because it is recomputed from the current state each time."""
+    reasons: list[str] = []
+    if credential_expires is None:
+        reasons.append("no credential has been written yet")
+    elif credential_expires - now <= renewal_interval:
+        left = max(0, int((credential_expires - now).total_seconds()))
+        reasons.append(f"credential expires in {left}s, within one renewal interval")
+    for service, problems in sorted(selector_problems.items()):
+        for selector, problem in sorted(problems.items()):
+            reasons.append(f"service {service}: selector {selector} {problem}")
+    for service, count in sorted(failed_writes.items()):
+        if count:
+            reasons.append(f"service {service}: {count} secret(s) failed to write")
+    return Readiness(not reasons, tuple(reasons))

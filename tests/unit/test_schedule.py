@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+from agent.schedule import next_discovery, next_renewal, readiness
+
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+TTL = dt.timedelta(hours=1)
+EVERY = dt.timedelta(minutes=20)
+
+
+def renewal(now, last, expires, rng=None):
+    return next_renewal(
+        now=now,
+        last_renewal=last,
+        credential_expires=expires,
+        renewal_interval=EVERY,
+        credential_ttl=TTL,
+        rng=rng or random.Random(1),
+    )
+
+
+def test_first_renewal_is_immediate():
+    assert renewal(T0, None, None) == T0
+
+
+def test_regular_renewal_is_one_interval_later_minus_bounded_jitter():
+    at = renewal(T0 + dt.timedelta(minutes=5), T0, T0 + TTL)
+    assert T0 + EVERY * 0.9 <= at <= T0 + EVERY
+
+
+def test_jitter_spreads_agents():
+    times = {renewal(T0, T0, T0 + TTL, random.Random(seed)) for seed in range(20)}
+    assert len(times) > 10
+
+
+def test_renews_immediately_when_the_credential_is_older_than_expected():
+    # The process slept 45 minutes (or the clock jumped): only 15 minutes of life are left,
+    # less than the 40 minutes the schedule promises after one interval.
+    now = T0 + dt.timedelta(minutes=45)
+    assert renewal(now, T0, T0 + TTL) == now
+
+
+def test_renewal_is_never_in_the_past():
+    now = T0 + dt.timedelta(minutes=19, seconds=59)
+    assert renewal(now, T0, T0 + TTL + dt.timedelta(minutes=30)) >= now
+
+
+def test_discovery_schedule():
+    every = dt.timedelta(seconds=30)
+    assert next_discovery(now=T0, last_discovery=None, interval=every) == T0
+    assert next_discovery(now=T0, last_discovery=T0, interval=every) == T0 + every
+    late = T0 + dt.timedelta(minutes=5)
+    assert next_discovery(now=late, last_discovery=T0, interval=every) == late
+
+
+def ready(now, expires, problems=None, failed=None):
+    return readiness(
+        now=now,
+        credential_expires=expires,
+        renewal_interval=EVERY,
+        selector_problems=problems or {},
+        failed_writes=failed or {},
+    )
+
+
+def test_ready_with_a_fresh_credential_and_no_problems():
+    state = ready(T0, T0 + TTL)
+    assert state.ready
+    assert state.as_json() == {"status": "ok", "reasons": []}
+
+
+def test_not_ready_before_the_first_credential_or_close_to_expiry():
+    assert not ready(T0, None).ready
+    near = ready(T0, T0 + EVERY - dt.timedelta(seconds=1))
+    assert not near.ready
+    assert "within one renewal interval" in near.reasons[0]
+
+
+def test_unmatched_selector_and_failed_writes_degrade_readiness_and_recover():
+    degraded = ready(T0, T0 + TTL, {"argo-cd": {"name=gone": "matched no cluster"}}, {"argo-cd": 2})
+    assert not degraded.ready
+    assert degraded.reasons == (
+        "service argo-cd: selector name=gone matched no cluster",
+        "service argo-cd: 2 secret(s) failed to write",
+    )
+    assert ready(T0, T0 + TTL, {"argo-cd": {}}, {"argo-cd": 0}).ready
