@@ -1,0 +1,89 @@
+"""Logging: one event per line with fields, readable on a terminal, JSON in the container.
+
+Every record passes a redaction step before any sink sees it, so a certificate or key that
+slips into a message or a field is replaced, in PEM and in base64-of-PEM form alike.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from typing import TYPE_CHECKING, Any, Literal, TextIO
+
+from loguru import logger
+
+if TYPE_CHECKING:
+    from loguru import Message, Record
+
+__all__ = ["configure_logging", "logger", "redact"]
+
+_PEM = re.compile(r"-----BEGIN [A-Z0-9 ]+-----.*?(-----END [A-Z0-9 ]+-----|$)", re.DOTALL)
+# base64 of "-----BEGIN" and its two other alignments: PEM wrapped once more in base64.
+_B64_PEM = re.compile(r"(LS0tLS1CRUdJTi|0tLS0tQkVHSU4|tLS0tLUJFR0lO)[A-Za-z0-9+/=]*")
+REDACTED = "[redacted]"
+
+
+def redact(value: Any) -> Any:
+    """Replace key material in strings (recursively in containers)."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if isinstance(value, str):
+        return _B64_PEM.sub(REDACTED, _PEM.sub(REDACTED, value))
+    if isinstance(value, dict):
+        return {k: redact(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(redact(v) for v in value)
+    return value
+
+
+def _patch(record: Record) -> None:
+    record["message"] = redact(record["message"])
+    record["extra"].update(redact(dict(record["extra"])))
+    if record["exception"] is not None:
+        # Tracebacks are rendered by the sink; their values are not part of the event.
+        record["extra"]["error"] = redact(str(record["exception"].value))
+
+
+def _json_sink(stream: TextIO) -> Any:
+    def sink(message: Message) -> None:
+        record = message.record
+        event: dict[str, Any] = {
+            "time": record["time"].isoformat(),
+            "level": record["level"].name.lower(),
+            "message": record["message"],
+        }
+        event.update({k: v for k, v in record["extra"].items() if k not in event})
+        stream.write(json.dumps(event, default=str) + "\n")
+        stream.flush()
+
+    return sink
+
+
+def _text_format(record: Record) -> str:
+    fields = " ".join(f"{k}={{extra[{k}]}}" for k in record["extra"])
+    return (
+        "<green>{time:HH:mm:ss}</green> <level>{level: <7}</level> {message}"
+        + (f" <dim>{fields}</dim>" if fields else "")
+        + "\n"
+    )
+
+
+def configure_logging(
+    level: str = "INFO", fmt: Literal["text", "json"] = "text", stream: TextIO | None = None
+) -> None:
+    """Send all events to ``stream`` (default stderr) in the chosen format."""
+    stream = stream or sys.stderr
+    logger.remove()
+    logger.configure(patcher=_patch)
+    if fmt == "json":
+        logger.add(_json_sink(stream), level=level.upper(), format="{message}", backtrace=False)
+    else:
+        logger.add(
+            stream,
+            level=level.upper(),
+            format=_text_format,
+            colorize=stream.isatty(),
+            backtrace=False,
+            diagnose=False,  # variable values in tracebacks could hold keys
+        )

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import pytest
+
+from agent.logs import configure_logging, logger, redact
+
+PEM = (
+    "-----BEGIN PRIVATE KEY-----\n"
+    "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n"
+    "-----END PRIVATE KEY-----\n"
+)
+
+
+@pytest.fixture(autouse=True)
+def _reset():
+    yield
+    configure_logging("INFO", "text", io.StringIO())
+
+
+def test_redact_removes_pem_and_base64_of_pem_in_any_alignment():
+    for prefix in ("", "a", "ab"):
+        wrapped = base64.b64encode((prefix + PEM).encode()).decode()
+        result = redact(f"config={wrapped}")
+        assert "[redacted]" in result
+        # At most the few characters encoding the prefix before "-----BEGIN" survive.
+        assert len(result) <= len("config=[redacted]") + 4
+    assert redact({"k": [PEM, "plain"]}) == {"k": ["[redacted]\n", "plain"]}
+    assert redact("nothing secret") == "nothing secret"
+
+
+def test_json_events_have_fields_and_no_key_material():
+    out = io.StringIO()
+    configure_logging("DEBUG", "json", out)
+    logger.bind(cluster="prod-1", secret="teleport.argocd-cluster.0011", result="created").info(
+        "secret written"
+    )
+    logger.bind(body=PEM).warning("unexpected payload {}", PEM)
+    first, second = (json.loads(line) for line in out.getvalue().splitlines())
+    assert first["message"] == "secret written"
+    assert first["level"] == "info"
+    assert (first["cluster"], first["secret"], first["result"]) == (
+        "prod-1",
+        "teleport.argocd-cluster.0011",
+        "created",
+    )
+    assert "PRIVATE KEY" not in out.getvalue()
+    assert second["body"] == "[redacted]\n"
+    assert second["message"] == "unexpected payload [redacted]\n"
+
+
+def test_text_format_is_one_line_per_event_with_fields():
+    out = io.StringIO()
+    configure_logging("INFO", "text", out)
+    logger.bind(cluster="c1").info("hello")
+    logger.debug("hidden")
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1
+    assert "hello" in lines[0]
+    assert "cluster=c1" in lines[0]
