@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs one external tool into the versioned cache and prints its path.
 #
-#   tools/install.sh NAME        NAME: kube-apiserver kubectl helm ct etcd buildah
+#   tools/install.sh NAME        NAME: kube-apiserver kubectl helm ct etcd buildah mmdebstrap
 #
 # A tool already on PATH at the pinned version is used as it is; otherwise it is
 # built from its Go module with the machine's Go toolchain (there is no way to
@@ -41,11 +41,23 @@ apt_install() { # package
 
 case "$name" in
   kube-apiserver|kubectl)
-    dir="$cache/kubernetes-$KUBERNETES_VERSION"
+    # The "-stamped" directory holds builds that report their real version (as a release build
+    # does): clients such as helm check a chart's kubeVersion against it.
+    dir="$cache/kubernetes-$KUBERNETES_VERSION-stamped"
     if [ ! -x "$dir/$name" ]; then
       with_lock
-      [ -x "$dir/$name" ] || go_build "$here/kubernetes" "$dir.tmp" "k8s.io/kubernetes/cmd/$name"
-      mkdir -p "$dir" && mv "$dir.tmp/$name" "$dir/$name" && rmdir "$dir.tmp" 2>/dev/null || true
+      if [ ! -x "$dir/$name" ]; then
+        minor=$(echo "$KUBERNETES_VERSION" | cut -d. -f2)
+        stamp=""
+        for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+          stamp="$stamp -X $pkg.gitVersion=v$KUBERNETES_VERSION -X $pkg.gitMajor=1"
+          stamp="$stamp -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+        done
+        log "building k8s.io/kubernetes/cmd/$name $KUBERNETES_VERSION (cold builds take minutes; cached afterwards)"
+        (cd "$here/kubernetes" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w$stamp" \
+          -o "$dir.tmp/" "k8s.io/kubernetes/cmd/$name")
+        mkdir -p "$dir" && mv "$dir.tmp/$name" "$dir/$name" && rmdir "$dir.tmp" 2>/dev/null || true
+      fi
     fi
     echo "$dir/$name"
     ;;
@@ -83,6 +95,10 @@ case "$name" in
   buildah)
     command -v buildah >/dev/null 2>&1 || { with_lock; apt_install "$BUILDAH_DEBIAN_PACKAGE"; }
     command -v buildah
+    ;;
+  mmdebstrap)
+    command -v mmdebstrap >/dev/null 2>&1 || { with_lock; apt_install "$MMDEBSTRAP_DEBIAN_PACKAGE"; }
+    command -v mmdebstrap
     ;;
   *)
     log "unknown tool '$name'"; exit 2 ;;

@@ -7,6 +7,7 @@ import json
 import os
 import ssl
 import urllib.request
+from pathlib import Path
 
 import pytest
 from cryptography.exceptions import InvalidSignature
@@ -22,6 +23,8 @@ from tests.harness.kube import (
     service_account_token,
     unique_namespace,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _b64url(data: str) -> bytes:
@@ -141,3 +144,13 @@ def test_restricted_pod_security_rejects_violating_pod_and_admits_compliant_one(
     assert (
         core.create_namespaced_pod(ns, _pod("restricted", RESTRICTED)).metadata.name == "restricted"
     )
+
+
+def test_api_server_reports_the_pinned_version(kube):
+    pinned = next(
+        line.split("=", 1)[1].strip()
+        for line in (ROOT / "tools" / "versions.env").read_text().splitlines()
+        if line.startswith("KUBERNETES_VERSION=")
+    )
+    # Clients such as helm check kubeVersion constraints against this.
+    assert k8s.VersionApi(kube.admin_client()).get_code().git_version == f"v{pinned}"

@@ -1,0 +1,219 @@
+"""Bad values are rejected by ``helm template`` with a message that names the key.
+
+Each case starts from the values of Teleport's Argo CD guide and breaks one thing. The
+schema catches types, unknown keys and required keys; the chart's templates catch the rules
+a schema cannot express (and say how to fix them).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.chart.helm import CHART, Helm
+
+GUIDE: dict[str, Any] = yaml.safe_load((CHART / "ci" / "guide-values.yaml").read_text())
+_DROP = object()
+
+
+def _values(changes: dict[str, Any]) -> dict[str, Any]:
+    """The guide's values with dotted-path ``changes`` applied (``_DROP`` removes a key)."""
+    values = copy.deepcopy(GUIDE)
+    for path, value in changes.items():
+        *parents, leaf = path.split(".")
+        node = values
+        for key in parents:
+            node = node.setdefault(key, {})
+        if value is _DROP:
+            node.pop(leaf, None)
+        else:
+            node[leaf] = value
+    return values
+
+
+CASES: list[tuple[str, dict[str, Any], list[str]]] = [
+    (
+        "unknown-top-level-key",
+        {"clusterSelectors": [{"name": "a"}]},
+        ["at '': additional properties 'clusterSelectors' not allowed"],
+    ),
+    (
+        "clusterSelector-typo-under-argocd",
+        {"argocd.clusterSelector": [{"name": "a"}]},
+        ["at '/argocd': additional properties 'clusterSelector' not allowed"],
+    ),
+    (
+        "selector-with-name-and-labels",
+        {"argocd.clusterSelectors": [{"name": "a", "labels": {"env": "prod"}}]},
+        ["/argocd/clusterSelectors/0", "additional properties 'labels' not allowed"],
+    ),
+    (
+        "selector-with-neither-name-nor-labels",
+        {"argocd.clusterSelectors": [{}]},
+        ["/argocd/clusterSelectors/0", "missing property 'name'", "missing property 'labels'"],
+    ),
+    (
+        "selector-key-typo",
+        {"argocd.clusterSelectors": [{"label": {"env": "prod"}}]},
+        ["/argocd/clusterSelectors/0", "additional properties 'label' not allowed"],
+    ),
+    (
+        "selector-label-value-not-a-string",
+        {"argocd.clusterSelectors": [{"labels": {"tier": 1}}]},
+        ["at '/argocd/clusterSelectors/0/labels/tier': got number, want string"],
+    ),
+    (
+        "selector-with-empty-labels",
+        {"argocd.clusterSelectors": [{"labels": {}}]},
+        ["/argocd/clusterSelectors/0/labels", "minProperties"],
+    ),
+    (
+        "no-selectors",
+        {"argocd.clusterSelectors": []},
+        ["at '/argocd/clusterSelectors': minItems: got 0, want 1"],
+    ),
+    (
+        "defaultOutput-enabled",
+        {"defaultOutput.enabled": True},
+        ["/defaultOutput/enabled", "this chart provides only the Argo CD output"],
+    ),
+    (
+        "argocd-disabled",
+        {"argocd.enabled": False},
+        ["argocd.enabled is false", "this chart provides only the Argo CD output"],
+    ),
+    (
+        "joinMethod-bogus",
+        {"joinMethod": "iam"},
+        ["at '/joinMethod': value must be one of 'kubernetes', 'token'"],
+    ),
+    ("missing-clusterName", {"clusterName": _DROP}, ["at '/clusterName': minLength"]),
+    ("clusterName-not-a-string", {"clusterName": 42}, ["at '/clusterName': got number"]),
+    ("missing-token", {"token": _DROP}, ["at '/token': minLength"]),
+    (
+        "both-proxy-and-auth-address",
+        {"teleportAuthAddress": "auth.example.com:3025"},
+        ["teleportProxyAddress and teleportAuthAddress are both set", "set exactly one"],
+    ),
+    (
+        "neither-proxy-nor-auth-address",
+        {"teleportProxyAddress": _DROP},
+        ["neither teleportProxyAddress nor teleportAuthAddress is set"],
+    ),
+    (
+        "proxy-address-with-scheme",
+        {"teleportProxyAddress": "https://teleport.example.com"},
+        ["at '/teleportProxyAddress'", "does not match pattern"],
+    ),
+    (
+        "credentialTTL-not-a-duration",
+        {"credentialTTL": "1hour"},
+        ["at '/credentialTTL': '1hour' does not match pattern"],
+    ),
+    (
+        "discoveryInterval-without-unit",
+        {"argocd.discoveryInterval": "30"},
+        ["at '/argocd/discoveryInterval': '30' does not match pattern"],
+    ),
+    ("image-tag-number", {"image.tag": 1.2}, ["at '/image/tag': got number, want string"]),
+    (
+        "image-pullPolicy-bogus",
+        {"image.pullPolicy": "Sometimes"},
+        ["at '/image/pullPolicy': value must be one of"],
+    ),
+    ("negative-port", {"diagnostics.port": -1}, ["at '/diagnostics/port': minimum: got -1"]),
+    ("port-too-large", {"diagnostics.port": 70000}, ["at '/diagnostics/port': maximum"]),
+    (
+        "clusterResources-without-namespaces",
+        {"argocd.clusterResources": True},
+        ["argocd.clusterResources is only applicable if argocd.namespaces is also set"],
+    ),
+    (
+        "namespaces-blank-entry",
+        {"argocd.namespaces": ["apps", ""]},
+        ["at '/argocd/namespaces/1': minLength"],
+    ),
+    (
+        "namespaces-invalid-name",
+        {"argocd.namespaces": ["Apps"]},
+        ["at '/argocd/namespaces/0': 'Apps' does not match pattern"],
+    ),
+    (
+        "namespaces-duplicate",
+        {"argocd.namespaces": ["apps", "apps"]},
+        ["at '/argocd/namespaces'", "items at 0 and 1 are equal"],
+    ),
+    (
+        "secretNamePrefix-trailing-dash",
+        {"argocd.secretNamePrefix": "teleport-"},
+        ["/argocd/secretNamePrefix"],
+    ),
+    (
+        "secretNamespace-invalid",
+        {"argocd.secretNamespace": "Argo_CD"},
+        ["/argocd/secretNamespace"],
+    ),
+    (
+        "secretLabels-reserved-key",
+        {"argocd.secretLabels": {"argocd.argoproj.io/secret-type": "repository"}},
+        ['argocd.secretLabels: label "argocd.argoproj.io/secret-type" is set by the agent'],
+    ),
+    (
+        "secretAnnotations-reserved-key",
+        {"argocd.secretAnnotations": {"teleport.dev/bot-name": "x"}},
+        ['argocd.secretAnnotations: annotation "teleport.dev/bot-name" is set by the agent'],
+    ),
+    (
+        "secretLabels-value-not-a-string",
+        {"argocd.secretLabels": {"tier": 1}},
+        ["at '/argocd/secretLabels/tier': got number, want string"],
+    ),
+    (
+        "token-method-without-tokenSecret-name",
+        {"joinMethod": "token", "token": _DROP},
+        ["at '/tokenSecret/name': minLength"],
+    ),
+    (
+        "token-method-with-token-in-values",
+        {"joinMethod": "token", "tokenSecret.name": "join"},
+        ["token is set but joinMethod is token", "tokenSecret.name"],
+    ),
+    (
+        "securityContext-typo",
+        {"securityContext.readOnlyRootFileSystem": True},
+        ["at '/securityContext': additional properties 'readOnlyRootFileSystem' not allowed"],
+    ),
+    ("logLevel-bogus", {"logLevel": "verbose"}, ["at '/logLevel': value must be one of"]),
+    ("extraArgs-not-strings", {"extraArgs": [1]}, ["at '/extraArgs/0': got number"]),
+    (
+        "resources-typo",
+        {"resources": {"limit": {"memory": "1Gi"}}},
+        ["at '/resources': additional properties 'limit' not allowed"],
+    ),
+]
+
+
+def test_there_are_at_least_fifteen_cases():
+    assert len(CASES) >= 15
+    assert len({case_id for case_id, _, _ in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [pytest.param(changes, expected, id=case_id) for case_id, changes, expected in CASES],
+)
+def test_bad_values_are_rejected_with_a_message_naming_the_key(
+    helm: Helm, changes: dict[str, Any], expected: list[str]
+):
+    error = helm.template_error([_values(changes)])
+    for fragment in expected:
+        assert fragment in error, f"{fragment!r} not in:\n{error}"
+    # Every message is either a schema violation or one of the chart's own explanations.
+    assert "values don't meet the specifications" in error or "execution error" in error
+
+
+def test_the_guide_values_themselves_are_accepted(helm: Helm):
+    assert helm.template([_values({})]).objects
