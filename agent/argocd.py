@@ -116,6 +116,15 @@ class DesiredSecret:
     annotations: Mapping[str, str]
     data: Mapping[str, str] = field(repr=False)
 
+    @property
+    def owner(self) -> str:
+        return self.labels[L.LABEL_OWNER]
+
+    @property
+    def field_manager(self) -> str:
+        """The server-side apply manager: one per owning service, see agent.labels."""
+        return f"{L.FIELD_MANAGER}/{self.owner}"
+
     def apply_body(self) -> dict[str, Any]:
         """The server-side apply body: only the fields the agent owns."""
         return {

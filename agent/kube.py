@@ -4,11 +4,13 @@ Least privilege: the agent never reads secrets. Creating through apply is author
 ``create`` and updating as ``patch``; pruning is one label-selected ``deletecollection``
 call. So the Role needs only those verbs, and the agent cannot read Argo CD's other secrets.
 
-Ownership: every apply is first made without force. A conflict means another field manager
+Ownership: every apply is made by the owning service's own field manager
+(``teleport-argocd-agent/<owner>``), first without force. A conflict means another field manager
 owns a field the agent wants to set. If every conflicting manager is adoptable (tbot, which
 wrote the same names before, or Argo CD's own API server, which rewrites a cluster secret
 when an operator invalidates its cache) the apply is repeated with force; otherwise the
-secret belongs to someone else and is left untouched and reported. Fields other managers
+secret belongs to someone else - another tool, another agent service or another
+installation - and is left untouched and reported. Fields other managers
 added that the agent does not set (labels, annotations) survive, because apply only touches
 the fields in its body.
 
@@ -114,7 +116,6 @@ class SecretWriter:
         api: ApiClient,
         *,
         concurrency: int = 16,
-        field_manager: str = L.FIELD_MANAGER,
         adoptable_managers: Collection[str] = ADOPTABLE_MANAGERS,
         request_timeout: float = 30.0,
         retry_attempts: int = 5,
@@ -123,8 +124,7 @@ class SecretWriter:
     ) -> None:
         self._api = api
         self._concurrency = max(1, concurrency)
-        self._manager = field_manager
-        self._adoptable = frozenset(adoptable_managers) | {field_manager}
+        self._adoptable = frozenset(adoptable_managers)
         self._timeout = request_timeout
         self._retry = Retrying(
             retry=retry_if_exception(_retryable),
@@ -184,7 +184,7 @@ class SecretWriter:
                 if exc.status != 409:
                     raise
                 managers = _conflict_managers(exc.body)
-                foreign = sorted(set(managers) - self._adoptable)
+                foreign = sorted(set(managers) - self._adoptable - {secret.field_manager})
                 if foreign or not managers:
                     return result(
                         Outcome.CONFLICT,
@@ -210,7 +210,7 @@ class SecretWriter:
         return result(Outcome.UPDATED)
 
     def _apply(self, secret: DesiredSecret, *, force: bool) -> tuple[int, dict[str, Any]]:
-        query: list[tuple[str, str]] = [("fieldManager", self._manager)]
+        query: list[tuple[str, str]] = [("fieldManager", secret.field_manager)]
         if force:
             query.append(("force", "true"))
         path = f"/api/v1/namespaces/{secret.namespace}/secrets/{secret.name}"

@@ -26,6 +26,8 @@ __all__ = [
     "is_reserved_label",
 ]
 
+# Field managers are "teleport-argocd-agent/<owner>": one per service instance, so two services
+# or two installations writing the same secret name conflict instead of overwriting each other.
 FIELD_MANAGER = "teleport-argocd-agent"
 MANAGED_BY = "teleport-argocd-agent"
 AGENT_PREFIX = "teleport-argocd-agent/"

@@ -39,6 +39,7 @@ def desired(
     serial: int = 1,
     service_name: str = "argo-cd",
     prefix: str = "teleport.argocd-cluster",
+    instance: str = INSTANCE,
 ) -> DesiredSecret:
     service = parse_config(
         {
@@ -57,7 +58,7 @@ def desired(
     return render_secret(
         service=service,
         service_name=service_name,
-        instance=INSTANCE,
+        instance=instance,
         proxy=PROXY,
         cluster=KubeCluster(cluster, {"env": "test"}),
         credential=credential(serial),
@@ -221,6 +222,31 @@ def test_label_added_by_another_manager_survives_our_update(admin_api, agent_api
     assert live.metadata.annotations["note"] == "keep me"
 
 
+@pytest.mark.parametrize(
+    "other",
+    [
+        pytest.param({"service_name": "second-service"}, id="another-service"),
+        pytest.param({"instance": "other-namespace/other-release"}, id="another-installation"),
+    ],
+)
+def test_two_owners_of_one_secret_name_never_overwrite_each_other(
+    admin_api, agent_api, namespace, other
+):
+    writer = SecretWriter(agent_api)
+    first = desired(namespace, "kube-a")
+    assert writer.write_one(first).outcome is Outcome.CREATED
+    before = read(admin_api, namespace, first.name)
+
+    second = desired(namespace, "kube-a", serial=2, **other)
+    result = writer.write_one(second)
+
+    assert result.outcome is Outcome.CONFLICT
+    assert result.managers == (first.field_manager,)
+    after = read(admin_api, namespace, first.name)
+    assert after.metadata.resource_version == before.metadata.resource_version
+    assert after.metadata.labels["teleport-argocd-agent/owner"] == first.owner
+
+
 def test_one_failing_secret_does_not_block_the_others(admin_api, agent_api, namespace):
     elsewhere = unique_namespace(admin_api)  # no Role for the agent there
     secrets = [
@@ -305,7 +331,8 @@ def test_prune_without_permission_reports_an_error_and_deletes_nothing(
 
 
 def test_write_survives_an_api_server_restart(kube, admin_api, agent_api, namespace):
-    writer = SecretWriter(agent_api, retry_attempts=30, retry_max_wait=0.5, retry_deadline=60)
+    # The deadline, not the attempt count, bounds the wait: a loaded machine restarts slowly.
+    writer = SecretWriter(agent_api, retry_attempts=10_000, retry_max_wait=0.5, retry_deadline=90)
     kube.stop_apiserver()
     restarted = threading.Event()
 
