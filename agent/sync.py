@@ -1,0 +1,98 @@
+"""Carry out one cycle's plan: write every service's secrets, prune, and report.
+
+The daemon and ``--oneshot`` call this same step. Failures are per secret and per service:
+nothing here raises for a single bad cluster, and the report says what happened to each.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from agent.diagnostics import Metrics
+from agent.kube import PruneResult, SecretWriter, WriteResult
+from agent.logs import logger
+from agent.plan import CyclePlan, ServicePlan
+
+__all__ = ["CycleReport", "ServiceReport", "apply_plan"]
+
+
+@dataclass(frozen=True)
+class ServiceReport:
+    plan: ServicePlan
+    writes: tuple[WriteResult, ...]
+    prune: PruneResult | None
+
+    @property
+    def failed_writes(self) -> int:
+        return sum(not r.ok for r in self.writes) + len(self.plan.render_errors)
+
+    @property
+    def complete(self) -> bool:
+        """Every selected cluster has a current secret."""
+        return self.failed_writes == 0 and not self.plan.duplicates
+
+
+@dataclass(frozen=True)
+class CycleReport:
+    services: tuple[ServiceReport, ...]
+    seconds: float
+
+    @property
+    def complete(self) -> bool:
+        return all(s.complete for s in self.services)
+
+
+def apply_plan(
+    plan: CyclePlan,
+    writer: SecretWriter,
+    *,
+    metrics: Metrics | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> CycleReport:
+    """Write, then prune, service by service; log one event per outcome."""
+    started = time.monotonic()
+    reports = []
+    for service in plan.services:
+        log = logger.bind(service=service.name)
+        for selector, problem in service.selector_problems.items():
+            log.bind(selector=selector).warning("selector {}", problem)
+        for cluster, error in service.render_errors.items():
+            log.bind(cluster=cluster, result="error").error("cannot render secret: {}", error)
+        for dup in service.duplicates:
+            log.bind(cluster=dup.secret.cluster, secret=dup.secret.name, result="duplicate").error(
+                "not written: {}", dup.reason
+            )
+        writes = tuple(writer.write(list(service.secrets), should_stop=should_stop))
+        for result in writes:
+            event = log.bind(
+                cluster=result.cluster, secret=result.name, result=result.outcome.value
+            )
+            if result.ok:
+                event.info("secret {}", result.outcome.value, detail=result.detail)
+            else:
+                event.error("secret not written: {}", result.detail)
+        prune = None
+        if service.prune is not None and not should_stop():
+            # A cycle with failed writes still prunes: prune only removes unselected clusters.
+            request = service.prune
+            prune = writer.prune(
+                request.namespace, request.owner, request.keep_hashes, listing_complete=True
+            )
+            for name in prune.deleted:
+                log.bind(secret=name, result="pruned").info("secret pruned: cluster not selected")
+            if prune.error:
+                log.bind(result="error").error("prune failed: {}", prune.error)
+        report = ServiceReport(service, writes, prune)
+        if metrics is not None:
+            metrics.record_writes(service.name, list(writes))
+            metrics.clusters_selected.labels(service=service.name).set(len(service.selected))
+        reports.append(report)
+    cycle = CycleReport(tuple(reports), time.monotonic() - started)
+    if metrics is not None:
+        metrics.sync_duration.observe(cycle.seconds)
+        metrics.sync_runs.labels(result="success" if cycle.complete else "partial").inc()
+        if cycle.complete:
+            metrics.last_success.set_to_current_time()
+    return cycle
