@@ -4,6 +4,7 @@
 #   make demo    a local sandbox: real API server (and, where available, Teleport and the agent)
 #   make unit    the fast inner loop: unit tests only
 #   make bench   benchmarks against the real API server, printed as ratios
+#   make image   the container image (buildah, no daemon), cached by a hash of its inputs
 #
 # Caches survive between clones on the same machine:
 #   $(CACHE)/tools/<tool>-<version>/   binaries built from their Go modules
@@ -28,10 +29,10 @@ export PATH := $(VENV)/bin:$(PATH)
 
 PYTEST_ARGS ?=
 
-.PHONY: test unit lint typecheck pytest tools venv demo bench clean proto help
+.PHONY: test unit lint typecheck pytest tools venv demo bench clean proto help image image-size
 
 help:
-	@sed -n '2,8p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,9p' Makefile | sed 's/^# \{0,1\}//'
 
 $(UV):
 	python3 -m venv $(CACHE)/uv-$(UV_VERSION)
@@ -61,8 +62,9 @@ tools: $(TOOL_ENV) venv
 	@cat $(TOOL_ENV)
 
 lint: venv
-	ruff check agent tests
-	ruff format --check agent tests
+	ruff check agent tests tools/image
+	ruff format --check agent tests tools/image
+	hadolint Dockerfile
 
 typecheck: venv
 	mypy
@@ -80,6 +82,19 @@ demo: tools
 
 bench: tools
 	source $(TOOL_ENV) && python -m tests.bench
+	@bytes=$$($(MAKE) --no-print-directory image-size | tail -n 1); \
+	  echo "image size: $$((bytes / 1000000)) MB uncompressed ($$bytes bytes; target < 150 MB)"
+
+# The agent image, built with buildah on a locally made Debian base (tools/base-image.sh) and
+# tagged $(IMAGE_REPOSITORY):<version>; prints that reference. BASE_IMAGE=... overrides the base.
+IMAGE_REPOSITORY ?= ghcr.io/teleport-argocd-agent/teleport-argocd-agent
+image: $(UV)
+	@CACHE_DIR=$(CACHE) UV=$(UV) PIP_PYTHON=$(CACHE)/uv-$(UV_VERSION)/bin/python \
+	  IMAGE_REPOSITORY=$(IMAGE_REPOSITORY) tools/build-image.sh
+
+# Uncompressed size of the image in bytes.
+image-size: image
+	@CACHE_DIR=$(CACHE) IMAGE_REPOSITORY=$(IMAGE_REPOSITORY) tools/image-size.sh
 
 clean:
-	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache build
