@@ -31,7 +31,13 @@ from agent.kube import APPLY_CONTENT_TYPE, SecretWriter
 from agent.teleport.identity import Credential
 from agent.teleport.inventory import KubeCluster
 from agent.teleport.webapi import ProxySettings
-from tests.harness.kube import ControlPlane, control_plane, service_account_token, unique_namespace
+from tests.harness.kube import (
+    ControlPlane,
+    control_plane,
+    grant_secret_verbs,
+    service_account_token,
+    unique_namespace,
+)
 from tests.harness.pki import CertificateAuthority
 
 CONCURRENCY = 16
@@ -131,32 +137,14 @@ def run(counts: Sequence[int]) -> list[dict[str, object]]:
             agent_ns = unique_namespace(admin, prefix="agent")
             base_ns = unique_namespace(admin, prefix="base")
             # The agent writes as a ServiceAccount with create + patch only, like in production.
-            rbac = k8s.RbacAuthorizationV1Api(admin)
             for ns in (agent_ns, base_ns):
-                rbac.create_namespaced_role(
+                grant_secret_verbs(
+                    admin,
                     ns,
-                    k8s.V1Role(
-                        metadata=k8s.V1ObjectMeta(name="writer"),
-                        rules=[
-                            k8s.V1PolicyRule(
-                                api_groups=[""], resources=["secrets"], verbs=["create", "patch"]
-                            )
-                        ],
-                    ),
-                )
-                rbac.create_namespaced_role_binding(
-                    ns,
-                    k8s.V1RoleBinding(
-                        metadata=k8s.V1ObjectMeta(name="writer"),
-                        role_ref=k8s.V1RoleRef(
-                            api_group="rbac.authorization.k8s.io", kind="Role", name="writer"
-                        ),
-                        subjects=[
-                            k8s.RbacV1Subject(
-                                kind="ServiceAccount", name="writer", namespace=agent_ns
-                            )
-                        ],
-                    ),
+                    ["create", "patch"],
+                    service_account="writer",
+                    service_account_namespace=agent_ns,
+                    name="writer",
                 )
             token = service_account_token(admin, agent_ns, "writer")
             cfg = plane.configuration(token=token)

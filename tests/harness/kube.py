@@ -62,6 +62,8 @@ def free_port() -> int:
 
 def _die_with_parent() -> None:
     # Children get SIGKILL if the test process dies, even by SIGKILL, so no server outlives it.
+    # The signal fires when the *thread* that started the child ends: start servers only from
+    # a thread that outlives them (the main thread, in tests).
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
@@ -395,3 +397,37 @@ def service_account_token(
     )
     response = core.create_namespaced_service_account_token(name, namespace, request)
     return str(response.status.token)
+
+
+def grant_secret_verbs(
+    api: k8s.ApiClient,
+    namespace: str,
+    verbs: list[str],
+    *,
+    service_account: str,
+    service_account_namespace: str,
+    name: str = "agent",
+) -> None:
+    """A Role in ``namespace`` with ``verbs`` on secrets, bound to one ServiceAccount."""
+    rbac = k8s.RbacAuthorizationV1Api(api)
+    rbac.create_namespaced_role(
+        namespace,
+        k8s.V1Role(
+            metadata=k8s.V1ObjectMeta(name=name),
+            rules=[k8s.V1PolicyRule(api_groups=[""], resources=["secrets"], verbs=verbs)],
+        ),
+    )
+    rbac.create_namespaced_role_binding(
+        namespace,
+        k8s.V1RoleBinding(
+            metadata=k8s.V1ObjectMeta(name=name),
+            role_ref=k8s.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name=name),
+            subjects=[
+                k8s.RbacV1Subject(
+                    kind="ServiceAccount",
+                    name=service_account,
+                    namespace=service_account_namespace,
+                )
+            ],
+        ),
+    )

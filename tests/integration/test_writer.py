@@ -14,11 +14,11 @@ from kubernetes.client.rest import ApiException
 
 from agent.argocd import DesiredSecret, owner_id, render_secret
 from agent.config import parse_config
-from agent.kube import Outcome, SecretWriter
+from agent.kube import Outcome, SecretWriter, WriteResult
 from agent.teleport.identity import Credential
 from agent.teleport.inventory import KubeCluster
 from agent.teleport.webapi import ProxySettings
-from tests.harness.kube import unique_namespace
+from tests.harness.kube import grant_secret_verbs, unique_namespace
 
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
 PROXY = ProxySettings("root", "teleport.example.com:443", tls_routing=True)
@@ -68,25 +68,8 @@ def desired(
 
 
 def grant(admin: k8s.ApiClient, namespace: str, verbs: list[str], sa_namespace: str) -> None:
-    rbac = k8s.RbacAuthorizationV1Api(admin)
-    rbac.create_namespaced_role(
-        namespace,
-        k8s.V1Role(
-            metadata=k8s.V1ObjectMeta(name="agent"),
-            rules=[k8s.V1PolicyRule(api_groups=[""], resources=["secrets"], verbs=verbs)],
-        ),
-    )
-    rbac.create_namespaced_role_binding(
-        namespace,
-        k8s.V1RoleBinding(
-            metadata=k8s.V1ObjectMeta(name="agent"),
-            role_ref=k8s.V1RoleRef(
-                api_group="rbac.authorization.k8s.io", kind="Role", name="agent"
-            ),
-            subjects=[
-                k8s.RbacV1Subject(kind="ServiceAccount", name="agent", namespace=sa_namespace)
-            ],
-        ),
+    grant_secret_verbs(
+        admin, namespace, verbs, service_account="agent", service_account_namespace=sa_namespace
     )
 
 
@@ -333,22 +316,27 @@ def test_prune_without_permission_reports_an_error_and_deletes_nothing(
 def test_write_survives_an_api_server_restart(kube, admin_api, agent_api, namespace):
     # The deadline, not the attempt count, bounds the wait: a loaded machine restarts slowly.
     writer = SecretWriter(agent_api, retry_attempts=10_000, retry_max_wait=0.5, retry_deadline=90)
+    secret = desired(namespace, "kube-a")
     kube.stop_apiserver()
-    restarted = threading.Event()
-
-    def restart() -> None:
-        time.sleep(1.5)
-        kube.restart_apiserver()
-        restarted.set()
-
-    thread = threading.Thread(target=restart)
+    results: list[WriteResult] = []
+    # The write runs in a thread; the server is restarted from this (long-lived) thread, because
+    # the harness ties each server's life to the thread that started it.
+    thread = threading.Thread(target=lambda: results.append(writer.write_one(secret)))
     thread.start()
-    try:
-        result = writer.write_one(desired(namespace, "kube-a"))
-    finally:
-        thread.join()
-    assert restarted.is_set()
-    assert result.outcome is Outcome.CREATED
+    time.sleep(1.5)
+    assert thread.is_alive()  # still retrying a refused connection, not failed
+    kube.restart_apiserver()
+    thread.join(timeout=120)
+    first = results[0]
+    # A request that lands while the restarted server is still warming its RBAC caches can be
+    # refused; the next cycle then writes it. Either way nothing is lost or half-written.
+    if first.outcome is Outcome.ERROR:
+        assert "forbidden" in first.detail
+        assert writer.write_one(secret).outcome is Outcome.CREATED
+    else:
+        assert first.outcome is Outcome.CREATED
+    live = read(admin_api, namespace, secret.name)
+    assert json.loads(decoded(live, "config"))["tlsClientConfig"]["insecure"] is False
 
 
 def _names(admin: k8s.ApiClient, namespace: str) -> set[str]:
