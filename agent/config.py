@@ -393,14 +393,17 @@ class AgentConfig(BaseSettings):
     def _address(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        host, sep, port = value.rpartition(":")
-        if not value.strip() or "/" in value or (sep and not port.isdigit()):
+        host, sep, port = value.rpartition(":") if ":" in value else (value, "", "")
+        valid_port = not sep or (port.isdigit() and 0 < int(port) < 65536)
+        valid_host = (
+            bool(host)
+            and host.strip("[]").replace(".", "").replace("-", "").replace(":", "").isalnum()
+        )
+        if not (valid_host and valid_port):
             raise ValueError(
-                f"{value!r} is not an address: use host:port, e.g. teleport.example.com:443"
+                f"{value!r} is not an address: use host:port without a scheme or path, "
+                "e.g. teleport.example.com:443"
             )
-        if not sep and not value.replace(".", "").replace("-", "").isalnum():
-            raise ValueError(f"{value!r} is not an address: use host:port")
-        del host
         return value
 
     @field_validator("diag_addr")
