@@ -341,3 +341,39 @@ def test_write_survives_an_api_server_restart(kube, admin_api, agent_api, namesp
 
 def _names(admin: k8s.ApiClient, namespace: str) -> set[str]:
     return {s.metadata.name for s in k8s.CoreV1Api(admin).list_namespaced_secret(namespace).items}
+
+
+def test_api_server_stopped_mid_cycle_leaves_every_secret_old_or_new(
+    kube, admin_api, agent_api, namespace
+):
+    writer = SecretWriter(agent_api, retry_attempts=10_000, retry_max_wait=0.5, retry_deadline=90)
+    old = [desired(namespace, f"kube-{i:03d}") for i in range(300)]
+    assert all(r.outcome is Outcome.CREATED for r in writer.write(old))
+    new = [desired(namespace, f"kube-{i:03d}", serial=2) for i in range(300)]
+    results: list[WriteResult] = []
+    thread = threading.Thread(target=lambda: results.extend(writer.write(new)))
+    thread.start()
+    time.sleep(0.3)  # some writes done, some in flight, some not started
+    kube.stop_apiserver()
+    time.sleep(1.0)
+    kube.restart_apiserver()
+    thread.join(timeout=180)
+
+    assert len(results) == 300
+    outcomes = {r.outcome for r in results}
+    assert outcomes <= {Outcome.UPDATED, Outcome.ERROR}
+    certs = {b"CERT-1", b"CERT-2"}
+    live = {
+        s.metadata.name: s
+        for s in k8s.CoreV1Api(admin_api).list_namespaced_secret(namespace).items
+        if s.metadata.name.startswith("teleport.argocd-cluster.")
+    }
+    assert len(live) == 300  # nothing lost
+    for secret in live.values():
+        config = json.loads(decoded(secret, "config"))  # every config still parses
+        cert = base64.b64decode(config["tlsClientConfig"]["certData"])
+        assert cert.split(b"\n")[1] in certs
+        # The whole secret is one version: the annotation and the credential agree.
+        serial = cert.split(b"\n")[1][-1:]
+        expires = secret.metadata.annotations["teleport-argocd-agent/credential-expires"]
+        assert expires == ("2026-11-22T13:00:00Z" if serial == b"1" else "2026-11-22T14:00:00Z")
