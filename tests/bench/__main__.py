@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -194,8 +195,50 @@ def run(counts: Sequence[int]) -> list[dict[str, object]]:
                     f"({row['agent_wps']:7.1f}/s)  ratio {row['ratio']:.2f}",
                     flush=True,
                 )
+        rss_ns = unique_namespace(admin, prefix="rss")
+        grant_secret_verbs(
+            admin,
+            rss_ns,
+            ["create", "patch"],
+            service_account="agent",
+            service_account_namespace=rss_ns,
+        )
+        rows.append({"peak_rss_kib": peak_rss(plane, admin, rss_ns, max(counts), ca)})
         admin.close()
     return rows
+
+
+def peak_rss(
+    plane: ControlPlane, admin: k8s.ApiClient, namespace: str, count: int, ca: CertificateAuthority
+) -> int:
+    """Peak RSS of a fresh process that plans and writes ``count`` clusters with agent code."""
+    work = Path(tempfile.mkdtemp(prefix="bench-rss-"))
+    token = work / "token"
+    token.write_text(service_account_token(admin, namespace, "agent"))
+    pair = ca.issue("bot-argocd", client=True)
+    (work / "cert.pem").write_bytes(pair.cert_pem)
+    (work / "key.pem").write_bytes(pair.key_pem)
+    (work / "ca.pem").write_bytes(ca.cert_pem)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.bench.cycle_process",
+            plane.url,
+            str(plane.ca_path),
+            str(token),
+            namespace,
+            str(count),
+            str(work),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    kib = int(done.stdout.strip().splitlines()[-1])
+    print(f"peak RSS of one {count}-cluster cycle in a fresh process: {kib / 1024:.1f} MiB")
+    return kib
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -211,6 +254,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{'writes/s raw':>13} {'ratio':>6}"
     )
     for row in rows:
+        if "peak_rss_kib" in row:
+            print(
+                f"peak RSS, plan + write of {max(args.clusters)} clusters: "
+                f"{int(row['peak_rss_kib']) / 1024:.1f} MiB (target < 120 MB)"
+            )
+            continue
         print(
             f"{row['clusters']:>8} {row['phase']:<7} {row['agent_s']:>13.3f}s "
             f"{row['agent_wps']:>15.1f} {row['baseline_wps']:>13.1f} {row['ratio']:>6.2f}"
