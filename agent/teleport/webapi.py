@@ -1,14 +1,17 @@
-"""The Teleport proxy's public web API: what ``/webapi/find`` says about the cluster.
+"""The Teleport proxy's public web API: ``/webapi/find`` and the bot join messages.
 
-Only the parsing of the answer lives here so far; it is pure and feeds the secret renderer.
+Only the message formats live here so far (pure functions): the HTTP calls come with the
+Teleport client, which needs a real Teleport to be proven against.
 """
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ProxySettings", "parse_find_response"]
+__all__ = ["IssuedCerts", "ProxySettings", "parse_certs", "parse_find_response", "register_request"]
 
 
 @dataclass(frozen=True)
@@ -51,4 +54,58 @@ def parse_find_response(payload: dict[str, Any], *, dialed_addr: str) -> ProxySe
         kube_public_addr=kube_addr,
         server_version=str(payload.get("server_version", "")),
         signature_algorithm_suite=str(auth.get("signature_algorithm_suite", "") or ""),
+    )
+
+
+# -- join (POST /webapi/host/credentials) -------------------------------------------------
+
+
+def register_request(
+    *,
+    token: str,
+    public_tls_key_pem: bytes,
+    public_ssh_key: bytes,
+    expires: dt.datetime,
+    id_token: str | None = None,
+) -> dict[str, Any]:
+    """The JSON body of a bot join: byte fields are standard base64, as Go encodes []byte."""
+    body: dict[str, Any] = {
+        "token": token,
+        "role": "Bot",
+        "public_tls_key": base64.b64encode(public_tls_key_pem).decode(),
+        "public_ssh_key": base64.b64encode(public_ssh_key).decode(),
+        "expires": expires.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
+    }
+    if id_token is not None:
+        body["id_token"] = id_token
+    return body
+
+
+@dataclass(frozen=True)
+class IssuedCerts:
+    """The certificates a join or renewal returns (PEM / SSH wire text, decoded)."""
+
+    tls_cert_pem: bytes
+    ssh_cert: bytes
+    tls_ca_certs_pem: tuple[bytes, ...]
+    ssh_ca_certs: tuple[bytes, ...]
+
+
+def parse_certs(payload: dict[str, Any]) -> IssuedCerts:
+    """Decode a ``Certs`` JSON answer; a missing TLS certificate is an error, not an empty one."""
+
+    def decode(value: Any, field: str) -> bytes:
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"the Teleport answer has no {field}")
+        return base64.b64decode(value, validate=True)
+
+    return IssuedCerts(
+        tls_cert_pem=decode(payload.get("tls"), "tls certificate"),
+        ssh_cert=decode(payload.get("ssh"), "ssh certificate"),
+        tls_ca_certs_pem=tuple(
+            decode(c, "tls_ca_certs entry") for c in payload.get("tls_ca_certs") or []
+        ),
+        ssh_ca_certs=tuple(
+            decode(c, "ssh_ca_certs entry") for c in payload.get("ssh_ca_certs") or []
+        ),
     )
