@@ -29,7 +29,7 @@ export PATH := $(VENV)/bin:$(PATH)
 
 PYTEST_ARGS ?=
 
-.PHONY: test unit lint typecheck pytest tools venv demo bench clean proto help image image-size
+.PHONY: test unit lint typecheck pytest tools tool-env venv demo bench clean help image image-size
 
 help:
 	@sed -n '2,9p' Makefile | sed 's/^# \{0,1\}//'
@@ -59,6 +59,9 @@ $(CACHE)/tool-env-$(KUBERNETES_VERSION)-$(HELM_VERSION)-$(CT_VERSION).sh: tools/
 TOOL_ENV := $(CACHE)/tool-env-$(KUBERNETES_VERSION)-$(HELM_VERSION)-$(CT_VERSION).sh
 
 tools: $(TOOL_ENV) venv
+
+# Prints `export NAME=path` for every tool, e.g. `eval "$(make -s tool-env)"` in a shell.
+tool-env: tools
 	@cat $(TOOL_ENV)
 
 lint: venv
