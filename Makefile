@@ -29,7 +29,9 @@ export PATH := $(VENV)/bin:$(PATH)
 
 PYTEST_ARGS ?=
 
-.PHONY: test unit lint typecheck pytest tools tool-env venv demo bench clean help image image-size
+FORCE:
+
+.PHONY: FORCE test unit lint typecheck pytest tools tool-env venv demo bench clean help image image-size
 
 help:
 	@sed -n '2,9p' Makefile | sed 's/^# \{0,1\}//'
@@ -45,16 +47,16 @@ $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 
 venv: $(VENV)/.synced
 
-# Paths of the real tools, resolved (and built on first use) by tools/install.sh.
-$(CACHE)/tool-env-$(KUBERNETES_VERSION)-$(HELM_VERSION)-$(CT_VERSION).sh: tools/versions.env tools/install.sh
+# Paths of the real tools, resolved (and built on first use) by tools/install.sh. Resolved on every
+# run: a cached path goes stale when a system package (etcd) is removed, and install.sh answers in
+# milliseconds once everything is cached.
+$(CACHE)/tool-env-$(KUBERNETES_VERSION)-$(HELM_VERSION)-$(CT_VERSION).sh: FORCE
 	@mkdir -p $(CACHE)
-	@{ \
-	  echo "export KUBE_APISERVER_BIN=$$(tools/install.sh kube-apiserver)"; \
-	  echo "export KUBECTL_BIN=$$(tools/install.sh kubectl)"; \
-	  echo "export ETCD_BIN=$$(tools/install.sh etcd)"; \
-	  echo "export HELM_BIN=$$(tools/install.sh helm)"; \
-	  echo "export CT_BIN=$$(tools/install.sh ct)"; \
-	} > $@.tmp && mv $@.tmp $@
+	@for tool in KUBE_APISERVER:kube-apiserver KUBECTL:kubectl ETCD:etcd HELM:helm CT:ct; do \
+	  path=$$(tools/install.sh $${tool#*:}); \
+	  [ -x "$$path" ] || { echo "tools: $${tool#*:} could not be installed" >&2; exit 1; }; \
+	  echo "export $${tool%%:*}_BIN=$$path"; \
+	done > $@.tmp && mv $@.tmp $@
 
 TOOL_ENV := $(CACHE)/tool-env-$(KUBERNETES_VERSION)-$(HELM_VERSION)-$(CT_VERSION).sh
 
