@@ -37,6 +37,7 @@ from tenacity import (
     retry_if_exception,
     stop_after_attempt,
     stop_after_delay,
+    stop_when_event_set,
     wait_exponential_jitter,
 )
 
@@ -121,7 +122,10 @@ class SecretWriter:
         retry_attempts: int = 5,
         retry_max_wait: float = 10.0,
         retry_deadline: float = 60.0,
+        cancel: threading.Event | None = None,
     ) -> None:
+        """``cancel``, once set, ends retrying: a stopping agent gives up on a server that is
+        down instead of outliving its termination grace period; the write is reported failed."""
         self._api = api
         self._concurrency = max(1, concurrency)
         self._adoptable = frozenset(adoptable_managers)
@@ -129,7 +133,11 @@ class SecretWriter:
         self._retry = Retrying(
             retry=retry_if_exception(_retryable),
             wait=wait_exponential_jitter(multiplier=0.2, max=retry_max_wait),
-            stop=stop_after_attempt(retry_attempts) | stop_after_delay(retry_deadline),
+            stop=(
+                stop_after_attempt(retry_attempts)
+                | stop_after_delay(retry_deadline)
+                | stop_when_event_set(cancel or threading.Event())
+            ),
             reraise=True,
         )
         # Last resourceVersion seen per secret: an apply that leaves it unchanged did nothing.

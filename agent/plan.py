@@ -7,7 +7,7 @@ Purely computational, no side-effects: the clock and the agent version are param
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from agent.argocd import (
@@ -66,8 +66,14 @@ def plan_cycle(
     credential: Credential,
     agent_version: str,
     now: dt.datetime,
+    services: Collection[int] | None = None,
+    listing_complete: bool = True,
 ) -> CyclePlan:
     """Render every service's secrets; ``clusters`` is None when the listing failed.
+
+    ``services`` limits the plan to those service indexes (the ones sharing ``credential``).
+    ``listing_complete`` is false when ``clusters`` is an older listing kept through a failed
+    one: secrets are refreshed for the clusters known, but nothing is pruned.
 
     Secrets are deduplicated across services (first service wins), because Argo CD resolves
     two secrets for one server nondeterministically. Pruning is only requested for services
@@ -76,6 +82,8 @@ def plan_cycle(
     instance = config.resolved_instance()
     drafts: list[_Draft] = []
     for index, service in enumerate(config.services):
+        if services is not None and index not in services:
+            continue
         name = config.service_name(index)
         selection = select_clusters(clusters or (), service.selectors)
         draft = _Draft(name, tuple(c.name for c in selection.clusters), selection.problems)
@@ -95,7 +103,7 @@ def plan_cycle(
                 )
             except RenderError as exc:
                 draft.render_errors[cluster.name] = str(exc)
-        if service.prune and clusters is not None and selection.clusters:
+        if service.prune and listing_complete and clusters is not None and selection.clusters:
             # Keep every selected cluster, rendered or not: a template problem is no removal.
             keep = frozenset(cluster_hash(proxy.cluster_name, c) for c in draft.selected)
             draft.prune = PruneRequest(service.resolved_namespace(), owner_id(instance, name), keep)

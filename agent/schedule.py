@@ -11,7 +11,7 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["Readiness", "next_discovery", "next_renewal", "readiness"]
+__all__ = ["Readiness", "next_discovery", "next_renewal", "readiness", "retry_delay"]
 
 # Renew early by up to this fraction of the interval, so several agents started together
 # spread their load on Teleport instead of renewing in lockstep.
@@ -50,6 +50,25 @@ def next_discovery(
     if last_discovery is None:
         return now
     return max(now, last_discovery + interval)
+
+
+def retry_delay(
+    failures: int,
+    *,
+    first: dt.timedelta,
+    cap: dt.timedelta,
+    rng: random.Random | None = None,
+) -> dt.timedelta:
+    """How long to wait before trying again after ``failures`` consecutive failures.
+
+    Exponential from ``first``, capped at ``cap``, with "full jitter" in its upper half so
+    agents that lost Teleport together do not come back in lockstep.
+    """
+    if failures <= 0:
+        return dt.timedelta(0)
+    ceiling = min(cap, first * (1 << min(failures - 1, 32)))
+    factor: float = (rng or random).uniform(0.5, 1.0)
+    return ceiling * factor
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 
-from agent.schedule import next_discovery, next_renewal, readiness
+from agent.schedule import next_discovery, next_renewal, readiness, retry_delay
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 TTL = dt.timedelta(hours=1)
@@ -86,3 +86,13 @@ def test_unmatched_selector_and_failed_writes_degrade_readiness_and_recover():
         "service argo-cd: 2 secret(s) failed to write",
     )
     assert ready(T0, T0 + TTL, {"argo-cd": {}}, {"argo-cd": 0}).ready
+
+
+def test_retry_delay_grows_exponentially_up_to_the_cap_with_jitter():
+    first, cap = dt.timedelta(seconds=1), dt.timedelta(seconds=60)
+    rng = random.Random(7)
+    assert retry_delay(0, first=first, cap=cap) == dt.timedelta(0)
+    for failures, ceiling in [(1, 1), (2, 2), (3, 4), (7, 60), (100, 60)]:
+        for _ in range(50):
+            delay = retry_delay(failures, first=first, cap=cap, rng=rng).total_seconds()
+            assert ceiling / 2 <= delay <= ceiling

@@ -1,0 +1,417 @@
+"""The daemon: renew credentials, discover clusters, keep every service's secrets current.
+
+One loop on the main thread asks the pure schedule functions what is due, does it, and sleeps
+on an event that signal handlers can set:
+
+* renewal (every ``renewal_interval``, with jitter; at once when a credential is behind its
+  schedule) issues a fresh credential and rewrites every secret of the services that use it;
+* discovery (every ``discovery_interval``) lists the clusters again and writes secrets only for
+  clusters that are new, or whose last write failed, with the credential already held — so a new
+  cluster reaches Argo CD within seconds, not at the next renewal;
+* SIGUSR1 makes both due now; SIGTERM/SIGINT stop the loop: writes in flight finish, the rest are
+  skipped, so no secret is ever half-written.
+
+Services with their own ``credential_ttl``/``renewal_interval`` get a credential of their own;
+all others share one. Teleport is reached through a ``TeleportSource``. A failure there is retried
+with capped, jittered backoff and never removes or rewrites a secret: the secrets keep the last
+good credential until it expires, and nothing is pruned from a listing that failed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from agent.config import AgentConfig
+from agent.diagnostics import DiagnosticsServer, Metrics
+from agent.kube import SecretWriter
+from agent.logs import logger
+from agent.plan import CyclePlan, plan_cycle
+from agent.schedule import Readiness, next_renewal, readiness, retry_delay
+from agent.sync import apply_plan
+from agent.teleport.identity import Credential
+from agent.teleport.inventory import KubeCluster
+from agent.teleport.webapi import ProxySettings
+
+__all__ = ["Runtime", "TeleportError", "TeleportSource", "serve"]
+
+# Longest single sleep: the loop looks at the wall clock at least this often, so a suspended
+# machine or a clock jump is noticed within seconds rather than after a whole interval.
+MAX_SLEEP = dt.timedelta(seconds=5)
+RETRY_FIRST = dt.timedelta(seconds=1)
+RETRY_CAP = dt.timedelta(minutes=1)
+
+SecretKey = tuple[str, str]  # (namespace, name)
+
+
+class TeleportError(Exception):
+    """A request to Teleport failed; ``operation`` names it for logs and metrics."""
+
+    def __init__(self, operation: str, message: str) -> None:
+        super().__init__(f"{operation}: {message}")
+        self.operation = operation
+
+
+class TeleportSource(Protocol):
+    """What the daemon needs from Teleport. Every method raises TeleportError on failure."""
+
+    def proxy_settings(self) -> ProxySettings:
+        """How clients reach the cluster through the proxy (``/webapi/find``)."""
+        ...
+
+    def issue_credential(self, ttl: dt.timedelta) -> Credential:
+        """Join or renew the bot as needed, then issue an output credential for ``ttl``."""
+        ...
+
+    def list_clusters(self) -> list[KubeCluster]:
+        """Every Kubernetes cluster registered in Teleport, labels merged."""
+        ...
+
+
+@dataclass
+class _Group:
+    """Services sharing one credential, and what the loop knows about their secrets."""
+
+    services: tuple[int, ...]
+    ttl: dt.timedelta
+    interval: dt.timedelta
+    credential: Credential | None = None
+    # When to renew next, by the wall clock and by the monotonic clock, whichever comes first:
+    # the wall clock catches a suspended machine, the monotonic one a clock set backwards.
+    due_wall: dt.datetime | None = None
+    due_mono: float = 0.0
+    failures: int = 0
+    # Secrets that hold the current credential; cleared at every renewal.
+    written: set[SecretKey] = field(default_factory=set)
+    # Secrets the last plan wanted, to notice clusters that dropped out between renewals.
+    desired: frozenset[SecretKey] = frozenset()
+    # Expiry of the newest credential written to this group's secrets.
+    written_expires: dt.datetime | None = None
+    selector_problems: dict[str, dict[str, str]] = field(default_factory=dict)
+    failed_writes: dict[str, int] = field(default_factory=dict)
+
+    def due(self, now: dt.datetime, mono: float) -> bool:
+        return self.due_wall is None or now >= self.due_wall or mono >= self.due_mono
+
+
+def credential_groups(config: AgentConfig) -> list[_Group]:
+    """One group per distinct credential lifetime, in service order."""
+    groups: dict[tuple[dt.timedelta, dt.timedelta], list[int]] = {}
+    for index, service in enumerate(config.services):
+        ttl = service.credential_ttl or config.credential_ttl
+        interval = service.renewal_interval or config.renewal_interval
+        groups.setdefault((ttl, interval), []).append(index)
+    return [_Group(tuple(ix), ttl, interval) for (ttl, interval), ix in groups.items()]
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Runtime:
+    """The agent's state between cycles; ``run`` is the daemon, ``run_once`` one full cycle."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        source: TeleportSource,
+        writer: SecretWriter,
+        *,
+        agent_version: str,
+        metrics: Metrics | None = None,
+        stop: threading.Event | None = None,
+        clock: Callable[[], dt.datetime] = _utcnow,
+        monotonic: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._config = config
+        self._source = source
+        self._writer = writer
+        self._version = agent_version
+        self.metrics = metrics or Metrics(clock)
+        self._clock = clock
+        self._mono = monotonic
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
+        self._groups = credential_groups(config)
+        self._discovery_interval = min(s.discovery_interval for s in config.services)
+        self._next_discovery: float | None = None  # monotonic
+        self._proxy: ProxySettings | None = None
+        self._clusters: list[KubeCluster] | None = None  # the last good listing
+        self._listing_failed = False
+        self.stop_event = stop or threading.Event()
+        self._wake = threading.Event()
+        self._lock = threading.Lock()  # readiness is read from the diagnostics thread
+
+    # -- control ------------------------------------------------------------------------
+
+    def request_sync(self) -> None:
+        """Renew and sync every service now (SIGUSR1)."""
+        self._wake.set()
+
+    def request_stop(self) -> None:
+        """Finish the writes in flight and leave the loop (SIGTERM, SIGINT)."""
+        self.stop_event.set()
+        self._wake.set()
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Run until ``request_stop``."""
+        logger.info(
+            "agent started",
+            services=len(self._config.services),
+            credentials=len(self._groups),
+            discovery_interval=self._discovery_interval.total_seconds(),
+        )
+        while not self.stop_event.is_set():
+            forced = self._wake.is_set()
+            self._wake.clear()
+            if forced and not self.stop_event.is_set():
+                logger.info("sync requested")
+            self.step(forced=forced)
+            self._wake.wait(self._sleep_seconds())
+        logger.info("agent stopped")
+
+    def run_once(self) -> bool:
+        """One full cycle for every service; true only if every selected cluster was written,
+        the listing worked and every selector matched."""
+        self.step(forced=True)
+        with self._lock:
+            return not self._listing_failed and all(
+                g.credential is not None
+                and g.failures == 0
+                and not any(g.failed_writes.values())
+                and not any(g.selector_problems.values())
+                for g in self._groups
+            )
+
+    def step(self, *, forced: bool = False) -> None:
+        """Do whatever is due now: renewals, a discovery, and the writes they call for."""
+        now, mono = self._clock(), self._mono()
+        due = [g for g in self._groups if forced or g.due(now, mono)]
+        if not due and self._next_discovery is not None and mono < self._next_discovery:
+            return
+        self._next_discovery = mono + self._discovery_interval.total_seconds()
+        self._discover()
+        renewed = [g for g in due if self._renew(g)]
+        for group in self._groups:
+            if self.stop_event.is_set():
+                return
+            self._sync(group, full=group in renewed)
+
+    def _sleep_seconds(self) -> float:
+        now, mono = self._clock(), self._mono()
+        deadlines = [MAX_SLEEP.total_seconds()]
+        if self._next_discovery is not None:
+            deadlines.append(self._next_discovery - mono)
+        for group in self._groups:
+            if group.due_wall is not None:
+                deadlines.append((group.due_wall - now).total_seconds())
+                deadlines.append(group.due_mono - mono)
+        return max(0.0, min(deadlines))
+
+    # -- Teleport -----------------------------------------------------------------------
+
+    def _teleport_failed(self, exc: TeleportError) -> None:
+        self.metrics.teleport_errors.labels(operation=exc.operation).inc()
+        logger.bind(operation=exc.operation).warning("Teleport request failed: {}", exc)
+
+    def _discover(self) -> None:
+        try:
+            if self._proxy is None:
+                self._proxy = self._source.proxy_settings()
+            clusters = self._source.list_clusters()
+        except TeleportError as exc:
+            self._teleport_failed(exc)
+            with self._lock:
+                self._listing_failed = True
+            return
+        with self._lock:
+            self._clusters = clusters
+            self._listing_failed = False
+
+    def _renew(self, group: _Group) -> bool:
+        try:
+            credential = self._source.issue_credential(group.ttl)
+        except TeleportError as exc:
+            self._teleport_failed(exc)
+            group.failures += 1
+            delay = retry_delay(
+                group.failures, first=RETRY_FIRST, cap=min(RETRY_CAP, group.interval), rng=self._rng
+            )
+            self._schedule(group, delay)
+            return False
+        now = self._clock()
+        group.credential = credential
+        group.failures = 0
+        group.written.clear()
+        lifetime = credential.expires - now
+        # Teleport may cap the lifetime below the requested TTL (the role's max_session_ttl):
+        # then renew at half the life left, never after the credential has expired.
+        interval = min(group.interval, lifetime / 2)
+        planned = next_renewal(
+            now=now,
+            last_renewal=now,
+            credential_expires=credential.expires,
+            renewal_interval=interval,
+            credential_ttl=lifetime,
+            rng=self._rng,
+        )
+        self._schedule(group, planned - now)
+        logger.bind(services=self._names(group)).info(
+            "credential issued", expires=credential.expires.isoformat()
+        )
+        return True
+
+    def _schedule(self, group: _Group, delay: dt.timedelta) -> None:
+        group.due_wall = self._clock() + delay
+        group.due_mono = self._mono() + delay.total_seconds()
+
+    # -- secrets --------------------------------------------------------------------------
+
+    def _sync(self, group: _Group, *, full: bool) -> None:
+        credential, clusters, proxy = group.credential, self._clusters, self._proxy
+        if credential is None or clusters is None or proxy is None:
+            return  # nothing to write with yet; the reason was logged when it failed
+        now = self._clock()
+        if credential.expires <= now:
+            # Never write a credential that no longer works; existing secrets stay as they are.
+            logger.bind(services=self._names(group)).error(
+                "credential expired and could not be renewed; not writing"
+            )
+            return
+        plan = plan_cycle(
+            self._config,
+            proxy=proxy,
+            clusters=clusters,
+            credential=credential,
+            agent_version=self._version,
+            now=now,
+            services=group.services,
+            listing_complete=not self._listing_failed,
+        )
+        desired = frozenset((s.namespace, s.name) for s in plan.secrets)
+        work = plan
+        if not full:
+            work = _only_new(plan, group.written, prune=bool(group.desired - desired))
+            if not work.secrets and not any(s.prune for s in work.services):
+                self._record(group, plan)
+                return
+        report = apply_plan(work, self._writer, metrics=self.metrics, should_stop=self._stopping)
+        for service in report.services:
+            for result in service.writes:
+                key = (result.namespace, result.name)
+                if result.ok:
+                    group.written.add(key)
+                else:
+                    group.written.discard(key)
+        if full and (group.written or not desired):
+            group.written_expires = credential.expires
+            expiries = [g.written_expires for g in self._groups]
+            if all(e is not None for e in expiries):
+                self.metrics.credential_written(min(e for e in expiries if e is not None))
+        self._record(group, plan)
+        logger.bind(services=self._names(group)).info(
+            "sync {}",
+            "finished" if report.complete else "finished with failures",
+            kind="renewal" if full else "discovery",
+            seconds=round(report.seconds, 3),
+            secrets=sum(len(s.writes) for s in report.services),
+        )
+
+    def _record(self, group: _Group, plan: CyclePlan) -> None:
+        """Remember what the full plan wanted and what is still missing, for readiness."""
+        with self._lock:
+            group.desired = frozenset((s.namespace, s.name) for s in plan.secrets)
+            for service in plan.services:
+                group.selector_problems[service.name] = dict(service.selector_problems)
+                missing = sum((s.namespace, s.name) not in group.written for s in service.secrets)
+                group.failed_writes[service.name] = (
+                    missing + len(service.render_errors) + len(service.duplicates)
+                )
+
+    def _stopping(self) -> bool:
+        return self.stop_event.is_set()
+
+    def _names(self, group: _Group) -> str:
+        return ",".join(self._config.service_name(i) for i in group.services)
+
+    # -- readiness ------------------------------------------------------------------------
+
+    def readiness(self) -> Readiness:
+        """Ready when every credential group's secrets hold a credential that outlives one
+        more renewal interval, every selector matched and every selected cluster was written."""
+        now = self._clock()
+        reasons: list[str] = []
+        with self._lock:
+            if self._listing_failed:
+                reasons.append("the last cluster listing from Teleport failed")
+            for group in self._groups:
+                state = readiness(
+                    now=now,
+                    credential_expires=group.written_expires,
+                    renewal_interval=group.interval,
+                    selector_problems=group.selector_problems,
+                    failed_writes=group.failed_writes,
+                )
+                reasons += [r for r in state.reasons if r not in reasons]
+        return Readiness(not reasons, tuple(reasons))
+
+
+def _only_new(plan: CyclePlan, written: set[SecretKey], *, prune: bool) -> CyclePlan:
+    """The part of a plan that a discovery must do: secrets that do not hold the current
+    credential yet, and the prune only when a cluster dropped out."""
+    return CyclePlan(
+        tuple(
+            replace(
+                service,
+                secrets=tuple(s for s in service.secrets if (s.namespace, s.name) not in written),
+                prune=service.prune if prune else None,
+            )
+            for service in plan.services
+        )
+    )
+
+
+@contextmanager
+def _signals(runtime: Runtime) -> Iterator[None]:
+    """SIGUSR1: sync now. SIGTERM, SIGINT: stop after the writes in flight."""
+
+    def stop(signum: int, _frame: object) -> None:
+        logger.info("stopping on {}", signal.Signals(signum).name)
+        runtime.request_stop()
+
+    previous = {
+        signal.SIGTERM: signal.signal(signal.SIGTERM, stop),
+        signal.SIGINT: signal.signal(signal.SIGINT, stop),
+        signal.SIGUSR1: signal.signal(signal.SIGUSR1, lambda *_: runtime.request_sync()),
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def serve(runtime: Runtime, *, diag_addr: str) -> int:
+    """Run the daemon with signal handling and, if an address is set, the diagnostics server."""
+    server = DiagnosticsServer(diag_addr, runtime.metrics, runtime.readiness) if diag_addr else None
+    if server is not None:
+        server.start()
+        logger.info(
+            "diagnostics listening", address=f"{diag_addr.rpartition(':')[0]}:{server.port}"
+        )
+    try:
+        with _signals(runtime):
+            runtime.run()
+    finally:
+        if server is not None:
+            server.close()
+    return 0

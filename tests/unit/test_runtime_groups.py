@@ -1,0 +1,34 @@
+"""Which services share a credential."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from agent.config import parse_config
+from agent.runtime import credential_groups
+
+
+def service(name, **extra):
+    return {"type": "kubernetes/argo-cd", "name": name, "selectors": [{"name": name}], **extra}
+
+
+def test_services_share_a_credential_unless_they_set_their_own_lifetime():
+    config = parse_config(
+        {
+            "proxy_server": "teleport.example.com:443",
+            "onboarding": {"token": "bot"},
+            "credential_ttl": "2h",
+            "renewal_interval": "30m",
+            "services": [
+                service("a"),
+                service("b", credential_ttl="8h", renewal_interval="1h"),
+                service("c"),
+                service("d", credential_ttl="2h", renewal_interval="30m"),
+            ],
+        }
+    )
+    groups = [(g.services, g.ttl, g.interval) for g in credential_groups(config)]
+    assert groups == [
+        ((0, 2, 3), dt.timedelta(hours=2), dt.timedelta(minutes=30)),
+        ((1,), dt.timedelta(hours=8), dt.timedelta(hours=1)),
+    ]
