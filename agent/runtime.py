@@ -88,6 +88,8 @@ class _Group:
     due_wall: dt.datetime | None = None
     due_mono: float = 0.0
     failures: int = 0
+    # The renewal interval in force: shorter than configured when Teleport capped the lifetime.
+    effective_interval: dt.timedelta | None = None
     # Secrets that hold the current credential; cleared at every renewal.
     written: set[SecretKey] = field(default_factory=set)
     # Secrets the last plan wanted, to notice clusters that dropped out between renewals.
@@ -256,6 +258,7 @@ class Runtime:
         # Teleport may cap the lifetime below the requested TTL (the role's max_session_ttl):
         # then renew at half the life left, never after the credential has expired.
         interval = min(group.interval, lifetime / 2)
+        group.effective_interval = interval
         planned = next_renewal(
             now=now,
             last_renewal=now,
@@ -357,7 +360,7 @@ class Runtime:
                 state = readiness(
                     now=now,
                     credential_expires=group.written_expires,
-                    renewal_interval=group.interval,
+                    renewal_interval=group.effective_interval or group.interval,
                     selector_problems=group.selector_problems,
                     failed_writes=group.failed_writes,
                 )

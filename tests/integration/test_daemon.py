@@ -1,0 +1,249 @@
+"""The daemon as a process: signals, the API server going away, and what /readyz says.
+
+The agent runs as its own process (tests/harness/daemon.py) with a least-privilege
+ServiceAccount token against the real API server; Teleport's part is an inventory file the test
+rewrites (tests/harness/source.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from kubernetes import client as k8s
+
+from agent.teleport.inventory import KubeCluster
+from tests.harness.kube import ControlPlane, free_port, service_account_token
+from tests.harness.source import write_inventory
+from tests.integration.test_writer import grant
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Daemon:
+    """A running agent process, its JSON events and its diagnostics endpoint."""
+
+    def __init__(self, proc: subprocess.Popen[str], diag: str, inventory: Path) -> None:
+        self.proc = proc
+        self.diag = diag
+        self.inventory = inventory
+        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line)
+            try:
+                self.events.put(json.loads(line))
+            except ValueError:
+                continue
+
+    def wait_event(self, message: str, timeout: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                event = self.events.get(timeout=0.5)
+            except queue.Empty:
+                assert self.proc.poll() is None, "agent exited:\n" + "".join(self.lines[-20:])
+                continue
+            if event.get("message", "").startswith(message):
+                return event
+        raise AssertionError(f"no {message!r} event:\n" + "".join(self.lines[-20:]))
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(self.diag + path, timeout=5) as resp:  # noqa: S310
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read().decode()
+        except OSError as err:
+            return 0, str(err)
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+
+def wait_until(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def start_daemon(
+    kube: ControlPlane, admin_api: k8s.ApiClient, namespace: str, tmp_path: Path
+) -> Iterator[Callable[..., Daemon]]:
+    grant(admin_api, namespace, ["create", "patch", "deletecollection"], namespace)
+    token = tmp_path / "token"
+    token.write_text(service_account_token(admin_api, namespace, "agent"))
+    daemons: list[Daemon] = []
+
+    def start(clusters: list[KubeCluster], **service: Any) -> Daemon:
+        port = free_port()
+        config = tmp_path / "agent.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "proxy_server": "teleport.example.com:443",
+                    "onboarding": {"token": "bot"},
+                    "diag_addr": f"127.0.0.1:{port}",
+                    "instance": f"{namespace}/agent",
+                    "services": [
+                        {
+                            "type": "kubernetes/argo-cd",
+                            "secret_namespace": namespace,
+                            "selectors": [{"labels": {"env": "prod"}}],
+                            "discovery_interval": "1s",
+                            **service,
+                        }
+                    ],
+                }
+            )
+        )
+        inventory = tmp_path / "inventory.json"
+        write_inventory(inventory, clusters)
+        args = [config, kube.url, kube.ca_path, token, inventory]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.harness.daemon", *map(str, args)],
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        daemon = Daemon(proc, f"http://127.0.0.1:{port}", inventory)
+        daemons.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in daemons:
+        if daemon.proc.poll() is None:
+            daemon.proc.kill()
+            daemon.proc.wait()
+
+
+def cluster_secrets(admin_api: k8s.ApiClient, namespace: str) -> dict[str, int]:
+    """cluster -> serial of the credential its secret holds, after checking the secret whole:
+    the config is valid JSON, the key belongs to the certificate, the CA parses."""
+    found = {}
+    for item in k8s.CoreV1Api(admin_api).list_namespaced_secret(namespace).items:
+        if (item.metadata.labels or {}).get("argocd.argoproj.io/secret-type") != "cluster":
+            continue
+        data = {k: base64.b64decode(v).decode() for k, v in item.data.items()}
+        tls = json.loads(data["config"])["tlsClientConfig"]
+        cert = x509.load_pem_x509_certificate(base64.b64decode(tls["certData"]))
+        key = serialization.load_pem_private_key(base64.b64decode(tls["keyData"]), None)
+        x509.load_pem_x509_certificates(base64.b64decode(tls["caData"]))
+        assert key.public_key() == cert.public_key(), f"{item.metadata.name}: key/cert mismatch"
+        assert data["server"].startswith("https://teleport.example.com:443/v1/teleport/")
+        common_name = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value
+        found[data["name"].removeprefix("root-")] = int(str(common_name).rsplit("-", 1)[1])
+    return found
+
+
+def secret_names(admin_api: k8s.ApiClient, namespace: str) -> dict[str, str]:
+    """cluster -> name of its secret."""
+    return {
+        base64.b64decode(item.data["name"]).decode().removeprefix("root-"): item.metadata.name
+        for item in k8s.CoreV1Api(admin_api).list_namespaced_secret(namespace).items
+        if "name" in (item.data or {})
+    }
+
+
+def prod(count: int, prefix: str = "kube") -> list[KubeCluster]:
+    return [KubeCluster(f"{prefix}-{i:03d}", {"env": "prod"}) for i in range(count)]
+
+
+def test_sigusr1_syncs_now_discovery_adds_clusters_and_sigterm_exits_zero(
+    start_daemon, admin_api, namespace
+):
+    daemon = start_daemon(prod(3))
+    wait_until(lambda: daemon.get("/readyz")[0] == 200, "readiness")
+    assert cluster_secrets(admin_api, namespace) == {f"kube-00{i}": 1 for i in range(3)}
+
+    write_inventory(daemon.inventory, [*prod(3), KubeCluster("new", {"env": "prod"})])
+    wait_until(lambda: "new" in cluster_secrets(admin_api, namespace), "the new cluster")
+    assert cluster_secrets(admin_api, namespace)["new"] == 1, "written with the held credential"
+
+    daemon.signal(signal.SIGUSR1)
+    wait_until(
+        lambda: set(cluster_secrets(admin_api, namespace).values()) == {2}, "renewal on SIGUSR1"
+    )
+    status, metrics = daemon.get("/metrics")
+    assert status == 200
+    assert 'teleport_argocd_agent_clusters_selected{service="argo-cd"} 4.0' in metrics
+
+    daemon.signal(signal.SIGTERM)
+    assert daemon.proc.wait(timeout=30) == 0
+    logs = "".join(daemon.lines)
+    assert "PRIVATE KEY" not in logs
+    assert "BEGIN CERTIFICATE" not in logs
+
+
+def test_sigterm_in_the_middle_of_a_500_secret_sync_leaves_every_secret_whole(
+    start_daemon, admin_api, namespace
+):
+    daemon = start_daemon(prod(500), discovery_interval="30s")
+    daemon.wait_event("credential issued")
+    daemon.wait_event("sync finished", timeout=120)
+    assert set(cluster_secrets(admin_api, namespace).values()) == {1}
+
+    first = secret_names(admin_api, namespace)["kube-000"]  # among the first batch written
+    core = k8s.CoreV1Api(admin_api)
+    before = core.read_namespaced_secret(first, namespace).metadata.resource_version
+    daemon.signal(signal.SIGUSR1)
+    wait_until(
+        lambda: core.read_namespaced_secret(first, namespace).metadata.resource_version != before,
+        "the renewal's first write",
+        timeout=60,
+    )
+    daemon.signal(signal.SIGTERM)  # the other rewrites are in flight or not started
+    assert daemon.proc.wait(timeout=60) == 0
+
+    serials = cluster_secrets(admin_api, namespace)  # asserts every secret is whole
+    assert len(serials) == 500
+    assert set(serials.values()) <= {1, 2}
+    renewed = sum(s == 2 for s in serials.values())
+    assert renewed >= 1
+    print(f"after SIGTERM mid-sync: {renewed} of 500 secrets renewed, the rest untouched")
+
+
+def test_api_server_outage_degrades_readiness_and_recovers(
+    start_daemon, kube, admin_api, namespace
+):
+    daemon = start_daemon(prod(3))
+    wait_until(lambda: daemon.get("/readyz")[0] == 200, "readiness")
+
+    kube.stop_apiserver()
+    try:
+        daemon.signal(signal.SIGUSR1)  # renew: every write fails while the server is down
+        wait_until(lambda: daemon.get("/readyz")[0] == 503, "readiness to drop", timeout=90)
+        reasons = json.loads(daemon.get("/readyz")[1])["reasons"]
+        assert any("failed to write" in r for r in reasons), reasons
+    finally:
+        kube.restart_apiserver()
+
+    # The next discovery rewrites what failed, with no signal and no restart.
+    wait_until(lambda: daemon.get("/readyz")[0] == 200, "readiness to recover", timeout=90)
+    assert cluster_secrets(admin_api, namespace) == {f"kube-00{i}": 2 for i in range(3)}
+    assert daemon.proc.poll() is None

@@ -1,0 +1,243 @@
+"""The daemon's loop against the real API server, with time driven by the test.
+
+Teleport's part is played by tests/harness/source.py (see there why); every write goes to the
+real API server as a ServiceAccount holding only the verbs the chart grants.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+
+import pytest
+from kubernetes import client as k8s
+
+from agent.config import parse_config
+from agent.kube import SecretWriter
+from agent.runtime import Runtime
+from agent.teleport.inventory import KubeCluster
+from tests.harness.source import InventorySource
+from tests.integration.test_writer import grant
+
+START = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
+
+
+class Clock:
+    """Wall and monotonic time that move only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = START
+        self.mono = 1000.0
+
+    def advance(self, **kwargs: float) -> None:
+        delta = dt.timedelta(**kwargs)
+        self.now += delta
+        self.mono += delta.total_seconds()
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def writer(admin_api, namespace, service_account_client):
+    grant(admin_api, namespace, ["create", "patch", "deletecollection"], namespace)
+    return SecretWriter(service_account_client(namespace, "agent"), retry_attempts=2)
+
+
+def make_config(namespace, **service):
+    return parse_config(
+        {
+            "proxy_server": "teleport.example.com:443",
+            "onboarding": {"token": "bot"},
+            "instance": f"{namespace}/agent",
+            "services": [
+                {
+                    "type": "kubernetes/argo-cd",
+                    "secret_namespace": namespace,
+                    "selectors": [{"labels": {"env": "prod"}}],
+                    "prune": True,
+                    **service,
+                }
+            ],
+        }
+    )
+
+
+def runtime(config, source, writer, clock):
+    return Runtime(
+        config,
+        source,
+        writer,
+        agent_version="0.1.0",
+        clock=lambda: clock.now,
+        monotonic=lambda: clock.mono,
+    )
+
+
+def secrets(admin_api, namespace):
+    """cluster name -> the credential serial its secret holds (CERT-<n>)."""
+    found = {}
+    for item in k8s.CoreV1Api(admin_api).list_namespaced_secret(namespace).items:
+        if (item.metadata.labels or {}).get("argocd.argoproj.io/secret-type") != "cluster":
+            continue
+        data = {k: base64.b64decode(v).decode() for k, v in item.data.items()}
+        tls = json.loads(data["config"])["tlsClientConfig"]
+        cert = base64.b64decode(tls["certData"]).decode()
+        found[data["name"].removeprefix("root-")] = int(cert.split("CERT-")[1].split()[0])
+    return found
+
+
+def writes(rt, result):
+    return (
+        rt.metrics.registry.get_sample_value(
+            "teleport_argocd_agent_secret_writes_total", {"service": "argo-cd", "result": result}
+        )
+        or 0
+    )
+
+
+def prod(*names):
+    return [KubeCluster(n, {"env": "prod"}) for n in names]
+
+
+def test_discovery_writes_new_clusters_with_the_current_credential(
+    admin_api, namespace, writer, clock
+):
+    source = InventorySource(clock=lambda: clock.now, clusters=prod("a", "b"))
+    rt = runtime(make_config(namespace), source, writer, clock)
+    rt.step()
+    assert secrets(admin_api, namespace) == {"a": 1, "b": 1}
+    assert rt.readiness().ready
+
+    source.clusters += prod("c")
+    clock.advance(seconds=10)
+    rt.step()  # discovery is not due yet
+    assert "c" not in secrets(admin_api, namespace)
+
+    clock.advance(seconds=21)
+    rt.step()
+    assert secrets(admin_api, namespace) == {"a": 1, "b": 1, "c": 1}
+    assert len(source.issued) == 1, "a discovery must not renew"
+    assert (writes(rt, "created"), writes(rt, "updated")) == (3, 0), "only the new one written"
+
+    clock.advance(minutes=20)  # the renewal (jitter only ever makes it earlier)
+    rt.step()
+    assert len(source.issued) == 2
+    assert secrets(admin_api, namespace) == {"a": 2, "b": 2, "c": 2}
+
+
+def test_teleport_down_deletes_nothing_and_readiness_recovers(admin_api, namespace, writer, clock):
+    source = InventorySource(clock=lambda: clock.now, clusters=prod("a", "b"))
+    rt = runtime(make_config(namespace), source, writer, clock)
+    rt.step()
+
+    source.clusters = prod("a")  # b leaves Teleport while Teleport is unreachable
+    source.failing = {"list_clusters", "issue_credential"}
+    clock.advance(minutes=21)
+    rt.step()
+    assert secrets(admin_api, namespace) == {"a": 1, "b": 1}, "nothing pruned, nothing rewritten"
+    state = rt.readiness()
+    assert not state.ready
+    assert "the last cluster listing from Teleport failed" in state.reasons
+    errors = rt.metrics.registry.get_sample_value(
+        "teleport_argocd_agent_teleport_request_errors_total", {"operation": "list_clusters"}
+    )
+    assert errors == 1
+
+    source.failing = set()
+    clock.advance(minutes=1)  # past the capped retry backoff
+    rt.step()
+    assert secrets(admin_api, namespace) == {"a": 2}, "renewed, and the stale one pruned"
+    assert rt.readiness().ready
+
+
+def test_an_expired_credential_is_never_written(admin_api, namespace, writer, clock):
+    source = InventorySource(clock=lambda: clock.now, clusters=prod("a"))
+    rt = runtime(make_config(namespace), source, writer, clock)
+    rt.step()
+    source.failing = {"issue_credential"}
+    clock.advance(minutes=45)
+    rt.step()
+    state = rt.readiness()
+    assert not state.ready
+    assert any("credential expires in" in r for r in state.reasons), state.reasons
+
+    source.clusters += prod("late")
+    clock.advance(minutes=20)  # the credential has expired and renewal still fails
+    rt.step()
+    assert secrets(admin_api, namespace) == {"a": 1}, "no secret with a dead credential"
+
+    source.failing = set()
+    clock.advance(minutes=1)
+    rt.step()
+    assert secrets(admin_api, namespace) == {"a": 2, "late": 2}
+
+
+def test_a_lifetime_capped_by_teleport_is_renewed_at_half_its_life(
+    admin_api, namespace, writer, clock
+):
+    source = InventorySource(
+        clock=lambda: clock.now, clusters=prod("a"), lifetime_cap=dt.timedelta(minutes=10)
+    )
+    rt = runtime(make_config(namespace), source, writer, clock)
+    rt.step()
+    clock.advance(minutes=4)
+    rt.step()
+    assert len(source.issued) == 1
+    clock.advance(minutes=1, seconds=1)
+    rt.step()
+    assert len(source.issued) == 2
+    assert rt.readiness().ready
+
+
+def test_services_with_their_own_lifetime_get_their_own_credential(
+    admin_api, namespace, writer, clock
+):
+    config = parse_config(
+        {
+            "proxy_server": "teleport.example.com:443",
+            "onboarding": {"token": "bot"},
+            "instance": f"{namespace}/agent",
+            "services": [
+                {
+                    "type": "kubernetes/argo-cd",
+                    "name": "short",
+                    "secret_namespace": namespace,
+                    "selectors": [{"name": "a"}],
+                },
+                {
+                    "type": "kubernetes/argo-cd",
+                    "name": "long",
+                    "secret_namespace": namespace,
+                    "secret_name_prefix": "long",
+                    "selectors": [{"name": "b"}],
+                    "credential_ttl": "4h",
+                    "renewal_interval": "1h",
+                },
+            ],
+        }
+    )
+    source = InventorySource(clock=lambda: clock.now, clusters=prod("a", "b"))
+    rt = runtime(config, source, writer, clock)
+    assert rt.run_once()
+    assert sorted(source.issued) == [dt.timedelta(hours=1), dt.timedelta(hours=4)]
+    clock.advance(minutes=21)
+    rt.step()
+    assert sorted(source.issued)[-1] == dt.timedelta(hours=4)
+    assert source.issued.count(dt.timedelta(hours=1)) == 2, "only the short one renewed"
+
+
+def test_run_once_fails_when_a_named_cluster_is_missing(admin_api, namespace, writer, clock):
+    config = make_config(namespace, selectors=[{"name": "a"}, {"name": "gone"}], prune=False)
+    source = InventorySource(clock=lambda: clock.now, clusters=prod("a"))
+    rt = runtime(config, source, writer, clock)
+    assert not rt.run_once()
+    assert secrets(admin_api, namespace) == {"a": 1}, "the others are still written"
+    assert any("gone" in r for r in rt.readiness().reasons)
+
+    source.clusters += prod("gone")
+    assert rt.run_once()
+    assert rt.readiness().ready
