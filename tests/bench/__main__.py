@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import signal
 import subprocess
 import sys
 import tempfile
@@ -32,6 +33,7 @@ from agent.kube import APPLY_CONTENT_TYPE, SecretWriter
 from agent.teleport.identity import Credential
 from agent.teleport.inventory import KubeCluster
 from agent.teleport.webapi import ProxySettings
+from tests.harness.agent_process import launch
 from tests.harness.kube import (
     ControlPlane,
     control_plane,
@@ -40,6 +42,7 @@ from tests.harness.kube import (
     unique_namespace,
 )
 from tests.harness.pki import CertificateAuthority
+from tests.harness.source import write_inventory
 
 CONCURRENCY = 16
 PROXY = ProxySettings("bench.example.com", "teleport.example.com:443", tls_routing=True)
@@ -204,6 +207,7 @@ def run(counts: Sequence[int]) -> list[dict[str, object]]:
             service_account_namespace=rss_ns,
         )
         rows.append({"peak_rss_kib": peak_rss(plane, admin, rss_ns, max(counts), ca)})
+        rows.append(daemon_run(plane, admin, max(counts)))
         admin.close()
     return rows
 
@@ -241,6 +245,64 @@ def peak_rss(
     return kib
 
 
+def daemon_run(plane: ControlPlane, admin: k8s.ApiClient, count: int) -> dict[str, object]:
+    """The daemon loop as a process with ``count`` clusters: process start to the first complete
+    sync, its peak RSS after that sync, and a new cluster's time to its secret.
+
+    Teleport's part is the inventory stand-in of tests/harness/source.py (no Teleport can be
+    built here), so Teleport's own latency is not in these numbers.
+    """
+    namespace = unique_namespace(admin, prefix="daemon")
+    grant_secret_verbs(
+        admin,
+        namespace,
+        ["create", "patch"],
+        service_account="agent",
+        service_account_namespace=namespace,
+    )
+    work = Path(tempfile.mkdtemp(prefix="bench-daemon-"))
+    token = work / "token"
+    token.write_text(service_account_token(admin, namespace, "agent"))
+    interval = 30
+    clusters = [KubeCluster(f"cluster-{i:04d}", {"env": "prod"}) for i in range(count)]
+    started = time.monotonic()
+    daemon = launch(plane, work, token, namespace, clusters, discovery_interval=f"{interval}s")
+    try:
+        daemon.wait_event("sync finished", timeout=600)
+        first_sync = time.monotonic() - started
+        rss_kib = vm_hwm_kib(daemon.proc.pid)
+        write_inventory(daemon.inventory, [*clusters, KubeCluster("new-cluster", {"env": "prod"})])
+        added = time.monotonic()
+        event = daemon.wait_event("sync finished", timeout=interval + 60)
+        discovery = time.monotonic() - added
+        assert event.get("kind") == "discovery", event
+        daemon.signal(signal.SIGTERM)
+        daemon.proc.wait(timeout=60)
+    finally:
+        if daemon.proc.poll() is None:
+            daemon.proc.kill()
+    print(
+        f"daemon, {count} clusters: first complete sync {first_sync:.2f}s after process start; "
+        f"peak RSS {rss_kib / 1024:.1f} MiB; new cluster written {discovery:.1f}s after it "
+        f"appeared (discovery every {interval}s)",
+        flush=True,
+    )
+    return {
+        "daemon_clusters": count,
+        "first_sync_s": first_sync,
+        "daemon_rss_kib": rss_kib,
+        "discovery_s": discovery,
+        "discovery_interval_s": interval,
+    }
+
+
+def vm_hwm_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmHWM for process {pid}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--clusters", type=int, nargs="+", default=[1, 100, 1000])
@@ -254,6 +316,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{'writes/s raw':>13} {'ratio':>6}"
     )
     for row in rows:
+        if "daemon_clusters" in row:
+            print(
+                f"daemon, {row['daemon_clusters']} clusters: first sync "
+                f"{float(str(row['first_sync_s'])):.2f}s after start (target < 5 s), peak RSS "
+                f"{int(str(row['daemon_rss_kib'])) / 1024:.1f} MiB (target < 120 MB), new cluster "
+                f"to secret {float(str(row['discovery_s'])):.1f}s "
+                f"(discovery every {row['discovery_interval_s']}s)"
+            )
+            continue
         if "peak_rss_kib" in row:
             print(
                 f"peak RSS, plan + write of {max(args.clusters)} clusters: "

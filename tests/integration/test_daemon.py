@@ -9,76 +9,22 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import queue
 import signal
-import subprocess
-import sys
-import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from kubernetes import client as k8s
 
 from agent.teleport.inventory import KubeCluster
-from tests.harness.kube import ControlPlane, free_port, service_account_token
+from tests.harness.agent_process import Daemon, launch
+from tests.harness.kube import ControlPlane, service_account_token
 from tests.harness.source import write_inventory
 from tests.integration.test_writer import grant
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-class Daemon:
-    """A running agent process, its JSON events and its diagnostics endpoint."""
-
-    def __init__(self, proc: subprocess.Popen[str], diag: str, inventory: Path) -> None:
-        self.proc = proc
-        self.diag = diag
-        self.inventory = inventory
-        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
-        self.lines: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line)
-            try:
-                self.events.put(json.loads(line))
-            except ValueError:
-                continue
-
-    def wait_event(self, message: str, timeout: float = 60) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                event = self.events.get(timeout=0.5)
-            except queue.Empty:
-                assert self.proc.poll() is None, "agent exited:\n" + "".join(self.lines[-20:])
-                continue
-            if event.get("message", "").startswith(message):
-                return event
-        raise AssertionError(f"no {message!r} event:\n" + "".join(self.lines[-20:]))
-
-    def get(self, path: str) -> tuple[int, str]:
-        try:
-            with urllib.request.urlopen(self.diag + path, timeout=5) as resp:  # noqa: S310
-                return resp.status, resp.read().decode()
-        except urllib.error.HTTPError as err:
-            return err.code, err.read().decode()
-        except OSError as err:
-            return 0, str(err)
-
-    def signal(self, signum: int) -> None:
-        self.proc.send_signal(signum)
 
 
 def wait_until(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
@@ -100,38 +46,8 @@ def start_daemon(
     daemons: list[Daemon] = []
 
     def start(clusters: list[KubeCluster], **service: Any) -> Daemon:
-        port = free_port()
-        config = tmp_path / "agent.yaml"
-        config.write_text(
-            yaml.safe_dump(
-                {
-                    "proxy_server": "teleport.example.com:443",
-                    "onboarding": {"token": "bot"},
-                    "diag_addr": f"127.0.0.1:{port}",
-                    "instance": f"{namespace}/agent",
-                    "services": [
-                        {
-                            "type": "kubernetes/argo-cd",
-                            "secret_namespace": namespace,
-                            "selectors": [{"labels": {"env": "prod"}}],
-                            "discovery_interval": "1s",
-                            **service,
-                        }
-                    ],
-                }
-            )
-        )
-        inventory = tmp_path / "inventory.json"
-        write_inventory(inventory, clusters)
-        args = [config, kube.url, kube.ca_path, token, inventory]
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.harness.daemon", *map(str, args)],
-            cwd=ROOT,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        daemon = Daemon(proc, f"http://127.0.0.1:{port}", inventory)
+        service = {"discovery_interval": "1s", **service}
+        daemon = launch(kube, tmp_path, token, namespace, clusters, **service)
         daemons.append(daemon)
         return daemon
 
