@@ -172,10 +172,12 @@ class Runtime:
             credentials=len(self._groups),
             discovery_interval=self._discovery_interval.total_seconds(),
         )
-        while not self.stop_event.is_set():
+        while True:
             forced = self._wake.is_set()
             self._wake.clear()
-            if forced and not self.stop_event.is_set():
+            if self.stop_event.is_set():
+                break
+            if forced:
                 logger.info("sync requested")
             self.step(forced=forced)
             self._wake.wait(self._sleep_seconds())
