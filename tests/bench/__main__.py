@@ -208,7 +208,7 @@ def run(counts: Sequence[int]) -> list[dict[str, object]]:
         )
         rows.append({"peak_rss_kib": peak_rss(plane, admin, rss_ns, max(counts), ca)})
         rows.append(daemon_run(plane, admin, max(counts)))
-        admin.close()
+        admin.close()  # type: ignore[no-untyped-call]
     return rows
 
 
@@ -328,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "peak_rss_kib" in row:
             print(
                 f"peak RSS, plan + write of {max(args.clusters)} clusters: "
-                f"{int(row['peak_rss_kib']) / 1024:.1f} MiB (target < 120 MB)"
+                f"{int(str(row['peak_rss_kib'])) / 1024:.1f} MiB (target < 120 MB)"
             )
             continue
         print(

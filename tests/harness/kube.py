@@ -396,6 +396,8 @@ def service_account_token(
         )
     )
     response = core.create_namespaced_service_account_token(name, namespace, request)
+    if response.status is None:
+        raise HarnessError(f"TokenRequest for {namespace}/{name} returned no token")
     return str(response.status.token)
 
 
