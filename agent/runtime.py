@@ -328,7 +328,7 @@ class Runtime:
             "finished" if report.complete else "finished with failures",
             kind="renewal" if full else "discovery",
             seconds=round(report.seconds, 3),
-            secrets=sum(len(s.writes) for s in report.services),
+            **report.outcomes(),
         )
 
     def _record(self, group: _Group, plan: CyclePlan) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent.diagnostics import Metrics
-from agent.kube import PruneResult, SecretWriter, WriteResult
+from agent.kube import Outcome, PruneResult, SecretWriter, WriteResult
 from agent.logs import logger
 from agent.plan import CyclePlan, ServicePlan
 
@@ -43,6 +43,14 @@ class CycleReport:
     def complete(self) -> bool:
         return all(s.complete for s in self.services)
 
+    def outcomes(self) -> dict[str, int]:
+        """How many writes ended in each outcome, for the cycle's summary line."""
+        counts: dict[str, int] = {}
+        for service in self.services:
+            for result in service.writes:
+                counts[result.outcome.value] = counts.get(result.outcome.value, 0) + 1
+        return counts
+
 
 def apply_plan(
     plan: CyclePlan,
@@ -69,8 +77,11 @@ def apply_plan(
             event = log.bind(
                 cluster=result.cluster, secret=result.name, result=result.outcome.value
             )
-            if result.ok:
+            if result.outcome is Outcome.CREATED or (result.ok and result.detail):
                 event.info("secret {}", result.outcome.value, detail=result.detail)
+            elif result.ok:
+                # Every renewal updates every secret: one line each would bury the rest.
+                event.debug("secret {}", result.outcome.value)
             else:
                 event.error("secret not written: {}", result.detail)
         prune = None
