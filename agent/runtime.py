@@ -203,7 +203,7 @@ class Runtime:
         if not due and self._next_discovery is not None and mono < self._next_discovery:
             return
         self._next_discovery = mono + self._discovery_interval.total_seconds()
-        self._discover()
+        self._discover(refresh_proxy=bool(due))
         renewed = [g for g in due if self._renew(g)]
         for group in self._groups:
             if self.stop_event.is_set():
@@ -227,9 +227,11 @@ class Runtime:
         self.metrics.teleport_errors.labels(operation=exc.operation).inc()
         logger.bind(operation=exc.operation).warning("Teleport request failed: {}", exc)
 
-    def _discover(self) -> None:
+    def _discover(self, *, refresh_proxy: bool) -> None:
         try:
-            if self._proxy is None:
+            # The proxy's settings (address, TLS routing) are read again with every renewal, so
+            # a changed proxy reaches the secrets without a restart.
+            if refresh_proxy or self._proxy is None:
                 self._proxy = self._source.proxy_settings()
             clusters = self._source.list_clusters()
         except TeleportError as exc:

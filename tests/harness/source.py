@@ -38,6 +38,7 @@ class InventorySource:
         lifetime_cap: dt.timedelta | None = None,
     ) -> None:
         self.clusters = list(clusters or [])
+        self.proxy = PROXY
         self.failing: set[str] = set()
         self.issued: list[dt.timedelta] = []
         self.lifetime_cap = lifetime_cap
@@ -55,7 +56,7 @@ class InventorySource:
 
     def proxy_settings(self) -> ProxySettings:
         self._check("ping")
-        return PROXY
+        return self.proxy
 
     def list_clusters(self) -> list[KubeCluster]:
         self._check("list_clusters")

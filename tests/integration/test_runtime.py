@@ -17,6 +17,7 @@ from agent.config import parse_config
 from agent.kube import SecretWriter
 from agent.runtime import Runtime
 from agent.teleport.inventory import KubeCluster
+from agent.teleport.webapi import ProxySettings
 from tests.harness.source import InventorySource
 from tests.integration.test_writer import grant
 
@@ -241,3 +242,29 @@ def test_run_once_fails_when_a_named_cluster_is_missing(admin_api, namespace, wr
     source.clusters += prod("gone")
     assert rt.run_once()
     assert rt.readiness().ready
+
+
+def test_a_changed_proxy_reaches_the_secrets_at_the_next_renewal(
+    admin_api, namespace, writer, clock
+):
+    source = InventorySource(clock=lambda: clock.now, clusters=prod("a"))
+    rt = runtime(make_config(namespace), source, writer, clock)
+    rt.step()
+    source.proxy = ProxySettings("root", "teleport.new.example.com:443", tls_routing=True)
+    source.clusters += prod("b")
+    clock.advance(seconds=31)
+    rt.step()  # a discovery keeps the settings the credential was issued with
+    assert set(servers(admin_api, namespace)) == {"teleport.example.com:443"}
+
+    clock.advance(minutes=20)
+    rt.step()
+    assert set(servers(admin_api, namespace)) == {"teleport.new.example.com:443"}
+
+
+def servers(admin_api, namespace):
+    """The proxy address of every cluster secret's server URL."""
+    return [
+        base64.b64decode(item.data["server"]).decode().split("/")[2]
+        for item in k8s.CoreV1Api(admin_api).list_namespaced_secret(namespace).items
+        if "server" in (item.data or {})
+    ]
