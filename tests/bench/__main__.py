@@ -36,6 +36,7 @@ from agent.teleport.webapi import ProxySettings
 from tests.harness.agent_process import launch
 from tests.harness.kube import (
     ControlPlane,
+    agent_namespace,
     control_plane,
     grant_secret_verbs,
     service_account_token,
@@ -198,14 +199,7 @@ def run(counts: Sequence[int]) -> list[dict[str, object]]:
                     f"({row['agent_wps']:7.1f}/s)  ratio {row['ratio']:.2f}",
                     flush=True,
                 )
-        rss_ns = unique_namespace(admin, prefix="rss")
-        grant_secret_verbs(
-            admin,
-            rss_ns,
-            ["create", "patch"],
-            service_account="agent",
-            service_account_namespace=rss_ns,
-        )
+        rss_ns = agent_namespace(admin, "rss", ["create", "patch"])
         rows.append({"peak_rss_kib": peak_rss(plane, admin, rss_ns, max(counts), ca)})
         rows.append(daemon_run(plane, admin, max(counts)))
         admin.close()  # type: ignore[no-untyped-call]
@@ -252,14 +246,7 @@ def daemon_run(plane: ControlPlane, admin: k8s.ApiClient, count: int) -> dict[st
     Teleport's part is the inventory stand-in of tests/harness/source.py (no Teleport can be
     built here), so Teleport's own latency is not in these numbers.
     """
-    namespace = unique_namespace(admin, prefix="daemon")
-    grant_secret_verbs(
-        admin,
-        namespace,
-        ["create", "patch"],
-        service_account="agent",
-        service_account_namespace=namespace,
-    )
+    namespace = agent_namespace(admin, "daemon", ["create", "patch"])
     work = Path(tempfile.mkdtemp(prefix="bench-daemon-"))
     token = work / "token"
     token.write_text(service_account_token(admin, namespace, "agent"))

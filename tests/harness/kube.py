@@ -11,8 +11,10 @@ fills from the versioned tool cache.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import ctypes
+import json
 import os
 import shutil
 import signal
@@ -433,3 +435,28 @@ def grant_secret_verbs(
             ],
         ),
     )
+
+
+def cluster_secret_data(api: k8s.ApiClient, namespace: str) -> list[tuple[str, dict[str, Any]]]:
+    """Every Argo CD cluster secret in ``namespace``: (name, decoded data with ``config`` parsed
+    from JSON). Read as the admin: the agent itself can never read secrets."""
+    found = []
+    for item in k8s.CoreV1Api(api).list_namespaced_secret(namespace).items:
+        meta = item.metadata or k8s.V1ObjectMeta()
+        if (meta.labels or {}).get("argocd.argoproj.io/secret-type") != "cluster":
+            continue
+        data: dict[str, Any] = {
+            k: base64.b64decode(v).decode() for k, v in (item.data or {}).items()
+        }
+        data["config"] = json.loads(data["config"])
+        found.append((str(meta.name), data))
+    return found
+
+
+def agent_namespace(api: k8s.ApiClient, prefix: str, verbs: list[str]) -> str:
+    """A fresh namespace whose ServiceAccount ``agent`` holds ``verbs`` on its secrets."""
+    namespace = unique_namespace(api, prefix=prefix)
+    grant_secret_verbs(
+        api, namespace, verbs, service_account="agent", service_account_namespace=namespace
+    )
+    return namespace

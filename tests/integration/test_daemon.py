@@ -22,7 +22,7 @@ from kubernetes import client as k8s
 
 from agent.teleport.inventory import KubeCluster
 from tests.harness.agent_process import Daemon, launch
-from tests.harness.kube import ControlPlane, service_account_token
+from tests.harness.kube import ControlPlane, cluster_secret_data, service_account_token
 from tests.harness.source import write_inventory
 from tests.integration.test_writer import grant
 
@@ -62,15 +62,12 @@ def cluster_secrets(admin_api: k8s.ApiClient, namespace: str) -> dict[str, int]:
     """cluster -> serial of the credential its secret holds, after checking the secret whole:
     the config is valid JSON, the key belongs to the certificate, the CA parses."""
     found = {}
-    for item in k8s.CoreV1Api(admin_api).list_namespaced_secret(namespace).items:
-        if (item.metadata.labels or {}).get("argocd.argoproj.io/secret-type") != "cluster":
-            continue
-        data = {k: base64.b64decode(v).decode() for k, v in item.data.items()}
-        tls = json.loads(data["config"])["tlsClientConfig"]
+    for name, data in cluster_secret_data(admin_api, namespace):
+        tls = data["config"]["tlsClientConfig"]
         cert = x509.load_pem_x509_certificate(base64.b64decode(tls["certData"]))
         key = serialization.load_pem_private_key(base64.b64decode(tls["keyData"]), None)
         x509.load_pem_x509_certificates(base64.b64decode(tls["caData"]))
-        assert key.public_key() == cert.public_key(), f"{item.metadata.name}: key/cert mismatch"
+        assert key.public_key() == cert.public_key(), f"{name}: key/cert mismatch"
         assert data["server"].startswith("https://teleport.example.com:443/v1/teleport/")
         common_name = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value
         found[data["name"].removeprefix("root-")] = int(str(common_name).rsplit("-", 1)[1])

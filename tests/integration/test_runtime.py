@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import json
 
 import pytest
 from kubernetes import client as k8s
@@ -18,6 +17,7 @@ from agent.kube import SecretWriter
 from agent.runtime import Runtime
 from agent.teleport.inventory import KubeCluster
 from agent.teleport.webapi import ProxySettings
+from tests.harness.kube import cluster_secret_data
 from tests.harness.source import InventorySource
 from tests.integration.test_writer import grant
 
@@ -81,12 +81,8 @@ def runtime(config, source, writer, clock):
 def secrets(admin_api, namespace):
     """cluster name -> the credential serial its secret holds (CERT-<n>)."""
     found = {}
-    for item in k8s.CoreV1Api(admin_api).list_namespaced_secret(namespace).items:
-        if (item.metadata.labels or {}).get("argocd.argoproj.io/secret-type") != "cluster":
-            continue
-        data = {k: base64.b64decode(v).decode() for k, v in item.data.items()}
-        tls = json.loads(data["config"])["tlsClientConfig"]
-        cert = base64.b64decode(tls["certData"]).decode()
+    for _, data in cluster_secret_data(admin_api, namespace):
+        cert = base64.b64decode(data["config"]["tlsClientConfig"]["certData"]).decode()
         found[data["name"].removeprefix("root-")] = int(cert.split("CERT-")[1].split()[0])
     return found
 
