@@ -37,7 +37,6 @@ from tenacity import (
     retry_if_exception,
     stop_after_attempt,
     stop_after_delay,
-    stop_when_event_set,
     wait_exponential_jitter,
 )
 
@@ -122,10 +121,7 @@ class SecretWriter:
         retry_attempts: int = 5,
         retry_max_wait: float = 10.0,
         retry_deadline: float = 60.0,
-        cancel: threading.Event | None = None,
     ) -> None:
-        """``cancel``, once set, ends retrying: a stopping agent gives up on a server that is
-        down instead of outliving its termination grace period; the write is reported failed."""
         self._api = api
         self._concurrency = max(1, concurrency)
         self._adoptable = frozenset(adoptable_managers)
@@ -133,11 +129,7 @@ class SecretWriter:
         self._retry = Retrying(
             retry=retry_if_exception(_retryable),
             wait=wait_exponential_jitter(multiplier=0.2, max=retry_max_wait),
-            stop=(
-                stop_after_attempt(retry_attempts)
-                | stop_after_delay(retry_deadline)
-                | stop_when_event_set(cancel or threading.Event())
-            ),
+            stop=stop_after_attempt(retry_attempts) | stop_after_delay(retry_deadline),
             reraise=True,
         )
         # Last resourceVersion seen per secret: an apply that leaves it unchanged did nothing.
@@ -158,8 +150,9 @@ class SecretWriter:
     ) -> list[WriteResult]:
         """Apply every secret (bounded concurrency); results are in input order.
 
-        ``should_stop`` is checked before each secret starts: a stopping agent finishes the
-        writes in flight and skips the rest, so no secret is ever half-written.
+        ``should_stop`` is checked before each secret starts and before each retry: a stopping
+        agent finishes the writes in flight, skips the rest and gives up on a server that is
+        down instead of outliving its termination grace period. No secret is ever half-written.
         """
 
         def one(secret: DesiredSecret) -> WriteResult:
@@ -171,14 +164,16 @@ class SecretWriter:
                     Outcome.ERROR,
                     "skipped: stopping",
                 )
-            return self.write_one(secret)
+            return self.write_one(secret, should_stop=should_stop)
 
         if len(secrets) <= 1 or self._concurrency == 1:
             return [one(s) for s in secrets]
         with ThreadPoolExecutor(self._concurrency, thread_name_prefix="secret-writer") as pool:
             return list(pool.map(one, secrets))
 
-    def write_one(self, secret: DesiredSecret) -> WriteResult:
+    def write_one(
+        self, secret: DesiredSecret, *, should_stop: Callable[[], bool] = lambda: False
+    ) -> WriteResult:
         def result(outcome: Outcome, detail: str = "", managers: Sequence[str] = ()) -> WriteResult:
             return WriteResult(
                 secret.namespace, secret.name, secret.cluster, outcome, detail, tuple(managers)
@@ -186,7 +181,7 @@ class SecretWriter:
 
         try:
             try:
-                status, body = self._apply(secret, force=False)
+                status, body = self._apply(secret, force=False, should_stop=should_stop)
                 adopted: list[str] = []
             except ApiError as exc:
                 if exc.status != 409:
@@ -201,7 +196,7 @@ class SecretWriter:
                         foreign or managers,
                     )
                 adopted = sorted(set(managers))
-                status, body = self._apply(secret, force=True)
+                status, body = self._apply(secret, force=True, should_stop=should_stop)
         except ApiError as exc:
             return result(Outcome.ERROR, _describe(exc))
         version = str(body.get("metadata", {}).get("resourceVersion", ""))
@@ -217,12 +212,15 @@ class SecretWriter:
             return result(Outcome.UNCHANGED)
         return result(Outcome.UPDATED)
 
-    def _apply(self, secret: DesiredSecret, *, force: bool) -> tuple[int, dict[str, Any]]:
+    def _apply(
+        self, secret: DesiredSecret, *, force: bool, should_stop: Callable[[], bool]
+    ) -> tuple[int, dict[str, Any]]:
         query: list[tuple[str, str]] = [("fieldManager", secret.field_manager)]
         if force:
             query.append(("force", "true"))
         path = f"/api/v1/namespaces/{secret.namespace}/secrets/{secret.name}"
-        return self._call("PATCH", path, query, secret.apply_body(), APPLY_CONTENT_TYPE)
+        body = secret.apply_body()
+        return self._call("PATCH", path, query, body, APPLY_CONTENT_TYPE, should_stop=should_stop)
 
     # -- prune ----------------------------------------------------------------------------
 
@@ -274,8 +272,12 @@ class SecretWriter:
         query: list[tuple[str, str]],
         body: dict[str, Any] | None,
         content_type: str | None,
+        *,
+        should_stop: Callable[[], bool] = lambda: False,
     ) -> tuple[int, dict[str, Any]]:
-        for attempt in self._retry:
+        limit = self._retry.stop
+        retrying = self._retry.copy(stop=lambda state: bool(limit(state)) or should_stop())
+        for attempt in retrying:
             with attempt:
                 return self._call_once(method, path, query, body, content_type)
         raise AssertionError("unreachable")  # pragma: no cover - Retrying reraises

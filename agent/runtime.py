@@ -128,7 +128,6 @@ class Runtime:
         *,
         agent_version: str,
         metrics: Metrics | None = None,
-        stop: threading.Event | None = None,
         clock: Callable[[], dt.datetime] = _utcnow,
         monotonic: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
@@ -147,7 +146,7 @@ class Runtime:
         self._proxy: ProxySettings | None = None
         self._clusters: list[KubeCluster] | None = None  # the last good listing
         self._listing_failed = False
-        self.stop_event = stop or threading.Event()
+        self.stop_event = threading.Event()
         self._wake = threading.Event()
         self._lock = threading.Lock()  # readiness is read from the diagnostics thread
 

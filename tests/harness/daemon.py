@@ -9,7 +9,6 @@ inventory file.
 from __future__ import annotations
 
 import sys
-import threading
 from pathlib import Path
 
 from kubernetes import client as k8s
@@ -29,12 +28,11 @@ def main(*args: str) -> int:
     cfg = k8s.Configuration()
     cfg.host, cfg.ssl_ca_cert = url, ca_file
     cfg.api_key = {"authorization": f"Bearer {Path(token_file).read_text()}"}
-    stop = threading.Event()
-    writer = SecretWriter(k8s.ApiClient(cfg), cancel=stop, request_timeout=5, retry_deadline=10)
+    writer = SecretWriter(k8s.ApiClient(cfg), request_timeout=5, retry_deadline=10)
     source = InventorySource(
         inventory_file=Path(inventory), ca=CertificateAuthority("teleport-host-ca")
     )
-    runtime = Runtime(config, source, writer, agent_version="0.1.0", stop=stop)
+    runtime = Runtime(config, source, writer, agent_version="0.1.0")
     return serve(runtime, diag_addr=config.diag_addr)
 
 

@@ -18,7 +18,7 @@ from agent.kube import Outcome, SecretWriter, WriteResult
 from agent.teleport.identity import Credential
 from agent.teleport.inventory import KubeCluster
 from agent.teleport.webapi import ProxySettings
-from tests.harness.kube import grant_secret_verbs, unique_namespace
+from tests.harness.kube import free_port, grant_secret_verbs, unique_namespace
 
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
 PROXY = ProxySettings("root", "teleport.example.com:443", tls_routing=True)
@@ -377,3 +377,21 @@ def test_api_server_stopped_mid_cycle_leaves_every_secret_old_or_new(
         serial = cert.split(b"\n")[1][-1:]
         expires = secret.metadata.annotations["teleport-argocd-agent/credential-expires"]
         assert expires == ("2026-11-22T13:00:00Z" if serial == b"1" else "2026-11-22T14:00:00Z")
+
+
+def test_stopping_ends_retries_against_a_server_that_is_down():
+    # A loopback port nobody listens on: every attempt is a refused connection, a transient
+    # failure the writer would otherwise retry for up to its deadline.
+    cfg = k8s.Configuration()
+    cfg.host = f"https://127.0.0.1:{free_port()}"
+    checks = []
+
+    def should_stop():
+        checks.append(True)
+        return len(checks) > 1  # not before the first attempt; at the first retry
+
+    writer = SecretWriter(k8s.ApiClient(cfg), retry_attempts=50, retry_deadline=600)
+    [result] = writer.write([desired("default", "kube-a")], should_stop=should_stop)
+    assert result.outcome is Outcome.ERROR
+    assert "cannot reach the Kubernetes API" in result.detail
+    assert len(checks) == 2, "one attempt, then the stop ended the retries"
