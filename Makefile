@@ -31,7 +31,7 @@ PYTEST_ARGS ?=
 
 FORCE:
 
-.PHONY: FORCE test unit lint typecheck pytest tools tool-env venv demo bench clean help image image-size
+.PHONY: FORCE proto test unit lint typecheck pytest tools tool-env venv demo bench clean help image image-size
 
 help:
 	@sed -n '2,9p' Makefile | sed 's/^# \{0,1\}//'
@@ -70,6 +70,7 @@ lint: venv
 	ruff check agent tests tools/image
 	ruff format --check agent tests tools/image
 	hadolint Dockerfile
+	tools/protogen.sh --check
 
 typecheck: venv
 	mypy
@@ -100,6 +101,10 @@ image: $(UV)
 # Uncompressed size of the image in bytes.
 image-size: image
 	@CACHE_DIR=$(CACHE) IMAGE_REPOSITORY=$(IMAGE_REPOSITORY) tools/image-size.sh
+
+# Regenerates the Python (agent) and Go (Teleport stand-in) code from agent/teleport/proto/*.proto.
+proto: venv
+	tools/protogen.sh
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache build
