@@ -7,13 +7,16 @@ what Argo CD itself does with a secret before the agent is involved.
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
+from pathlib import Path
 
+import pytest
 from kubernetes import client as k8s
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
-from tests.harness.argocd import ArgoCD, config_map_manifest, tls_client_config
+from tests.harness.argocd import ArgoCD, argocd, config_map_manifest, tls_client_config
 from tests.harness.kube import ControlPlane
 
 
@@ -102,3 +105,14 @@ def test_unparsable_cluster_config_stops_the_application_set_controller_listing_
     argo.refresh_application_set(f"set-{suffix}")
     argo.wait_application_set_condition(f"set-{suffix}", "ErrorOccurred", "False")
     argo.delete("applicationsets", f"set-{suffix}")
+
+
+def test_argocd_stops_without_leaving_processes(kube: ControlPlane, tmp_path: Path):
+    # A second instance in a namespace of its own: the CRDs are already there, so it starts fast.
+    with argocd(kube, tmp_path, namespace=f"argocd-{uuid.uuid4().hex[:6]}") as instance:
+        pids = [proc.popen.pid for proc in instance.processes.values() if proc.popen]
+        assert len(pids) == 4
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert (tmp_path / "argocd-application-controller.log").read_text()
