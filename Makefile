@@ -47,18 +47,19 @@ $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 
 venv: $(VENV)/.synced
 
+TOOL_ENV := $(CACHE)/tool-env-$(KUBERNETES_VERSION)-$(HELM_VERSION)-$(CT_VERSION)-$(ARGOCD_VERSION).sh
+
 # Paths of the real tools, resolved (and built on first use) by tools/install.sh. Resolved on every
 # run: a cached path goes stale when a system package (etcd) is removed, and install.sh answers in
 # milliseconds once everything is cached.
-$(CACHE)/tool-env-$(KUBERNETES_VERSION)-$(HELM_VERSION)-$(CT_VERSION).sh: FORCE
+$(TOOL_ENV): FORCE
 	@mkdir -p $(CACHE)
-	@for tool in KUBE_APISERVER:kube-apiserver KUBECTL:kubectl ETCD:etcd HELM:helm CT:ct; do \
+	@for tool in KUBE_APISERVER:kube-apiserver KUBECTL:kubectl ETCD:etcd HELM:helm CT:ct \
+	    ARGOCD:argocd REDIS:redis-server; do \
 	  path=$$(tools/install.sh $${tool#*:}); \
 	  [ -x "$$path" ] || { echo "tools: $${tool#*:} could not be installed" >&2; exit 1; }; \
 	  echo "export $${tool%%:*}_BIN=$$path"; \
 	done > $@.tmp && mv $@.tmp $@
-
-TOOL_ENV := $(CACHE)/tool-env-$(KUBERNETES_VERSION)-$(HELM_VERSION)-$(CT_VERSION).sh
 
 tools: $(TOOL_ENV) venv
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs one external tool into the versioned cache and prints its path.
 #
-#   tools/install.sh NAME        NAME: kube-apiserver kubectl helm ct etcd buildah mmdebstrap
+#   tools/install.sh NAME        NAME: kube-apiserver kubectl helm ct etcd argocd redis-server
+#                                      buildah mmdebstrap
 #
 # A tool already on PATH at the pinned version is used as it is; otherwise it is
 # built from its Go module with the machine's Go toolchain (there is no way to
@@ -91,6 +92,39 @@ case "$name" in
     # Debian's package also starts a system etcd on the default ports; tests use their own.
     (systemctl disable --now etcd >/dev/null 2>&1 || service etcd stop >/dev/null 2>&1 || pkill -x etcd) || true
     command -v etcd
+    ;;
+  argocd)
+    # One multi-call binary: it runs as the application controller, repo-server or
+    # ApplicationSet controller depending on the name it is started under (argv[0]).
+    dir="$cache/argocd-$ARGOCD_VERSION"
+    if [ ! -x "$dir/argocd" ]; then
+      with_lock
+      if [ ! -x "$dir/argocd" ]; then
+        grep -q "^require github.com/argoproj/argo-cd/v3 v$ARGOCD_VERSION\$" "$here/argocd/go.mod" || {
+          log "ARGOCD_VERSION=$ARGOCD_VERSION in tools/versions.env differs from tools/argocd/go.mod"; exit 1; }
+        log "building github.com/argoproj/argo-cd/v3/cmd $ARGOCD_VERSION with $ARGOCD_GO_TOOLCHAIN" \
+          "(cold builds take 5+ minutes and about 3 GB of memory; cached afterwards)"
+        # Argo CD needs a newer Go than the machine's: the toolchain comes from the module proxy,
+        # for this build only. The version stamp is the one Argo CD's own release build sets.
+        mkdir -p "$dir.tmp"
+        (cd "$here/argocd" && GOTOOLCHAIN=$ARGOCD_GO_TOOLCHAIN CGO_ENABLED=0 go build -trimpath \
+          -ldflags "-s -w -X github.com/argoproj/argo-cd/v3/common.version=$ARGOCD_VERSION" \
+          -o "$dir.tmp/argocd" github.com/argoproj/argo-cd/v3/cmd)
+        mkdir -p "$dir" && mv "$dir.tmp/argocd" "$dir/argocd" && rmdir "$dir.tmp" 2>/dev/null || true
+      fi
+    fi
+    echo "$dir/argocd"
+    ;;
+  redis-server)
+    if ! command -v redis-server >/dev/null 2>&1; then
+      with_lock
+      apt_install "$REDIS_DEBIAN_PACKAGE"
+      # Debian's package also starts a system redis on the default port; tests start their own.
+      # Stopped by its pid file, so no redis a test started is touched.
+      (systemctl disable --now redis-server >/dev/null 2>&1 || service redis-server stop >/dev/null 2>&1 \
+        || kill "$(cat /run/redis/redis-server.pid)") 2>/dev/null || true
+    fi
+    command -v redis-server
     ;;
   buildah)
     command -v buildah >/dev/null 2>&1 || { with_lock; apt_install "$BUILDAH_DEBIAN_PACKAGE"; }
