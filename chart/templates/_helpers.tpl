@@ -144,6 +144,9 @@ onboarding:
 {{- end }}
 credential_ttl: {{ .Values.credentialTTL | toJson }}
 renewal_interval: {{ .Values.renewalInterval | toJson }}
+{{- with .Values.argocd.rotationWindow }}
+rotation_window: {{ . | toJson }}
+{{- end }}
 {{- if eq .Values.joinMethod "token" }}
 # The join token works once, so the renewable identity must survive restarts.
 storage:
