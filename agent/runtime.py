@@ -36,6 +36,7 @@ from agent.logs import logger
 from agent.plan import CyclePlan, plan_cycle
 from agent.schedule import Readiness, next_renewal, readiness, retry_delay
 from agent.sync import apply_plan
+from agent.teleport.errors import TeleportError
 from agent.teleport.identity import Credential
 from agent.teleport.inventory import KubeCluster
 from agent.teleport.webapi import ProxySettings
@@ -49,14 +50,6 @@ RETRY_FIRST = dt.timedelta(seconds=1)
 RETRY_CAP = dt.timedelta(minutes=1)
 
 SecretKey = tuple[str, str]  # (namespace, name)
-
-
-class TeleportError(Exception):
-    """A request to Teleport failed; ``operation`` names it for logs and metrics."""
-
-    def __init__(self, operation: str, message: str) -> None:
-        super().__init__(f"{operation}: {message}")
-        self.operation = operation
 
 
 class TeleportSource(Protocol):
