@@ -2,6 +2,7 @@
 # Installs one external tool into the versioned cache and prints its path.
 #
 #   tools/install.sh NAME        NAME: kube-apiserver kubectl helm ct etcd buildah mmdebstrap
+#                                      teleport-standin
 #
 # A tool already on PATH at the pinned version is used as it is; otherwise it is
 # built from its Go module with the machine's Go toolchain (there is no way to
@@ -91,6 +92,19 @@ case "$name" in
     # Debian's package also starts a system etcd on the default ports; tests use their own.
     (systemctl disable --now etcd >/dev/null 2>&1 || service etcd stop >/dev/null 2>&1 || pkill -x etcd) || true
     command -v etcd
+    ;;
+  teleport-standin)
+    # The test stand-in for Teleport (tests/standin), cached by a hash of its sources: an edit
+    # rebuilds it into a new directory, an unchanged tree costs one hash.
+    src="$here/../tests/standin"
+    hash=$(cd "$src" && find . -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) -print0 \
+      | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
+    dir="$cache/standin-$hash"
+    if [ ! -x "$dir/teleport-standin" ]; then
+      with_lock
+      [ -x "$dir/teleport-standin" ] || go_build "$src" "$dir" ./cmd/teleport-standin
+    fi
+    echo "$dir/teleport-standin"
     ;;
   buildah)
     command -v buildah >/dev/null 2>&1 || { with_lock; apt_install "$BUILDAH_DEBIAN_PACKAGE"; }
