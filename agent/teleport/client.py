@@ -50,7 +50,7 @@ DEFAULT_KUBERNETES_TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount/t
 BOT_TTL_CAP = dt.timedelta(hours=24)
 # A bot identity younger than this is not renewed again: several credential groups renewing
 # in one step share one renewal (and one generation).
-RENEW_MIN_AGE = dt.timedelta(minutes=1)
+RENEW_MIN_AGE = dt.timedelta(seconds=5)
 # The listing credential is reissued when less than this is left.
 LISTING_MARGIN = dt.timedelta(minutes=2)
 # NotBefore is backdated one minute by Teleport (§4): the issue time is NotBefore + 1 min.
@@ -157,7 +157,13 @@ class TeleportClient:
                     "first (plan and check never spend the one-time join token)",
                 )
             return self._keep(self._join_web(proxy))
-        if bot is None or bot.expired(now + dt.timedelta(seconds=30)):
+        # Join again a little before expiry, so no request is made with a dying identity.
+        margin = (
+            min(dt.timedelta(seconds=30), (bot.expires - bot.not_before - _BACKDATE) / 4)
+            if bot
+            else None
+        )
+        if bot is None or margin is None or bot.expired(now + margin):
             if bot is not None:
                 logger.bind(**bot.describe()).warning("bot identity expired; joining again")
             try:

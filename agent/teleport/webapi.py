@@ -219,7 +219,9 @@ class WebClient:
                     "join", f"unexpected join answer from {self.addr}: {exc}"
                 ) from None
         message = _error_message(raw)
-        if status in (400, 401, 403, 404):
+        # Teleport answers a JWT that fails validation with 500 (an untyped error), so a 500
+        # here is a rejection too; only the statuses of an overloaded proxy are retryable.
+        if status in (400, 401, 403, 404, 500):
             raise JoinRejected(
                 "join",
                 f"Teleport rejected the join: {message}. Check onboarding.token, the token's "
