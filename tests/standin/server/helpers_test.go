@@ -4,17 +4,23 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
 	"golang.org/x/crypto/ssh"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -22,6 +28,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"teleport-argocd-agent/tests/standin/internal/pki"
+	"teleport-argocd-agent/tests/standin/internal/state"
 	"teleport-argocd-agent/tests/standin/pb/authpb"
 )
 
@@ -263,4 +270,120 @@ func wantStatus(t *testing.T, err error, code string, contains string) {
 	if !ok || st.Code().String() != code || !bytes.Contains([]byte(st.Message()), []byte(contains)) {
 		t.Fatalf("got error %v, want %s containing %q", err, code, contains)
 	}
+}
+
+func adminDo(t *testing.T, s *Server, method, path, body string) []byte {
+	t.Helper()
+	req, _ := http.NewRequest(method, s.AdminURL()+path, strings.NewReader(body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("admin %s %s: %d %s", method, path, resp.StatusCode, data)
+	}
+	return data
+}
+
+func adminPost(t *testing.T, s *Server, path, body string) []byte {
+	return adminDo(t, s, http.MethodPost, path, body)
+}
+
+func adminPut(t *testing.T, s *Server, path, body string) []byte {
+	return adminDo(t, s, http.MethodPut, path, body)
+}
+
+func instances(t *testing.T, s *Server) []state.BotInstance {
+	t.Helper()
+	var out []state.BotInstance
+	if err := json.Unmarshal(adminDo(t, s, http.MethodGet, "/v1/bot-instances", ""), &out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+type jwtSigner struct {
+	key  *rsa.PrivateKey
+	jwks string
+}
+
+func newJWTSigner(t *testing.T) jwtSigner {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k", Algorithm: "RS256", Use: "sig"}}})
+	return jwtSigner{key: key, jwks: string(data)}
+}
+
+// sign makes a service account token for ns:agent; pod "" leaves the pod claim out.
+func (j jwtSigner) sign(t *testing.T, aud, pod string, ttl time.Duration) string {
+	t.Helper()
+	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: j.key}, (&jose.SignerOptions{}).WithHeader("kid", "k"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	k8s := map[string]any{"namespace": "ns", "serviceaccount": map[string]string{"name": "agent"}}
+	if pod != "" {
+		k8s["pod"] = map[string]string{"name": pod}
+	}
+	raw, err := jwt.Signed(sig).Claims(map[string]any{
+		"sub": "system:serviceaccount:ns:agent", "aud": []string{aud}, "iat": now.Unix(),
+		"nbf": now.Unix(), "exp": now.Add(ttl).Unix(), "kubernetes.io": k8s,
+	}).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+func addKubernetesToken(t *testing.T, s *Server, name, jwks, sa string) {
+	t.Helper()
+	quoted, _ := json.Marshal(jwks)
+	adminPost(t, s, "/v1/resources", fmt.Sprintf(`kind: token
+version: v2
+metadata: {name: %s}
+spec:
+  roles: [Bot]
+  bot_name: argocd
+  join_method: kubernetes
+  kubernetes:
+    type: static_jwks
+    static_jwks: {jwks: %s}
+    allow: [{service_account: %q}]
+`, name, quoted, sa))
+}
+
+func b64(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+type kubeResponse struct {
+	status int
+	body   []byte
+}
+
+// kubeGetPath sends GET path on the Kubernetes route (SNI kube-teleport-proxy-alpn...).
+func kubeGetPath(t *testing.T, s *Server, cert *tls.Certificate, path string) (*kubeResponse, error) {
+	t.Helper()
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(s.HostCAPEM())
+	cfg := &tls.Config{RootCAs: pool, ServerName: "kube-teleport-proxy-alpn.teleport.cluster.local"}
+	if cert != nil {
+		cfg.Certificates = []tls.Certificate{*cert}
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true}}
+	resp, err := client.Get("https://" + s.WebAddr() + path)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return &kubeResponse{status: resp.StatusCode, body: body}, err
+}
+
+func kubeGet(t *testing.T, s *Server, cert *tls.Certificate, kube, api string) (*kubeResponse, error) {
+	return kubeGetPath(t, s, cert, "/v1/teleport/"+b64(s.ClusterName())+"/"+b64(kube)+api)
 }

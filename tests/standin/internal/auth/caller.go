@@ -119,6 +119,25 @@ func capExpiry(want, now time.Time) time.Time {
 	return want
 }
 
+// checkPublicKeys validates the keys a request brings before anything changes: a refused
+// request must not leave a bot instance or a generation behind.
+func checkPublicKeys(tlsKey, sshKey []byte) error {
+	if len(tlsKey) == 0 && len(sshKey) == 0 {
+		return trail.BadParameterf("at least one of the TLS and SSH public keys is required")
+	}
+	if len(tlsKey) > 0 {
+		if _, err := pki.ParseTLSPublicKey(tlsKey); err != nil {
+			return trail.BadParameterf("%v", err)
+		}
+	}
+	if len(sshKey) > 0 {
+		if err := pki.CheckSSHPublicKey(sshKey); err != nil {
+			return trail.BadParameterf("%v", err)
+		}
+	}
+	return nil
+}
+
 func issue(d *state.Data, id pki.Identity, tlsKey, sshKey []byte, now time.Time) (*Certs, error) {
 	if len(tlsKey) == 0 && len(sshKey) == 0 {
 		return nil, trail.BadParameterf("at least one of the TLS and SSH public keys is required")

@@ -50,17 +50,29 @@ func (s *Server) GenerateUserCerts(caller *Caller, req UserCertsRequest) (*Certs
 		if err := checkRouteToCluster(d, req.RouteToCluster); err != nil {
 			return err
 		}
-		var id pki.Identity
-		var err error
-		if req.UseRoleRequests || len(req.RoleRequests) > 0 {
-			id, err = impersonatedIdentity(d, caller, req, now)
-		} else {
-			id, err = renewedIdentity(d, caller, req, now)
-		}
-		if err != nil {
+		if err := checkPublicKeys(req.TLSPublicKey, req.SSHPublicKey); err != nil {
 			return err
 		}
-		if err := checkKubernetesCluster(d, id, req.KubernetesCluster); err != nil {
+		// Every check runs before the renewal moves the generation on.
+		impersonating := req.UseRoleRequests || len(req.RoleRequests) > 0
+		roles := caller.Identity.Roles
+		if impersonating {
+			if len(req.RoleRequests) == 0 {
+				return trail.BadParameterf("at least one role request is required when UseRoleRequests is set")
+			}
+			if err := checkRolesImpersonable(d, caller, req.RoleRequests); err != nil {
+				return err
+			}
+			roles = req.RoleRequests
+		}
+		if err := checkKubernetesCluster(d, roles, req.KubernetesCluster); err != nil {
+			return err
+		}
+		var id pki.Identity
+		var err error
+		if impersonating {
+			id = impersonatedIdentity(d, caller, req, now)
+		} else if id, err = renewedIdentity(d, caller, req, now); err != nil {
 			return err
 		}
 		id.KubernetesCluster = req.KubernetesCluster
@@ -103,12 +115,12 @@ func checkRouteToCluster(d *state.Data, route string) error {
 
 // checkKubernetesCluster: a KubernetesCluster in the request must be a cluster the new
 // identity's roles can see.
-func checkKubernetesCluster(d *state.Data, id pki.Identity, name string) error {
+func checkKubernetesCluster(d *state.Data, roles []string, name string) error {
 	if name == "" {
 		return nil
 	}
 	c, ok := d.Clusters[name]
-	if !ok || !ClusterVisible(RolesByName(d, id.Roles), c.AllLabels()) {
+	if !ok || !ClusterVisible(RolesByName(d, roles), c.AllLabels()) {
 		return trail.BadParameterf("kubernetes cluster %q is not registered in this Teleport cluster", name)
 	}
 	return nil
@@ -142,13 +154,8 @@ func renewedIdentity(d *state.Data, c *Caller, req UserCertsRequest, now time.Ti
 // impersonatedIdentity is the output identity: only the requested roles, each of which the
 // caller's roles must allow in impersonate.roles; not renewable, not reissuable, never past
 // the caller's certificate.
-func impersonatedIdentity(d *state.Data, c *Caller, req UserCertsRequest, now time.Time) (pki.Identity, error) {
-	if len(req.RoleRequests) == 0 {
-		return pki.Identity{}, trail.BadParameterf("at least one role request is required when UseRoleRequests is set")
-	}
-	if err := checkRolesImpersonable(d, c, req.RoleRequests); err != nil {
-		return pki.Identity{}, err
-	}
+// The caller has passed checkRolesImpersonable.
+func impersonatedIdentity(d *state.Data, c *Caller, req UserCertsRequest, now time.Time) pki.Identity {
 	roles := dedupe(req.RoleRequests)
 	users, groups := AllKubePrincipals(RolesByName(d, roles))
 	return pki.Identity{
@@ -156,7 +163,7 @@ func impersonatedIdentity(d *state.Data, c *Caller, req UserCertsRequest, now ti
 		KubernetesUsers: users, KubernetesGroups: groups, TeleportCluster: d.ClusterName,
 		DisallowReissue: true, BotName: c.Identity.BotName, BotInstanceID: c.Identity.BotInstanceID,
 		Expires: minTime(capExpiry(req.Expires, now), c.Identity.Expires),
-	}, nil
+	}
 }
 
 // checkRolesImpersonable: every requested role exists and is in the allow.impersonate.roles of

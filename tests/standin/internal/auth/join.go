@@ -56,12 +56,12 @@ func (s *Server) Join(req JoinRequest, caller *Caller) (*Certs, *state.BotInstan
 				return err
 			}
 		}
+		if err := checkPublicKeys(req.PublicTLSKey, req.PublicSSHKey); err != nil {
+			return err
+		}
 		inst, err := joinInstance(d, bot, token, caller, renewable, now)
 		if err != nil {
 			return err
-		}
-		if token.JoinMethod == "token" {
-			delete(d.Tokens, token.Name) // single use
 		}
 		expires := req.Expires
 		if expires.IsZero() {
@@ -79,8 +79,14 @@ func (s *Server) Join(req JoinRequest, caller *Caller) (*Certs, *state.BotInstan
 			return trail.BadParameterf("expires %s is in the past", req.Expires.Format(time.RFC3339))
 		}
 		certs, err = issue(d, id, req.PublicTLSKey, req.PublicSSHKey, now)
+		if err != nil {
+			return err
+		}
+		if token.JoinMethod == "token" {
+			delete(d.Tokens, token.Name) // single use: spent by the first successful join
+		}
 		instance = *inst
-		return err
+		return nil
 	})
 	if err != nil {
 		return nil, nil, err

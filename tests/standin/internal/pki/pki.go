@@ -174,6 +174,14 @@ func (ca *CA) IssueSSHUser(id Identity, authorizedKey []byte, now time.Time) ([]
 	return ssh.MarshalAuthorizedKey(cert), nil
 }
 
+// CheckSSHPublicKey validates an authorized_keys line.
+func CheckSSHPublicKey(authorizedKey []byte) error {
+	if _, _, _, _, err := ssh.ParseAuthorizedKey(authorizedKey); err != nil {
+		return fmt.Errorf("SSH public key is not in authorized_keys format: %w", err)
+	}
+	return nil
+}
+
 // SSHAuthorizedKey is the CA's SSH public key in authorized_keys form.
 func (ca *CA) SSHAuthorizedKey() []byte { return ssh.MarshalAuthorizedKey(ca.SSH.PublicKey()) }
 
