@@ -9,8 +9,8 @@ a lock or a spent token never leaks into another test.
 from __future__ import annotations
 
 import base64
-import json
 import re
+import signal
 import ssl
 import tempfile
 import time
@@ -248,7 +248,7 @@ def test_token_join_renews_and_writes_secrets_that_reach_the_right_api_server(ag
     secrets = dict(agent.secrets())
     assert len(secrets) == 2
     for name, data in secrets.items():
-        cluster = json.loads(json.dumps(data))["name"].removeprefix(f"{CLUSTER}-")
+        cluster = data["name"].removeprefix(f"{CLUSTER}-")
         assert reached_cluster(data, agent.workdir) == cluster, name
     (instance,) = agent.instances()
     # A restart continues from the stored identity: same instance, the generation goes up,
@@ -417,7 +417,7 @@ def test_kubernetes_join_with_a_pod_bound_token_and_rejoin_keeps_the_instance(
         time.sleep(6)
         # The kubelet would have rotated the projected token: the re-join reads it again.
         jwt.write_text(_pod_token(agent.admin, agent.namespace, audience=CLUSTER, bound=True))
-        daemon.proc.send_signal(__import__("signal").SIGUSR1)
+        daemon.proc.send_signal(signal.SIGUSR1)
         daemon.wait_for("sync finished", count=2)
         (after,) = agent.instances()
         assert after["id"] == instance["id"]
@@ -469,3 +469,88 @@ def test_check_reports_secrets_whose_credential_no_longer_works(agent: Agent):
         assert again.code == 0, again.output
     finally:
         agent.standin.admin("POST", "/v1/host-ca/rotate", {"phase": "complete"})
+
+
+# -- the chart's config and NOTES -----------------------------------------------------------
+
+GUIDE_VALUES = Path(__file__).resolve().parents[2] / "chart" / "ci" / "guide-values.yaml"
+JWKS_PLACEHOLDER = "'<paste the output of: kubectl get --raw /openid/v1/jwks>'"
+
+
+def test_the_chart_config_runs_as_its_service_account_with_the_notes_resources(
+    kube: ControlPlane, admin_api: k8s.ApiClient, standin: StandIn, tmp_path: Path
+):
+    from tests.chart.helm import Helm  # noqa: PLC0415
+
+    namespace = unique_namespace(admin_api, prefix="chart")
+    release = f"r{uuid.uuid4().hex[:5]}"
+    values = yaml.safe_load(GUIDE_VALUES.read_text())
+    values.update(clusterName=CLUSTER, teleportProxyAddress=standin.proxy, token=f"{release}-join")
+    # A real install into the management API server: the ServiceAccount, Roles and ConfigMap
+    # are the chart's own (nothing runs the Deployment: there are no controllers here).
+    helm = Helm(tmp_path / "helm", kube.kubeconfig(tmp_path / "admin-kubeconfig"))
+    install = helm.run(
+        "install",
+        release,
+        str(GUIDE_VALUES.parents[1]),
+        "--namespace",
+        namespace,
+        *helm.values_args([values]),
+    )
+    fullname = f"{release}-teleport-argocd-agent"
+    config_map = k8s.CoreV1Api(admin_api).read_namespaced_config_map(fullname, namespace)
+    config = tmp_path / "config.yaml"
+    config.write_text(config_map.data["config.yaml"])
+    notes = install.stdout.split("NOTES:", 1)[1]
+    resources = notes.split("tctl create -f teleport-argocd.yaml", 1)[1]
+    resources = resources[resources.index("# The Kubernetes access") :]
+    resources = resources.split("\n\n   The agent presents", 1)[0]
+    assert JWKS_PLACEHOLDER in resources
+    standin.create_yaml(resources.replace(JWKS_PLACEHOLDER, f"'{_jwks(kube)}'"))
+    standin.admin(
+        "PUT",
+        "/v1/clusters/beta/labels",
+        {"labels": {"env": "prod", "environment": "production"}},
+    )
+
+    sa_name = fullname
+    core = k8s.CoreV1Api(admin_api)
+    pod = core.create_namespaced_pod(
+        namespace,
+        k8s.V1Pod(
+            metadata=k8s.V1ObjectMeta(name="agent"),
+            spec=k8s.V1PodSpec(
+                service_account_name=sa_name,
+                automount_service_account_token=False,
+                containers=[k8s.V1Container(name="agent", image="agent:test")],
+            ),
+        ),
+    )
+    spec = k8s.V1TokenRequestSpec(
+        audiences=[CLUSTER],
+        expiration_seconds=600,
+        bound_object_ref=k8s.V1BoundObjectReference(
+            api_version="v1", kind="Pod", name="agent", uid=pod.metadata.uid
+        ),
+    )
+    jwt = tmp_path / "join-sa-token"
+    jwt.write_text(
+        core.create_namespaced_service_account_token(
+            sa_name, namespace, k8s.AuthenticationV1TokenRequest(spec=spec)
+        ).status.token
+    )
+    kubeconfig = kube.kubeconfig(
+        tmp_path / "kubeconfig",
+        token=service_account_token(admin_api, namespace, sa_name, create=False),
+    )
+    done = run_agent(
+        ["start", "--oneshot", "-c", str(config)],
+        kubeconfig=kubeconfig,
+        POD_NAMESPACE=namespace,
+        KUBERNETES_TOKEN_PATH=str(jwt),
+        # The stand-in's web certificate comes from a test CA: the chart's teleportProxyCA.
+        TELEPORT_ARGOCD_AGENT_PROXY_CA_PATH=standin.web_ca,
+    )
+    assert done.code == 0, done.output
+    secrets = cluster_secret_data(admin_api, namespace)
+    assert [data["name"] for _, data in secrets] == [f"{CLUSTER}-beta"]

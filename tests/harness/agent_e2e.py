@@ -29,8 +29,9 @@ AGENT_OUTPUT: list[str] = []
 
 
 def standin_binary(cache: Path) -> str:
-    """The stand-in binary: ``TELEPORT_STANDIN_BIN`` or a fresh ``go build``."""
-    if path := os.environ.get("TELEPORT_STANDIN_BIN"):
+    """The stand-in binary: ``STANDIN_BIN`` (exported by make), ``TELEPORT_STANDIN_BIN``, or a
+    fresh ``go build``."""
+    if path := os.environ.get("STANDIN_BIN") or os.environ.get("TELEPORT_STANDIN_BIN"):
         return path
     out = cache / "teleport-standin"
     subprocess.run(
