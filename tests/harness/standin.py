@@ -586,10 +586,12 @@ def kube_request(
     headers: Mapping[str, str] | None = None,
     ca_path: Path | None = None,
     teleport_cluster: str | None = None,
+    first_line: bool = False,
 ) -> KubeResponse:
     """One request on the Kubernetes route (§7): SNI ``kube-teleport-proxy-alpn.
     teleport.cluster.local`` (the host is an IP), the Host CA (or ``ca_path``) verified,
-    ``identity`` as the client certificate. TLS failures raise ``ssl.SSLError``/``OSError``."""
+    ``identity`` as the client certificate. TLS failures raise ``ssl.SSLError``/``OSError``.
+    ``first_line`` returns as soon as one line of the body arrived (watches stream)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.load_verify_locations(cafile=str(ca_path or server.host_ca_path))
     if identity is not None:
@@ -610,6 +612,8 @@ def kube_request(
     try:
         conn.request(method, path, headers=dict(headers or {}))
         response = conn.getresponse()
+        if first_line:
+            return KubeResponse(response.status, response.readline())
         return KubeResponse(response.status, response.read())
     finally:
         conn.close()
