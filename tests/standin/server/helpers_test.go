@@ -211,6 +211,16 @@ func authTLS(s *Server, cert *tls.Certificate, alpn []string) *tls.Config {
 	return cfg
 }
 
+func dialWith(t *testing.T, addr string, cfg *tls.Config) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
 // dialAuth connects to Auth through the proxy's auth route, authenticated by cert.
 func dialAuth(t *testing.T, s *Server, cert *tls.Certificate) *grpc.ClientConn {
 	t.Helper()
