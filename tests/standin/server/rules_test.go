@@ -499,6 +499,9 @@ func TestWebAPIDiscovery(t *testing.T) {
 				if tc.kubeAddrs && (kube["public_addr"] != s.KubeAddr() || kube["listen_addr"] != s.KubeAddr()) {
 					t.Fatalf("%s kube settings: %v", path, kube)
 				}
+				if _, ok := kube["public_addr"]; !tc.kubeAddrs && ok {
+					t.Fatalf("%s advertises a Kubernetes address with TLS routing: %v", path, kube)
+				}
 			}
 			resp, err := webClient(s).Get("https://" + s.WebAddr() + "/webapi/auth/export?type=tls-host")
 			if err != nil {

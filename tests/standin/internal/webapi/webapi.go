@@ -145,9 +145,9 @@ func (h *Handler) settings(full bool) pingResponse {
 	resp.Proxy.TLSRoutingEnabled = h.addrs.TLSRouting()
 	resp.Proxy.SSH = sshSettings{PublicAddr: web, WebListenAddr: web, TunnelPublicAddr: web}
 	resp.Proxy.Kube.Enabled = true
-	if h.addrs.TLSRouting() {
-		resp.Proxy.Kube.PublicAddr = web
-	} else {
+	// With TLS routing Kubernetes shares the web address (clients use proxy.ssh.public_addr)
+	// and no separate Kubernetes address is advertised.
+	if !h.addrs.TLSRouting() {
 		resp.Proxy.Kube.PublicAddr = h.addrs.KubeAddr()
 		resp.Proxy.Kube.ListenAddr = h.addrs.KubeAddr()
 	}
