@@ -43,8 +43,8 @@ type LogEntry struct {
 	Time     time.Time `json:"time"`
 	Route    string    `json:"route"`
 	Method   string    `json:"method"`
-	Identity string    `json:"identity,omitempty"`
-	Instance string    `json:"bot_instance,omitempty"`
+	Identity string    `json:"identity"`
+	Instance string    `json:"bot_instance"`
 	Result   string    `json:"result"`
 	Message  string    `json:"message,omitempty"`
 }
