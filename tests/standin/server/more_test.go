@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -115,5 +116,53 @@ func TestBalancedSuite(t *testing.T) {
 	}
 	if _, ok := s.HostCA().Cert.PublicKey.(*ecdsa.PublicKey); !ok {
 		t.Fatalf("balanced-v1 Host CA key is %T, want ECDSA", s.HostCA().Cert.PublicKey)
+	}
+}
+
+func TestBadInputLeavesTheServerServing(t *testing.T) {
+	s := start(t, Config{})
+	// Not TLS at all, then a truncated ClientHello.
+	for _, payload := range []string{"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "\x16\x03\x01\x00\xff\x01\x00"} {
+		conn, err := net.Dial("tcp", s.WebAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = conn.Write([]byte(payload))
+		_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, _ = io.ReadAll(conn)
+		conn.Close()
+	}
+	client := webClient(s)
+	for _, body := range []string{"", "{", `{"token": 5}`, `{"token": "token-1", "public_tls_key": "` + strings.Repeat("A", 4096) + `"}`,
+		`{"token": "token-1", "role": "Bot", "public_tls_key": "LS0tLS1CRUdJTiBQVUJMSUMgS0VZLS0tLS0K"}`} {
+		resp, err := client.Post("https://"+s.WebAddr()+"/webapi/host/credentials", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode < 400 || resp.StatusCode >= 500 {
+			t.Fatalf("body %.40q: status %d, want a 4xx", body, resp.StatusCode)
+		}
+	}
+	bot, _ := mustJoin(t, s, "token-1")
+	out, _, err := outputIdentity(t, s, bot, []string{"argocd-access"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/v1/teleport/!!/??/api", "/v1/teleport/", "/api/v1/pods", "/v1/teleport/" + b64("root")} {
+		resp, err := kubeGetPath(t, s, &out, path)
+		if err != nil || resp.status < 400 || resp.status >= 500 {
+			t.Fatalf("kube path %q: %v %v", path, resp, err)
+		}
+	}
+	_, err = authpb.NewAuthServiceClient(dialAuth(t, s, &bot)).GenerateUserCerts(ctx(t), &authpb.UserCertsRequest{
+		Username: "bot-argocd", Expires: timestamppb.New(time.Now().Add(time.Hour)), TLSPublicKey: []byte("garbage"), SSHPublicKey: []byte("garbage"),
+	})
+	wantStatus(t, err, "InvalidArgument", "")
+	if insts := instances(t, s); len(insts) != 1 || insts[0].Generation != 1 {
+		t.Fatalf("a refused renewal moved the generation on: %+v", insts)
+	}
+	if _, _, err := renew(t, s, bot, time.Hour); err != nil {
+		t.Fatalf("the server stopped answering: %v", err)
 	}
 }
