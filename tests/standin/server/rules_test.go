@@ -88,6 +88,13 @@ func TestRenewalFromOlderGenerationLocksTheInstance(t *testing.T) {
 
 func TestRenewalCapsAndNonRenewableBots(t *testing.T) {
 	s := start(t, Config{})
+	_, joined, err := webJoin(t, s, map[string]any{"token": "token-2", "expires": time.Now().Add(48 * time.Hour).UTC().Format(time.RFC3339)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Until(joined.Expires); d > 24*time.Hour+time.Minute || d < 23*time.Hour {
+		t.Fatalf("join asked 48 h, got %v", d)
+	}
 	bot, _ := mustJoin(t, s, "token-1")
 	_, id, err := renew(t, s, bot, 48*time.Hour)
 	if err != nil {
