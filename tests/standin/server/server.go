@@ -78,7 +78,6 @@ type Server struct {
 	certs    *certs
 	addrs    map[string]string
 	addrsMu  sync.Mutex
-	serveErr chan error
 }
 
 // New prepares a stand-in: CAs, state and resources; nothing listens before Start.
@@ -128,7 +127,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, State: st, Auth: &auth.Server{State: st}, logger: cfg.Logger, webCA: webCA,
-		addrs: map[string]string{}, serveErr: make(chan error, 8)}
+		addrs: map[string]string{}}
 	s.certs = &certs{state: st, webCA: webCA, suite: keySuite, cluster: cfg.ClusterName}
 	return s, nil
 }
