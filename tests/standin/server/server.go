@@ -68,16 +68,16 @@ type Server struct {
 	Auth   *auth.Server
 	logger *slog.Logger
 
-	router   *router.Router
-	grpc     *grpc.Server
-	web      *http.Server
-	kube     *http.Server
-	admin    *http.Server
-	adminLn  net.Listener
-	webCA    *pki.CA
-	certs    *certs
-	addrs    map[string]string
-	addrsMu  sync.Mutex
+	router  *router.Router
+	grpc    *grpc.Server
+	web     *http.Server
+	kube    *http.Server
+	admin   *http.Server
+	adminLn net.Listener
+	webCA   *pki.CA
+	certs   *certs
+	addrs   map[string]string
+	addrsMu sync.Mutex
 }
 
 // New prepares a stand-in: CAs, state and resources; nothing listens before Start.
