@@ -125,7 +125,7 @@ type kubeSettings struct {
 type sshSettings struct {
 	ListenAddr       string `json:"listen_addr,omitempty"`
 	TunnelListenAddr string `json:"tunnel_listen_addr,omitempty"`
-	WebListenAddr    string `json:"ssh_web_listen_addr,omitempty"`
+	WebListenAddr    string `json:"web_listen_addr,omitempty"`
 	PublicAddr       string `json:"public_addr,omitempty"`
 	TunnelPublicAddr string `json:"ssh_tunnel_public_addr,omitempty"`
 }
