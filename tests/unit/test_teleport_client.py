@@ -37,8 +37,6 @@ from agent.teleport.proto import types_pb2
 from agent.teleport.storage import MemoryStore
 from agent.teleport.webapi import ProxySettings, _error_message, split_address
 
-NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
-
 
 def teleport_cert(
     *,
@@ -60,7 +58,8 @@ def teleport_cert(
     if generation:
         attrs.append(x509.NameAttribute(OID_GENERATION, str(generation)))
     name = x509.Name(attrs)
-    start = NOW - age
+    # The real clock, not an import-time constant: the client compares ages with now.
+    start = dt.datetime.now(dt.UTC) - age
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
