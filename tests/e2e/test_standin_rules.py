@@ -381,7 +381,7 @@ def test_cluster_not_allowed_by_the_roles_is_refused(routed: dict[str, Any]) -> 
         workdir=routed["workdir"],
     )
     assert response.status == 403
-    assert response.json()["message"] == 'Kubernetes cluster "gamma" not found'
+    assert response.json()["message"] == 'kubernetes cluster "gamma" not found'
 
 
 def test_bot_identity_reaches_no_cluster(routed: dict[str, Any]) -> None:

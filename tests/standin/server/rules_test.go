@@ -383,8 +383,8 @@ func TestKubeRouteRefusals(t *testing.T) {
 		message  string
 	}{
 		{"route in the certificate differs from the path", out, "leaf", "dev-1", 403, "existing route in identity may not be overwritten"},
-		{"cluster the roles do not allow", out, "root", "staging-1", 403, `Kubernetes cluster "staging-1" not found`},
-		{"cluster that does not exist", out, "root", "nope", 403, `Kubernetes cluster "nope" not found`},
+		{"cluster the roles do not allow", out, "root", "staging-1", 403, `kubernetes cluster "staging-1" not found`},
+		{"cluster that does not exist", out, "root", "nope", 403, `kubernetes cluster "nope" not found`},
 		{"bot identity sees no cluster", bot, "root", "dev-1", 403, "not found"},
 		{"allowed cluster whose upstream is down", out, "root", "dev-1", 504, "upstream API server"},
 	}

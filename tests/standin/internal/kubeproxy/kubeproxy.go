@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"teleport-argocd-agent/tests/standin/internal/auth"
 	"teleport-argocd-agent/tests/standin/internal/state"
@@ -60,13 +61,24 @@ func ParsePath(p string) (teleportCluster, kubeCluster, rest string, ok bool, er
 		return "", "", "", false, nil
 	}
 	parts := strings.SplitN(strings.TrimPrefix(p, pathPrefix), "/", 3)
-	if len(parts) < 2 {
-		return "", "", "", true, trail.BadParameterf("path %q does not name a Teleport and a Kubernetes cluster", p)
+	if parts[0] == "" {
+		return "", "", "", true, trail.BadParameterf("no Teleport cluster name found in path")
 	}
-	tc, err1 := base64.RawURLEncoding.DecodeString(parts[0])
-	kc, err2 := base64.RawURLEncoding.DecodeString(parts[1])
-	if err1 != nil || err2 != nil {
-		return "", "", "", true, trail.BadParameterf("path %q: cluster names are not unpadded URL-safe base64", p)
+	if len(parts) < 2 || parts[1] == "" {
+		return "", "", "", true, trail.BadParameterf("no Kubernetes cluster name found in path")
+	}
+	// A name that is not unpadded URL-safe base64 is an error of no kind (HTTP 500), as
+	// Teleport passes the decoder's error on.
+	tc, err := base64.RawURLEncoding.DecodeString(parts[0])
+	if err != nil {
+		return "", "", "", true, trail.Wrap(err, "decoding the Teleport cluster name")
+	}
+	kc, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return "", "", "", true, trail.Wrap(err, "decoding the Kubernetes cluster name")
+	}
+	if !utf8.Valid(tc) || !utf8.Valid(kc) {
+		return "", "", "", true, trail.BadParameterf("invalid cluster name in path")
 	}
 	rest = "/"
 	if len(parts) == 3 {
@@ -91,13 +103,14 @@ func checkClusterAllowed(d *state.Data, c *auth.Caller, teleportCluster, kubeClu
 	if teleportCluster != d.ClusterName {
 		return nil, nil, trail.NotFoundf("cluster %q is not found", teleportCluster)
 	}
-	cluster, ok := d.Clusters[kubeCluster]
-	var roles []*state.Role
-	if !c.Host {
-		roles = auth.RolesByName(d, c.Identity.Roles)
+	if c.Host {
+		// Teleport's proxy serves Kubernetes to users only.
+		return nil, nil, trail.AccessDeniedf("[00] access denied")
 	}
-	if !ok || c.Host || !auth.ClusterVisible(roles, cluster.AllLabels()) {
-		return nil, nil, trail.AccessDeniedf("Kubernetes cluster %q not found", kubeCluster)
+	cluster, ok := d.Clusters[kubeCluster]
+	roles := auth.RolesByName(d, c.Identity.Roles)
+	if !ok || !auth.ClusterVisible(roles, cluster.AllLabels()) {
+		return nil, nil, trail.AccessDeniedf("kubernetes cluster %q not found", kubeCluster)
 	}
 	return cluster, roles, nil
 }
