@@ -115,10 +115,13 @@ func checkClusterAllowed(d *state.Data, c *auth.Caller, teleportCluster, kubeClu
 	return cluster, roles, nil
 }
 
+const impersonationDenied = "impersonation request has been denied"
+
 // ImpersonationFor picks the Impersonate-User and Impersonate-Group values: the one allowed
-// kubernetes_users entry (the Teleport username when none), the allowed kubernetes_groups;
-// client-sent values must stay within the allowed sets.
-func ImpersonationFor(username string, allowedUsers, allowedGroups, askedUsers, askedGroups []string) (string, []string, error) {
+// kubernetes_users entry (the Teleport username when none is set), the allowed
+// kubernetes_groups. Client-sent Impersonate-User/Impersonate-Group values must stay within the
+// allowed sets; any other Impersonate-* header is refused.
+func ImpersonationFor(username string, allowedUsers, allowedGroups []string, headers http.Header) (string, []string, error) {
 	if len(allowedUsers) == 0 && len(allowedGroups) == 0 {
 		return "", nil, trail.AccessDeniedf("Your user's Teleport role does not allow Kubernetes access. " +
 			"Please ask cluster administrator to ensure your role has appropriate kubernetes_groups and kubernetes_users set.")
@@ -128,29 +131,45 @@ func ImpersonationFor(username string, allowedUsers, allowedGroups, askedUsers, 
 		users = []string{username}
 	}
 	var user string
-	switch {
-	case len(askedUsers) > 1:
-		return "", nil, trail.AccessDeniedf("impersonation request has been denied, only one user may be impersonated")
-	case len(askedUsers) == 1:
-		if !slices.Contains(users, askedUsers[0]) {
-			return "", nil, trail.AccessDeniedf("impersonation request has been denied, user header %q is not allowed in roles", askedUsers[0])
+	var groups []string
+	for name, values := range headers {
+		if !strings.HasPrefix(name, "Impersonate-") {
+			continue
 		}
-		user = askedUsers[0]
-	case len(users) == 1:
-		user = users[0]
-	default:
-		return "", nil, trail.AccessDeniedf("please select a user to impersonate, refusing to select a user due to several kubernetes_users set up for this user")
-	}
-	groups := allowedGroups
-	if len(askedGroups) > 0 {
-		for _, g := range askedGroups {
-			if !slices.Contains(allowedGroups, g) {
-				return "", nil, trail.AccessDeniedf("impersonation request has been denied, group header %q value is not allowed in roles", g)
+		switch name {
+		case "Impersonate-User":
+			if len(values) != 1 {
+				return "", nil, trail.AccessDeniedf("%s, invalid user header %q", impersonationDenied, values)
 			}
+			if values[0] == "" {
+				continue // client-go sends an empty user with groups: the default user applies
+			}
+			if !slices.Contains(users, values[0]) {
+				return "", nil, trail.AccessDeniedf("%s, user header %q is not allowed in roles", impersonationDenied, values[0])
+			}
+			user = values[0]
+		case "Impersonate-Group":
+			for _, g := range values {
+				if !slices.Contains(allowedGroups, g) {
+					return "", nil, trail.AccessDeniedf("%s, group header %q value is not allowed in roles", impersonationDenied, g)
+				}
+				groups = append(groups, g)
+			}
+		default:
+			return "", nil, trail.AccessDeniedf("%s, unsupported impersonation header %q", impersonationDenied, name)
 		}
-		groups = askedGroups
 	}
-	return user, groups, nil
+	if user == "" {
+		if len(users) > 1 {
+			return "", nil, trail.AccessDeniedf("please select a user to impersonate, refusing to select a user due to several kubernetes_users set up for this user")
+		}
+		user = users[0]
+	}
+	if len(groups) == 0 {
+		groups = allowedGroups
+	}
+	slices.Sort(groups)
+	return user, slices.Compact(groups), nil
 }
 
 // Resolve runs every check of §7 on a request and says where it goes.
@@ -195,8 +214,7 @@ func (h *Handler) Resolve(r *http.Request) (*Target, error) {
 		}
 		t.Cluster = *cluster
 		users, groups := auth.KubePrincipals(roles, cluster.AllLabels())
-		t.User, t.Groups, err = ImpersonationFor(t.Caller.Identity.Username, users, groups,
-			r.Header.Values("Impersonate-User"), r.Header.Values("Impersonate-Group"))
+		t.User, t.Groups, err = ImpersonationFor(t.Caller.Identity.Username, users, groups, r.Header)
 		if err == nil {
 			err = d.TakeFault("kube")
 		}

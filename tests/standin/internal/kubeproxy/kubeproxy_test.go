@@ -1,6 +1,7 @@
 package kubeproxy
 
 import (
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -54,26 +55,37 @@ func TestCheckRouteNotOverwritten(t *testing.T) {
 }
 
 func TestImpersonationFor(t *testing.T) {
+	h := func(kv ...string) http.Header {
+		out := http.Header{}
+		for i := 0; i < len(kv); i += 2 {
+			out.Add(kv[i], kv[i+1])
+		}
+		return out
+	}
 	cases := []struct {
-		name                string
-		users, groups       []string
-		askUsers, askGroups []string
-		wantUser            string
-		wantGroups          []string
-		wantErr             string
+		name          string
+		users, groups []string
+		headers       http.Header
+		wantUser      string
+		wantGroups    []string
+		wantErr       string
 	}{
-		{"no kubernetes_users impersonates the Teleport user", nil, []string{"g1", "g2"}, nil, nil, "bot-a", []string{"g1", "g2"}, ""},
-		{"the one kubernetes_users entry", []string{"alice"}, []string{"g1"}, nil, nil, "alice", []string{"g1"}, ""},
-		{"several kubernetes_users without a header", []string{"alice", "bob"}, nil, nil, nil, "", nil, "please select a user to impersonate"},
-		{"several kubernetes_users with an allowed header", []string{"alice", "bob"}, nil, []string{"bob"}, nil, "bob", nil, ""},
-		{"header user outside the allowed set", []string{"alice"}, nil, []string{"root"}, nil, "", nil, `user header "root" is not allowed`},
-		{"header group outside the allowed set", nil, []string{"g1"}, nil, []string{"system:masters"}, "", nil, `group header "system:masters"`},
-		{"header groups within the allowed set", nil, []string{"g1", "g2"}, nil, []string{"g2"}, "bot-a", []string{"g2"}, ""},
-		{"no kubernetes users nor groups", nil, nil, nil, nil, "", nil, "does not allow Kubernetes access"},
+		{"no kubernetes_users impersonates the Teleport user", nil, []string{"g2", "g1"}, nil, "bot-a", []string{"g1", "g2"}, ""},
+		{"the one kubernetes_users entry", []string{"alice"}, []string{"g1"}, nil, "alice", []string{"g1"}, ""},
+		{"several kubernetes_users without a header", []string{"alice", "bob"}, nil, nil, "", nil, "please select a user to impersonate"},
+		{"several kubernetes_users with an allowed header", []string{"alice", "bob"}, nil, h("Impersonate-User", "bob"), "bob", nil, ""},
+		{"empty user header is ignored", nil, []string{"g1"}, h("Impersonate-User", "", "Impersonate-Group", "g1"), "bot-a", []string{"g1"}, ""},
+		{"header user outside the allowed set", []string{"alice"}, nil, h("Impersonate-User", "root"), "", nil, `user header "root" is not allowed in roles`},
+		{"the Teleport user when kubernetes_users are set", []string{"alice"}, nil, h("Impersonate-User", "bot-a"), "", nil, "is not allowed in roles"},
+		{"two user headers", []string{"alice", "bob"}, nil, h("Impersonate-User", "alice", "Impersonate-User", "bob"), "", nil, "invalid user header"},
+		{"header group outside the allowed set", nil, []string{"g1"}, h("Impersonate-Group", "system:masters"), "", nil, `group header "system:masters" value is not allowed`},
+		{"header groups within the allowed set", nil, []string{"g1", "g2"}, h("Impersonate-Group", "g2"), "bot-a", []string{"g2"}, ""},
+		{"other impersonation headers are refused", nil, []string{"g1"}, h("Impersonate-Uid", "1"), "", nil, `unsupported impersonation header "Impersonate-Uid"`},
+		{"no kubernetes users nor groups", nil, nil, nil, "", nil, "does not allow Kubernetes access"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			user, groups, err := ImpersonationFor("bot-a", tc.users, tc.groups, tc.askUsers, tc.askGroups)
+			user, groups, err := ImpersonationFor("bot-a", tc.users, tc.groups, tc.headers)
 			if tc.wantErr != "" {
 				if !trail.Is(err, trail.AccessDenied) || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("got %v, want AccessDenied %q", err, tc.wantErr)
