@@ -123,7 +123,8 @@ const impersonationDenied = "impersonation request has been denied"
 // allowed sets; any other Impersonate-* header is refused.
 func ImpersonationFor(username string, allowedUsers, allowedGroups []string, headers http.Header) (string, []string, error) {
 	if len(allowedUsers) == 0 && len(allowedGroups) == 0 {
-		return "", nil, trail.AccessDeniedf("Your user's Teleport role does not allow Kubernetes access. " +
+		// NotFound (404), as Teleport's Kubernetes service answers it.
+		return "", nil, trail.NotFoundf("Your user's Teleport role does not allow Kubernetes access. " +
 			"Please ask cluster administrator to ensure your role has appropriate kubernetes_groups and kubernetes_users set.")
 	}
 	users := allowedUsers

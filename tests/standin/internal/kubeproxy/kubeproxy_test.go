@@ -87,7 +87,11 @@ func TestImpersonationFor(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			user, groups, err := ImpersonationFor("bot-a", tc.users, tc.groups, tc.headers)
 			if tc.wantErr != "" {
-				if !trail.Is(err, trail.AccessDenied) || !strings.Contains(err.Error(), tc.wantErr) {
+				wantKind := trail.AccessDenied
+				if strings.Contains(tc.wantErr, "does not allow Kubernetes access") {
+					wantKind = trail.NotFound
+				}
+				if !trail.Is(err, wantKind) || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("got %v, want AccessDenied %q", err, tc.wantErr)
 				}
 				return
