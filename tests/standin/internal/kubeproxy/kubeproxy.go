@@ -3,6 +3,7 @@
 package kubeproxy
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
@@ -30,7 +31,6 @@ type Handler struct {
 }
 
 type upstreamTransport struct {
-	key      string
 	h2, h1   *http.Transport
 	upstream *url.URL
 }
@@ -305,11 +305,15 @@ func (u *upstreamTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return u.h2.RoundTrip(r)
 }
 
+// transport is shared by every cluster with the same upstream and credentials, so a thousand
+// clusters in front of one API server share its connections.
 func (h *Handler) transport(c *state.KubeCluster) (*upstreamTransport, error) {
-	key := c.Upstream.Server + "\x00" + string(c.Upstream.CAPEM) + "\x00" + string(c.Upstream.CertPEM)
+	sum := sha256.Sum256([]byte(c.Upstream.Server + "\x00" + string(c.Upstream.CAPEM) + "\x00" +
+		string(c.Upstream.CertPEM) + "\x00" + string(c.Upstream.KeyPEM)))
+	key := string(sum[:])
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if t, ok := h.transports[c.Name]; ok && t.key == key {
+	if t, ok := h.transports[key]; ok {
 		return t, nil
 	}
 	u, err := url.Parse(c.Upstream.Server)
@@ -333,12 +337,8 @@ func (h *Handler) transport(c *state.KubeCluster) (*upstreamTransport, error) {
 	}
 	h2 := &http.Transport{TLSClientConfig: cfg.Clone(), ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 32}
 	h1 := &http.Transport{TLSClientConfig: cfg.Clone(), TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}
-	if old, ok := h.transports[c.Name]; ok {
-		old.h2.CloseIdleConnections()
-		old.h1.CloseIdleConnections()
-	}
-	t := &upstreamTransport{key: key, h2: h2, h1: h1, upstream: u}
-	h.transports[c.Name] = t
+	t := &upstreamTransport{h2: h2, h1: h1, upstream: u}
+	h.transports[key] = t
 	return t, nil
 }
 
