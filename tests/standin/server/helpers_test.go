@@ -397,3 +397,22 @@ func kubeGetPath(t *testing.T, s *Server, cert *tls.Certificate, path string) (*
 func kubeGet(t *testing.T, s *Server, cert *tls.Certificate, kube, api string) (*kubeResponse, error) {
 	return kubeGetPath(t, s, cert, "/v1/teleport/"+b64(s.ClusterName())+"/"+b64(kube)+api)
 }
+
+// waitForLog waits until the request log has an entry matching ok.
+func waitForLog(t *testing.T, s *Server, ok func(state.LogEntry) bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		found := false
+		s.State.Read(func(d *state.Data) {
+			for _, e := range d.Log {
+				found = found || ok(e)
+			}
+		})
+		if found {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("no matching entry in the request log")
+}

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"teleport-argocd-agent/tests/standin/internal/pki"
+	"teleport-argocd-agent/tests/standin/internal/state"
 	"teleport-argocd-agent/tests/standin/pb/authpb"
 	"teleport-argocd-agent/tests/standin/pb/typespb"
 )
@@ -264,6 +265,11 @@ func TestHandshakeRefusals(t *testing.T) {
 					wantStatus(t, err, "Unavailable", "")
 				}
 			})
+			if tc.name == "unknown cluster in ALPN" {
+				waitForLog(t, s, func(e state.LogEntry) bool {
+					return e.Result == "Refused" && strings.Contains(e.Message, `auth server for "leaf" cluster name not found`)
+				})
+			}
 		}
 		t.Run(tc.name+" kube route", func(t *testing.T) {
 			if tc.alpn != nil {

@@ -135,6 +135,12 @@ func New(cfg Config) (*Server, error) {
 // Start binds every port, starts serving and writes the CA files and ready.json.
 func (s *Server) Start() error {
 	s.router = router.New(s.certs, s.logger)
+	s.router.OnRefused = func(route, remote string, err error) {
+		if route == "" {
+			route = "tls"
+		}
+		s.State.Record(state.LogEntry{Route: route, Method: "TLS handshake from " + remote, Result: "Refused", Message: err.Error()})
+	}
 	webMode := router.ModeRouted
 	if s.cfg.NoTLSRouting {
 		webMode = router.ModeWebOnly

@@ -60,7 +60,9 @@ const (
 type Router struct {
 	certs  Certs
 	logger *slog.Logger
-	routes map[string]*ChanListener
+	// OnRefused, when set, hears of every refused handshake (route "" when none was chosen).
+	OnRefused func(route, remote string, err error)
+	routes    map[string]*ChanListener
 
 	mu        sync.Mutex
 	listeners []*managed
@@ -249,7 +251,11 @@ func (r *Router) handle(mode Mode, accepted net.Conn) {
 	err := conn.HandshakeContext(ctx)
 	cancel()
 	if err != nil {
-		r.logger.Info("handshake refused", "remote", accepted.RemoteAddr().String(), "route", route, "error", err.Error())
+		if r.OnRefused != nil {
+			r.OnRefused(route, accepted.RemoteAddr().String(), err)
+		} else {
+			r.logger.Info("handshake refused", "remote", accepted.RemoteAddr().String(), "route", route, "error", err.Error())
+		}
 		_ = raw.Close()
 		return
 	}
