@@ -31,7 +31,8 @@ PYTEST_ARGS ?=
 
 FORCE:
 
-.PHONY: FORCE proto test unit lint typecheck pytest tools tool-env venv demo bench clean help image image-size
+.PHONY: FORCE proto test unit lint typecheck pytest tools tool-env venv demo bench clean help image image-size \
+	standin standin-test
 
 help:
 	@sed -n '2,9p' Makefile | sed 's/^# \{0,1\}//'
@@ -77,15 +78,28 @@ typecheck: venv
 	mypy
 
 pytest: tools
-	source $(TOOL_ENV) && python -m pytest $(PYTEST_ARGS)
+	source $(TOOL_ENV) && export STANDIN_BIN=$$(tools/install.sh teleport-standin) \
+	  && python -m pytest $(PYTEST_ARGS)
 
-test: lint typecheck pytest
+test: lint typecheck standin-test pytest
+
+# The Teleport stand-in (tests/standin): built into $(TOOLS_CACHE)/standin-<hash of its sources>/
+# by tools/install.sh, so an unchanged tree costs nothing; prints the binary's path.
+standin:
+	@tools/install.sh teleport-standin
+
+# The stand-in's own checks: gofmt, go vet and its Go tests (the protocol rules it enforces).
+standin-test:
+	@unformatted=$$(cd tests/standin && gofmt -l $$(find . -name '*.go' -not -path './pb/*')); \
+	  [ -z "$$unformatted" ] || { echo "gofmt: unformatted files in tests/standin: $$unformatted" >&2; exit 1; }
+	cd tests/standin && go vet ./... && go test ./...
 
 unit: venv
 	python -m pytest -m unit $(PYTEST_ARGS)
 
 demo: tools
-	source $(TOOL_ENV) && python -m tests.harness.demo
+	source $(TOOL_ENV) && export STANDIN_BIN=$$(tools/install.sh teleport-standin) \
+	  && python -m tests.harness.demo
 
 bench: tools
 	source $(TOOL_ENV) && python -m tests.bench

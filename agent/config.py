@@ -166,6 +166,9 @@ class Selector(_Strict):
     name: str | None = None
     # Every key must be present on the cluster with exactly this value.
     labels: dict[str, str] | None = None
+    # tbot compatibility: accepted so a tbot block works verbatim, ignored (Argo CD has no
+    # default namespace per cluster); ``AgentConfig.warnings`` reports it.
+    default_namespace: str | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Selector:
@@ -362,6 +365,9 @@ class AgentConfig(BaseSettings):
     proxy_server: str | None = None
     # Teleport Auth Service address host:port (direct, usually :3025).
     auth_server: str | None = None
+    # PEM file of a private CA that signs the proxy's web certificate, trusted in addition
+    # to the system's CAs. TLS verification is never skipped. Default: system trust only.
+    proxy_ca_path: str = ""
     onboarding: Onboarding
     # Lifetime of issued credentials and how often they are renewed. Default: 1h / 20m.
     credential_ttl: Duration = timedelta(hours=1)
@@ -474,6 +480,18 @@ class AgentConfig(BaseSettings):
                     "gets its new credential long before its old one expires and before the "
                     "next renewal starts. Shorten rotation_window or lengthen credential_ttl"
                 )
+
+    def warnings(self) -> list[str]:
+        """Accepted settings that do nothing here, for a warning at start."""
+        out = []
+        for index, service in enumerate(self.services):
+            for number, selector in enumerate(service.selectors):
+                if selector.default_namespace is not None:
+                    out.append(
+                        f"services[{index}].selectors[{number}].default_namespace is ignored: "
+                        "it is a tbot setting without meaning for Argo CD cluster secrets"
+                    )
+        return out
 
     def resolved_instance(self) -> str:
         return (

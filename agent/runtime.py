@@ -46,6 +46,7 @@ from agent.schedule import (
     rotation_offsets,
 )
 from agent.sync import apply_plan
+from agent.teleport.errors import TeleportError
 from agent.teleport.identity import Credential
 from agent.teleport.inventory import KubeCluster
 from agent.teleport.webapi import ProxySettings
@@ -62,14 +63,6 @@ RETRY_CAP = dt.timedelta(minutes=1)
 ROTATION_TICK = 1.0
 
 SecretKey = tuple[str, str]  # (namespace, name)
-
-
-class TeleportError(Exception):
-    """A request to Teleport failed; ``operation`` names it for logs and metrics."""
-
-    def __init__(self, operation: str, message: str) -> None:
-        super().__init__(f"{operation}: {message}")
-        self.operation = operation
 
 
 class TeleportSource(Protocol):

@@ -142,6 +142,10 @@ onboarding:
 {{- else }}
   token: {{ .Values.token | toJson }}
 {{- end }}
+{{- if .Values.teleportProxyCA.configMapName }}
+# The proxy's web certificate comes from a private CA (mounted from its ConfigMap).
+proxy_ca_path: {{ printf "%s/proxy-ca/ca.crt" (include "teleport-argocd-agent.configDir" .) | toJson }}
+{{- end }}
 credential_ttl: {{ .Values.credentialTTL | toJson }}
 renewal_interval: {{ .Values.renewalInterval | toJson }}
 {{- with .Values.argocd.rotationWindow }}

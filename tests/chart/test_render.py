@@ -22,7 +22,7 @@ STANDARD_LABELS = {
     "app.kubernetes.io/instance": "rel",
     "app.kubernetes.io/managed-by": "Helm",
     "app.kubernetes.io/version": "0.1.0",
-    "helm.sh/chart": "teleport-argocd-agent-0.1.0",
+    "helm.sh/chart": "teleport-argocd-agent-0.2.0",
 }
 
 
