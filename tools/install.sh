@@ -136,6 +136,9 @@ case "$name" in
     if [ ! -x "$dir/teleport-standin" ]; then
       with_lock
       [ -x "$dir/teleport-standin" ] || go_build "$src" "$dir" ./cmd/teleport-standin
+      # Builds of other source trees stay a day (other worktrees may use them), then go.
+      find "$cache" -maxdepth 1 -name 'standin-*' ! -name "standin-$hash" -mmin +1440 \
+        -exec rm -rf {} + 2>/dev/null || true
     fi
     echo "$dir/teleport-standin"
     ;;
