@@ -2,7 +2,11 @@
 
 Least privilege: the agent never reads secrets. Creating through apply is authorized as
 ``create`` and updating as ``patch``; pruning is one label-selected ``deletecollection``
-call. So the Role needs only those verbs, and the agent cannot read Argo CD's other secrets.
+call. So the Role needs only those verbs. RBAC cannot limit them to the agent's own secrets,
+though: a (dry-run) PATCH answers with the whole object, so ``patch`` reads any secret whose name
+is known, and ``create`` can make a token Secret for another ServiceAccount. The chart's
+ValidatingAdmissionPolicy closes both (chart/templates/admissionpolicy.yaml); without it the
+agent's ServiceAccount is only as trustworthy as the process using it.
 
 Ownership: every apply is made by the owning service's own field manager
 (``teleport-argocd-agent/<owner>``), first without force. A conflict means another field manager
@@ -198,6 +202,13 @@ class SecretWriter:
                 adopted = sorted(set(managers))
                 status, body = self._apply(secret, force=True, should_stop=should_stop)
         except ApiError as exc:
+            if _denied_by_policy(exc):
+                # The chart's admission policy decides ownership from the live object: a secret
+                # that is not this service's (nor tbot's) cannot be written, dry runs included.
+                return result(
+                    Outcome.CONFLICT,
+                    "not this agent's secret (refused by the admission policy); left untouched",
+                )
             return result(Outcome.ERROR, _describe(exc))
         version = str(body.get("metadata", {}).get("resourceVersion", ""))
         key = (secret.namespace, secret.name)
@@ -328,8 +339,17 @@ def _conflict_managers(body: dict[str, Any]) -> list[str]:
     return managers
 
 
+def _denied_by_policy(exc: ApiError) -> bool:
+    # 403 for a denial, 422 when a policy expression failed on this object (also a denial).
+    return exc.status in (403, 422) and "ValidatingAdmissionPolicy" in str(
+        exc.body.get("message", "")
+    )
+
+
 def _describe(exc: ApiError) -> str:
     message = exc.body.get("message") if exc.body else ""
+    if _denied_by_policy(exc):
+        return f"refused by the admission policy: {message}"
     if exc.status == 403:
         return (
             f"forbidden: {message or exc.reason}. The agent's Role needs create and patch on "

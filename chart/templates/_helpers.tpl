@@ -154,7 +154,7 @@ storage:
 storage:
   type: memory
 {{- end }}
-instance: {{ printf "%s/%s" .Release.Namespace .Release.Name | toJson }}
+instance: {{ include "teleport-argocd-agent.instance" . | toJson }}
 diag_addr: {{ printf "0.0.0.0:%d" (int .Values.diagnostics.port) | toJson }}
 services:
   - type: kubernetes/argo-cd
@@ -186,4 +186,24 @@ services:
     {{- end }}
     discovery_interval: {{ $argocd.discoveryInterval | toJson }}
     prune: {{ $argocd.prune | toJson }}
+{{- end }}
+
+{{/* Which installation wrote a secret (the agent config's instance): "<release namespace>/<release name>". */}}
+{{- define "teleport-argocd-agent.instance" -}}
+{{- printf "%s/%s" .Release.Namespace .Release.Name }}
+{{- end }}
+
+{{/* Ownership id the agent puts in its secrets' teleport-argocd-agent/owner label: agent.argocd.owner_id of (instance, service name), i.e. the first 16 hex of SHA-256 over "<instance>\0argo-cd". */}}
+{{- define "teleport-argocd-agent.owner" -}}
+{{- printf "%s\x00%s" (include "teleport-argocd-agent.instance" .) "argo-cd" | sha256sum | trunc 16 }}
+{{- end }}
+
+{{/* Secret name prefix in force: argocd.secretNamePrefix, else the agent's default. */}}
+{{- define "teleport-argocd-agent.secretNamePrefix" -}}
+{{- default "teleport.argocd-cluster" .Values.argocd.secretNamePrefix }}
+{{- end }}
+
+{{/* Cluster-scoped name of the admission policy and its binding: one per release. */}}
+{{- define "teleport-argocd-agent.admissionPolicyName" -}}
+{{- printf "%s.%s" (include "teleport-argocd-agent.fullname" .) .Release.Namespace | trunc 253 }}
 {{- end }}
