@@ -20,7 +20,11 @@ the fields in its body.
 
 Each secret gets its own result; one failure never stops the others. Transient failures
 (429, 5xx, timeouts, dropped connections) are retried with capped exponential backoff and
-jitter; everything else is final for this cycle.
+jitter; everything else is final for this cycle. That is the only retry layer: urllib3's own
+retries are turned off, so one attempt is one connection. An API server that cannot be reached
+must not hold the daemon for longer than a credential lives, so a cycle also stops trying after
+a run of consecutive transport failures (a circuit breaker) or when its time budget is spent:
+the remaining secrets are reported as skipped and written at the next discovery.
 """
 
 from __future__ import annotations
@@ -28,14 +32,16 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
 import urllib3
 from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
 from tenacity import (
     Retrying,
     retry_if_exception,
@@ -61,6 +67,9 @@ ADOPTABLE_MANAGERS = frozenset({"tbot", "argocd-server"})
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 _CONFLICT_MANAGER = re.compile(r'conflicts? with "([^"]+)"')
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+SKIPPED_STOPPING = "skipped: stopping"
+SKIPPED_UNREACHABLE = "skipped: the Kubernetes API server is unreachable"
+SKIPPED_BUDGET = "skipped: the cycle's time budget is spent"
 
 
 class Outcome(StrEnum):
@@ -80,6 +89,8 @@ class WriteResult:
     detail: str = ""
     # Foreign field managers behind a conflict, or the adopted ones after a forced apply.
     managers: tuple[str, ...] = ()
+    # The API server could not be reached (or was not tried because it could not be).
+    unreachable: bool = False
 
     @property
     def ok(self) -> bool:
@@ -112,6 +123,24 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, ApiError) and exc.transient
 
 
+class _Breaker:
+    """Opens after ``threshold`` consecutive attempts that reached no API server; any answer
+    from the server closes it again. Shared by the workers of one ``write`` call."""
+
+    def __init__(self, threshold: int) -> None:
+        self._threshold = threshold
+        self._failures = 0
+        self._lock = threading.Lock()
+
+    @property
+    def open(self) -> bool:
+        return self._failures >= self._threshold
+
+    def record(self, *, reached: bool) -> None:
+        with self._lock:
+            self._failures = 0 if reached else self._failures + 1
+
+
 class SecretWriter:
     """Applies desired secrets through one Kubernetes API client."""
 
@@ -121,15 +150,19 @@ class SecretWriter:
         *,
         concurrency: int = 16,
         adoptable_managers: Collection[str] = ADOPTABLE_MANAGERS,
-        request_timeout: float = 30.0,
+        connect_timeout: float = 5.0,
+        request_timeout: float = 20.0,
         retry_attempts: int = 5,
         retry_max_wait: float = 10.0,
         retry_deadline: float = 60.0,
+        breaker_threshold: int = 8,
     ) -> None:
         self._api = api
         self._concurrency = max(1, concurrency)
         self._adoptable = frozenset(adoptable_managers)
-        self._timeout = request_timeout
+        # (connect, read): a dropped packet costs seconds, not a 30 s read per attempt.
+        self._timeout = (connect_timeout, request_timeout)
+        self._breaker_threshold = max(1, breaker_threshold)
         self._retry = Retrying(
             retry=retry_if_exception(_retryable),
             wait=wait_exponential_jitter(multiplier=0.2, max=retry_max_wait),
@@ -139,10 +172,15 @@ class SecretWriter:
         # Last resourceVersion seen per secret: an apply that leaves it unchanged did nothing.
         self._versions: dict[tuple[str, str], str] = {}
         self._versions_lock = threading.Lock()
-        # The API client's connection pool must allow as many connections as workers.
-        api.rest_client.pool_manager.connection_pool_kw["maxsize"] = max(
-            self._concurrency, api.rest_client.pool_manager.connection_pool_kw.get("maxsize") or 1
+        # The API client's connection pool must allow as many connections as workers, and must
+        # not retry on its own: urllib3 retries a failed connection 3 times by default, under
+        # every one of our attempts (Configuration.retries = 0 for a client made by the agent).
+        pool = api.rest_client.pool_manager
+        pool.connection_pool_kw["maxsize"] = max(
+            self._concurrency, pool.connection_pool_kw.get("maxsize") or 1
         )
+        pool.connection_pool_kw["retries"] = False
+        pool.clear()  # pools made before this point keep their own settings
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -151,24 +189,41 @@ class SecretWriter:
         secrets: Sequence[DesiredSecret],
         *,
         should_stop: Callable[[], bool] = lambda: False,
+        budget: float | None = None,
     ) -> list[WriteResult]:
         """Apply every secret (bounded concurrency); results are in input order.
 
         ``should_stop`` is checked before each secret starts and before each retry: a stopping
         agent finishes the writes in flight, skips the rest and gives up on a server that is
-        down instead of outliving its termination grace period. No secret is ever half-written.
+        down instead of outliving its termination grace period. The circuit breaker and the
+        time ``budget`` (seconds) end the call the same way. No secret is ever half-written.
         """
+        breaker = _Breaker(self._breaker_threshold)
+        deadline = None if budget is None else time.monotonic() + budget
+
+        def skip_reason() -> str:
+            if should_stop():
+                return SKIPPED_STOPPING
+            if breaker.open:
+                return SKIPPED_UNREACHABLE
+            if deadline is not None and time.monotonic() > deadline:
+                return SKIPPED_BUDGET
+            return ""
 
         def one(secret: DesiredSecret) -> WriteResult:
-            if should_stop():
+            reason = skip_reason()
+            if reason:
                 return WriteResult(
                     secret.namespace,
                     secret.name,
                     secret.cluster,
                     Outcome.ERROR,
-                    "skipped: stopping",
+                    reason,
+                    unreachable=reason == SKIPPED_UNREACHABLE,
                 )
-            return self.write_one(secret, should_stop=should_stop)
+            return self.write_one(
+                secret, should_stop=lambda: bool(skip_reason()), on_attempt=breaker.record
+            )
 
         if len(secrets) <= 1 or self._concurrency == 1:
             return [one(s) for s in secrets]
@@ -176,16 +231,26 @@ class SecretWriter:
             return list(pool.map(one, secrets))
 
     def write_one(
-        self, secret: DesiredSecret, *, should_stop: Callable[[], bool] = lambda: False
+        self,
+        secret: DesiredSecret,
+        *,
+        should_stop: Callable[[], bool] = lambda: False,
+        on_attempt: Callable[..., None] = lambda **_: None,
     ) -> WriteResult:
+        """Apply one secret. ``on_attempt(reached=...)`` hears whether each attempt got an
+        answer from the API server (the circuit breaker of ``write``)."""
+
         def result(outcome: Outcome, detail: str = "", managers: Sequence[str] = ()) -> WriteResult:
             return WriteResult(
                 secret.namespace, secret.name, secret.cluster, outcome, detail, tuple(managers)
             )
 
+        def apply(force: bool) -> tuple[int, dict[str, Any]]:
+            return self._apply(secret, force=force, should_stop=should_stop, on_attempt=on_attempt)
+
         try:
             try:
-                status, body = self._apply(secret, force=False, should_stop=should_stop)
+                status, body = apply(False)
                 adopted: list[str] = []
             except ApiError as exc:
                 if exc.status != 409:
@@ -200,7 +265,7 @@ class SecretWriter:
                         foreign or managers,
                     )
                 adopted = sorted(set(managers))
-                status, body = self._apply(secret, force=True, should_stop=should_stop)
+                status, body = apply(True)
         except ApiError as exc:
             if _denied_by_policy(exc):
                 # The chart's admission policy decides ownership from the live object: a secret
@@ -209,6 +274,8 @@ class SecretWriter:
                     Outcome.CONFLICT,
                     "not this agent's secret (refused by the admission policy); left untouched",
                 )
+            if exc.status == 0:
+                return replace(result(Outcome.ERROR, _describe(exc)), unreachable=True)
             return result(Outcome.ERROR, _describe(exc))
         version = str(body.get("metadata", {}).get("resourceVersion", ""))
         key = (secret.namespace, secret.name)
@@ -224,14 +291,27 @@ class SecretWriter:
         return result(Outcome.UPDATED)
 
     def _apply(
-        self, secret: DesiredSecret, *, force: bool, should_stop: Callable[[], bool]
+        self,
+        secret: DesiredSecret,
+        *,
+        force: bool,
+        should_stop: Callable[[], bool],
+        on_attempt: Callable[..., None],
     ) -> tuple[int, dict[str, Any]]:
         query: list[tuple[str, str]] = [("fieldManager", secret.field_manager)]
         if force:
             query.append(("force", "true"))
         path = f"/api/v1/namespaces/{secret.namespace}/secrets/{secret.name}"
         body = secret.apply_body()
-        return self._call("PATCH", path, query, body, APPLY_CONTENT_TYPE, should_stop=should_stop)
+        return self._call(
+            "PATCH",
+            path,
+            query,
+            body,
+            APPLY_CONTENT_TYPE,
+            should_stop=should_stop,
+            on_attempt=on_attempt,
+        )
 
     # -- prune ----------------------------------------------------------------------------
 
@@ -285,12 +365,19 @@ class SecretWriter:
         content_type: str | None,
         *,
         should_stop: Callable[[], bool] = lambda: False,
+        on_attempt: Callable[..., None] = lambda **_: None,
     ) -> tuple[int, dict[str, Any]]:
         limit = self._retry.stop
         retrying = self._retry.copy(stop=lambda state: bool(limit(state)) or should_stop())
         for attempt in retrying:
             with attempt:
-                return self._call_once(method, path, query, body, content_type)
+                try:
+                    answer = self._call_once(method, path, query, body, content_type)
+                except ApiError as exc:
+                    on_attempt(reached=exc.status != 0)
+                    raise
+                on_attempt(reached=True)
+                return answer
         raise AssertionError("unreachable")  # pragma: no cover - Retrying reraises
 
     def _call_once(
@@ -319,6 +406,10 @@ class SecretWriter:
             raw: bytes = response.read()  # type: ignore[no-untyped-call]
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise ApiError(0, f"cannot reach the Kubernetes API: {type(exc).__name__}") from exc
+        except ApiException as exc:
+            # The client turns TLS failures into its own exception with status 0.
+            reason = f"cannot reach the Kubernetes API: {exc.reason}"
+            raise ApiError(int(exc.status or 0), reason) from exc
         try:
             data = json.loads(raw) if raw else {}
         except ValueError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import socket
 import threading
 import time
 
@@ -14,7 +15,7 @@ from kubernetes.client.rest import ApiException
 
 from agent.argocd import DesiredSecret, owner_id, render_secret
 from agent.config import parse_config
-from agent.kube import Outcome, SecretWriter, WriteResult
+from agent.kube import SKIPPED_BUDGET, SKIPPED_UNREACHABLE, Outcome, SecretWriter, WriteResult
 from agent.teleport.identity import Credential
 from agent.teleport.inventory import KubeCluster
 from agent.teleport.webapi import ProxySettings
@@ -395,3 +396,70 @@ def test_stopping_ends_retries_against_a_server_that_is_down():
     assert result.outcome is Outcome.ERROR
     assert "cannot reach the Kubernetes API" in result.detail
     assert len(checks) == 2, "one attempt, then the stop ended the retries"
+
+
+def _silent_listener(*, accept_and_close: bool) -> tuple[socket.socket, list[int]]:
+    """A loopback port that never answers: it either takes connections and closes them at once
+    (counting them) or never accepts them at all, like a host whose packets are dropped."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    accepted: list[int] = []
+    if accept_and_close:
+
+        def serve() -> None:
+            while True:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                accepted.append(1)
+                conn.close()
+
+        threading.Thread(target=serve, daemon=True).start()
+    return listener, accepted
+
+
+def _client_for(port: int) -> k8s.ApiClient:
+    cfg = k8s.Configuration()
+    cfg.host = f"https://127.0.0.1:{port}"
+    cfg.verify_ssl = False
+    return k8s.ApiClient(cfg)
+
+
+def test_one_attempt_is_one_connection_no_hidden_retries_underneath():
+    listener, accepted = _silent_listener(accept_and_close=True)
+    with listener:
+        writer = SecretWriter(_client_for(listener.getsockname()[1]), retry_attempts=2)
+        result = writer.write_one(desired("default", "kube-a"))
+        time.sleep(0.2)
+    assert result.outcome is Outcome.ERROR
+    assert result.unreachable
+    # urllib3 would retry each failed connection 3 times on its own under our 2 attempts.
+    assert len(accepted) == 2
+
+
+def test_black_holed_api_server_ends_the_cycle_within_seconds():
+    listener, _ = _silent_listener(accept_and_close=False)
+    with listener:
+        writer = SecretWriter(_client_for(listener.getsockname()[1]), connect_timeout=2)
+        secrets = [desired("default", f"kube-{i:03d}") for i in range(200)]
+        results: list[WriteResult] = []
+        started = time.monotonic()
+        thread = threading.Thread(target=lambda: results.extend(writer.write(secrets)), daemon=True)
+        thread.start()
+        thread.join(timeout=60)
+        elapsed = time.monotonic() - started
+    assert not thread.is_alive(), "the cycle is still waiting on a black-holed API server"
+    assert elapsed < 30
+    assert all(r.outcome is Outcome.ERROR and r.unreachable for r in results)
+    # The first workers found the server unreachable; the rest were not even tried.
+    skipped = [r for r in results if r.detail == SKIPPED_UNREACHABLE]
+    assert len(skipped) >= 150
+
+
+def test_cycle_budget_skips_the_writes_not_started_in_time(admin_api, agent_api, namespace):
+    secrets = [desired(namespace, f"kube-{i}") for i in range(5)]
+    results = SecretWriter(agent_api, concurrency=1).write(secrets, budget=0.0)
+    assert [r.detail for r in results] == [SKIPPED_BUDGET] * 5
+    assert not _names(admin_api, namespace) & {s.name for s in secrets}
