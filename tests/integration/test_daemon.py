@@ -160,3 +160,29 @@ def test_api_server_outage_degrades_readiness_and_recovers(
     wait_until(lambda: daemon.get("/readyz")[0] == 200, "readiness to recover", timeout=90)
     assert cluster_secrets(admin_api, namespace) == {f"kube-00{i}": 2 for i in range(3)}
     assert daemon.proc.poll() is None
+
+
+def test_signal_storm_never_hangs_the_loop(start_daemon, admin_api, namespace):
+    # Signal handlers used to log and set an Event: a burst of SIGUSR1 arriving while the main
+    # thread held one of those locks deadlocked the process (or ended in RecursionError) while
+    # /livez kept answering 200.
+    daemon = start_daemon(prod(2))
+    wait_until(lambda: daemon.get("/readyz")[0] == 200, "readiness")
+    deadline = time.monotonic() + 5
+    sent = 0
+    while time.monotonic() < deadline:
+        daemon.signal(signal.SIGUSR1)
+        sent += 1
+        if sent % 50 == 0:
+            time.sleep(0.001)  # let the loop run between bursts, so signals land everywhere
+    assert daemon.proc.poll() is None, "".join(daemon.lines[-20:])
+    print(f"signal storm: {sent} SIGUSR1 in 5 s")
+
+    # The loop still does its job: a new cluster is found and written...
+    write_inventory(daemon.inventory, [*prod(2), KubeCluster("after-storm", {"env": "prod"})])
+    wait_until(lambda: "after-storm" in cluster_secrets(admin_api, namespace), "the new cluster")
+    assert daemon.get("/livez")[0] == 200
+    # ... and a stop signal still stops it.
+    daemon.signal(signal.SIGTERM)
+    assert daemon.proc.wait(timeout=30) == 0
+    assert "RecursionError" not in "".join(daemon.lines)

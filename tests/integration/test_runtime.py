@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import io
+import json
+import threading
+import time
 
 import pytest
 from kubernetes import client as k8s
 
 from agent.config import parse_config
 from agent.kube import SecretWriter
+from agent.logs import configure_logging
 from agent.runtime import Runtime
 from agent.teleport.inventory import KubeCluster
 from agent.teleport.webapi import ProxySettings
@@ -264,3 +269,79 @@ def servers(admin_api, namespace):
         for item in k8s.CoreV1Api(admin_api).list_namespaced_secret(namespace).items
         if "server" in (item.data or {})
     ]
+
+
+class _Exploding(InventorySource):
+    """Teleport's part, except that listing raises something nobody expected, twice."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.calls = 0
+
+    def list_clusters(self):
+        self.calls += 1
+        if self.calls <= 2:
+            raise RuntimeError(f"bug while parsing {PEM_IN_ERROR}")
+        return super().list_clusters()
+
+
+PEM_IN_ERROR = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMG\n-----END PRIVATE KEY-----"
+
+
+def test_unexpected_exception_in_a_step_is_logged_redacted_and_the_loop_goes_on(
+    admin_api, namespace, writer
+):
+    out = io.StringIO()
+    configure_logging("INFO", "json", out)
+    try:
+        source = _Exploding(clusters=prod("a"))
+        rt = Runtime(make_config(namespace), source, writer, agent_version="0.1.0")
+        thread = threading.Thread(target=rt.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while source.calls < 3 and time.monotonic() < deadline:
+            rt.request_sync()
+            time.sleep(0.2)
+        rt.request_stop()
+        thread.join(timeout=30)
+        assert not thread.is_alive()
+    finally:
+        configure_logging("INFO", "text", io.StringIO())
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    failures = [e for e in events if e["message"].startswith("loop step failed")]
+    assert len(failures) == 2
+    assert failures[0]["error_type"] == "RuntimeError"
+    assert "list_clusters" in failures[0]["stack"]  # the stack, through the JSON sink
+    assert "PRIVATE KEY" not in out.getvalue()
+    assert source.calls >= 3, "the loop carried on after the exceptions"
+    assert secrets(admin_api, namespace) == {"a": 1}
+
+
+def test_liveness_fails_when_a_step_hangs(namespace, writer):
+    class Hanging(InventorySource):
+        release = threading.Event()
+
+        def list_clusters(self):
+            self.release.wait(30)
+            return super().list_clusters()
+
+    source = Hanging(clusters=prod("a"))
+    rt = Runtime(
+        make_config(namespace),
+        source,
+        writer,
+        agent_version="0.1.0",
+        cycle_budget=dt.timedelta(seconds=0.5),
+        liveness_grace=dt.timedelta(seconds=0.5),
+    )
+    thread = threading.Thread(target=rt.run, daemon=True)
+    thread.start()
+    try:
+        assert rt.liveness()
+        time.sleep(1.5)
+        assert not rt.liveness(), "a loop stuck in one step must fail /livez"
+    finally:
+        Hanging.release.set()
+        rt.request_stop()
+        thread.join(timeout=30)
+    assert rt.liveness(), "live again once the loop came round"
