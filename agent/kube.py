@@ -9,14 +9,19 @@ ValidatingAdmissionPolicy closes both (chart/templates/admissionpolicy.yaml); wi
 agent's ServiceAccount is only as trustworthy as the process using it.
 
 Ownership: every apply is made by the owning service's own field manager
-(``teleport-argocd-agent/<owner>``), first without force. A conflict means another field manager
-owns a field the agent wants to set. If every conflicting manager is adoptable (tbot, which
-wrote the same names before, or Argo CD's own API server, which rewrites a cluster secret
-when an operator invalidates its cache) the apply is repeated with force; otherwise the
-secret belongs to someone else - another tool, another agent service or another
-installation - and is left untouched and reported. Fields other managers
-added that the agent does not set (labels, annotations) survive, because apply only touches
-the fields in its body.
+(``teleport-argocd-agent/<owner>``), first without force. Ownership is decided from who manages
+the object, not only from apply conflicts: a secret this process has not written yet is first
+applied as a dry run, and if another field manager (not an adoptable one) manages any of its
+``data`` or its ``type``, it is someone else's secret even when no field the agent sets
+conflicts. A conflict means another field manager owns a field the agent wants to set. If
+every conflicting manager is adoptable (tbot, which wrote the same names before, or Argo CD's
+own API server, which rewrites a cluster secret when an operator invalidates its cache) the
+apply is repeated with force; otherwise the secret belongs to someone else - another tool,
+another agent service or another installation - and is left untouched and reported. Fields
+other managers added that the agent does not set (labels, annotations) survive, because apply
+only touches the fields in its body - except the ``data`` keys an adopted manager left behind
+(tbot's ``project``, ``namespaces``, ``clusterResources``), which are removed, so that an
+adopted secret says exactly what this agent's config says.
 
 Each secret gets its own result; one failure never stops the others. Transient failures
 (429, 5xx, timeouts, dropped connections) are retried with capped exponential backoff and
@@ -65,6 +70,9 @@ __all__ = [
 # Field managers whose fields the agent takes over (see the module docstring).
 ADOPTABLE_MANAGERS = frozenset({"tbot", "argocd-server"})
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
+JSON_PATCH_CONTENT_TYPE = "application/json-patch+json"
+# Parts of a Secret that say what it is; a manager of any of them owns the secret.
+_CONTENT_FIELDS = frozenset({"f:data", "f:stringData", "f:type", "f:immutable"})
 _CONFLICT_MANAGER = re.compile(r'conflicts? with "([^"]+)"')
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 SKIPPED_STOPPING = "skipped: stopping"
@@ -245,10 +253,27 @@ class SecretWriter:
                 secret.namespace, secret.name, secret.cluster, outcome, detail, tuple(managers)
             )
 
-        def apply(force: bool) -> tuple[int, dict[str, Any]]:
-            return self._apply(secret, force=force, should_stop=should_stop, on_attempt=on_attempt)
+        def apply(force: bool, dry_run: bool = False) -> tuple[int, dict[str, Any]]:
+            return self._apply(
+                secret,
+                force=force,
+                dry_run=dry_run,
+                should_stop=should_stop,
+                on_attempt=on_attempt,
+            )
 
+        key = (secret.namespace, secret.name)
         try:
+            with self._versions_lock:
+                known = key in self._versions
+            if not known:
+                foreign = self._foreign_managers(secret, apply)
+                if foreign:
+                    return result(
+                        Outcome.CONFLICT,
+                        "written by another field manager; left untouched",
+                        foreign,
+                    )
             try:
                 status, body = apply(False)
                 adopted: list[str] = []
@@ -266,6 +291,10 @@ class SecretWriter:
                     )
                 adopted = sorted(set(managers))
                 status, body = apply(True)
+            leftovers = _leftover_data(body, self._adoptable, secret)
+            if leftovers:
+                status, body = self._remove_data(secret, body, leftovers, should_stop, on_attempt)
+                adopted = adopted or sorted(set(leftovers.values()))
         except ApiError as exc:
             if _denied_by_policy(exc):
                 # The chart's admission policy decides ownership from the live object: a secret
@@ -278,7 +307,6 @@ class SecretWriter:
                 return replace(result(Outcome.ERROR, _describe(exc)), unreachable=True)
             return result(Outcome.ERROR, _describe(exc))
         version = str(body.get("metadata", {}).get("resourceVersion", ""))
-        key = (secret.namespace, secret.name)
         with self._versions_lock:
             previous = self._versions.get(key)
             self._versions[key] = version
@@ -290,6 +318,53 @@ class SecretWriter:
             return result(Outcome.UNCHANGED)
         return result(Outcome.UPDATED)
 
+    def _foreign_managers(
+        self, secret: DesiredSecret, apply: Callable[..., tuple[int, dict[str, Any]]]
+    ) -> list[str]:
+        """Field managers other than this service and the adoptable ones that manage the
+        existing secret's data or type, seen through a dry-run apply (nothing is written)."""
+        try:
+            status, body = apply(False, dry_run=True)
+        except ApiError as exc:
+            if exc.status == 409:
+                return []  # a conflict: the apply itself decides, from the conflicting managers
+            raise
+        if status == 201:
+            return []  # no such secret yet
+        managers = {
+            str(entry.get("manager", ""))
+            for entry in body.get("metadata", {}).get("managedFields") or []
+            if set(entry.get("fieldsV1") or {}) & _CONTENT_FIELDS
+        }
+        return sorted(managers - self._adoptable - {secret.field_manager})
+
+    def _remove_data(
+        self,
+        secret: DesiredSecret,
+        live: dict[str, Any],
+        keys: dict[str, str],
+        should_stop: Callable[[], bool],
+        on_attempt: Callable[..., None],
+    ) -> tuple[int, dict[str, Any]]:
+        """Remove ``keys`` from the secret's data: a JSON patch (authorized as ``patch``) that
+        applies only to the version just written."""
+        version = str(live.get("metadata", {}).get("resourceVersion", ""))
+        ops: list[dict[str, str]] = [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": version}
+        ]
+        ops += [{"op": "remove", "path": f"/data/{_json_pointer(k)}"} for k in sorted(keys)]
+        path = f"/api/v1/namespaces/{secret.namespace}/secrets/{secret.name}"
+        query = [("fieldManager", secret.field_manager)]
+        return self._call(
+            "PATCH",
+            path,
+            query,
+            ops,
+            JSON_PATCH_CONTENT_TYPE,
+            should_stop=should_stop,
+            on_attempt=on_attempt,
+        )
+
     def _apply(
         self,
         secret: DesiredSecret,
@@ -297,10 +372,13 @@ class SecretWriter:
         force: bool,
         should_stop: Callable[[], bool],
         on_attempt: Callable[..., None],
+        dry_run: bool = False,
     ) -> tuple[int, dict[str, Any]]:
         query: list[tuple[str, str]] = [("fieldManager", secret.field_manager)]
         if force:
             query.append(("force", "true"))
+        if dry_run:
+            query.append(("dryRun", "All"))
         path = f"/api/v1/namespaces/{secret.namespace}/secrets/{secret.name}"
         body = secret.apply_body()
         return self._call(
@@ -361,7 +439,7 @@ class SecretWriter:
         method: str,
         path: str,
         query: list[tuple[str, str]],
-        body: dict[str, Any] | None,
+        body: dict[str, Any] | list[dict[str, str]] | None,
         content_type: str | None,
         *,
         should_stop: Callable[[], bool] = lambda: False,
@@ -385,7 +463,7 @@ class SecretWriter:
         method: str,
         path: str,
         query: list[tuple[str, str]],
-        body: dict[str, Any] | None,
+        body: dict[str, Any] | list[dict[str, str]] | None,
         content_type: str | None,
     ) -> tuple[int, dict[str, Any]]:
         headers = {"Accept": "application/json"}
@@ -419,6 +497,27 @@ class SecretWriter:
         if response.status >= 400:
             raise ApiError(response.status, str(data.get("reason") or response.reason or ""), data)
         return response.status, data
+
+
+def _leftover_data(
+    body: dict[str, Any], adoptable: frozenset[str], secret: DesiredSecret
+) -> dict[str, str]:
+    """Data keys an adoptable manager (tbot, argocd-server) manages that this secret does not
+    set: key -> manager. Another manager's fields survive an apply, even a forced one."""
+    leftovers: dict[str, str] = {}
+    for entry in body.get("metadata", {}).get("managedFields") or []:
+        manager = str(entry.get("manager", ""))
+        if manager not in adoptable:
+            continue
+        for field in (entry.get("fieldsV1") or {}).get("f:data") or {}:
+            key = str(field).removeprefix("f:")
+            if key not in secret.data and key in (body.get("data") or {}):
+                leftovers[key] = manager
+    return leftovers
+
+
+def _json_pointer(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")
 
 
 def _conflict_managers(body: dict[str, Any]) -> list[str]:

@@ -463,3 +463,60 @@ def test_cycle_budget_skips_the_writes_not_started_in_time(admin_api, agent_api,
     results = SecretWriter(agent_api, concurrency=1).write(secrets, budget=0.0)
     assert [r.detail for r in results] == [SKIPPED_BUDGET] * 5
     assert not _names(admin_api, namespace) & {s.name for s in secrets}
+
+
+def test_foreign_secret_sharing_no_field_with_ours_is_still_left_untouched(
+    admin_api, agent_api, namespace
+):
+    # Apply sees no conflict here (the foreign secret has none of our data keys), yet it is
+    # somebody else's secret: ownership is decided from who manages the object.
+    ours = desired(namespace, "kube-a")
+    k8s.CoreV1Api(admin_api).create_namespaced_secret(
+        namespace,
+        k8s.V1Secret(metadata=k8s.V1ObjectMeta(name=ours.name), string_data={"token": "theirs"}),
+        field_manager="someone-else",
+    )
+    before = k8s.ApiClient().sanitize_for_serialization(read(admin_api, namespace, ours.name))
+
+    result = SecretWriter(agent_api).write_one(ours)
+
+    assert result.outcome is Outcome.CONFLICT
+    assert result.managers == ("someone-else",)
+    after = k8s.ApiClient().sanitize_for_serialization(read(admin_api, namespace, ours.name))
+    assert after == before
+
+
+def test_our_secret_with_labels_from_another_tool_stays_ours_after_a_restart(
+    admin_api, agent_api, namespace
+):
+    secret = desired(namespace, "kube-a")
+    SecretWriter(agent_api).write_one(secret)
+    k8s.CoreV1Api(admin_api).patch_namespaced_secret(
+        secret.name, namespace, {"metadata": {"labels": {"team": "a"}}}, field_manager="kubectl"
+    )
+    # A new process knows nothing of what it wrote before.
+    result = SecretWriter(agent_api).write_one(desired(namespace, "kube-a", serial=2))
+    assert result.outcome is Outcome.UPDATED
+    assert read(admin_api, namespace, secret.name).metadata.labels["team"] == "a"
+
+
+def test_adopted_tbot_secret_keeps_none_of_tbots_own_data(admin_api, agent_api, namespace):
+    secret = desired(namespace, "kube-a")  # no project, no namespaces
+    body = secret.apply_body()
+    body["metadata"]["labels"] = {"argocd.argoproj.io/secret-type": "cluster"}
+    body["metadata"]["annotations"] = {"teleport.dev/tbot-version": "18.0.0"}
+    body["data"].update(
+        {
+            k: base64.b64encode(v.encode()).decode()
+            for k, v in {"project": "old", "namespaces": "a,b", "clusterResources": "true"}.items()
+        }
+    )
+    k8s.CoreV1Api(admin_api).create_namespaced_secret(namespace, body, field_manager="tbot")
+
+    result = SecretWriter(agent_api).write_one(secret)
+
+    assert result.outcome is Outcome.UPDATED
+    assert result.managers == ("tbot",)
+    live = read(admin_api, namespace, secret.name)
+    assert set(live.data) == set(secret.data)
+    assert {k: decoded(live, k) for k in live.data} == dict(secret.data)
