@@ -48,6 +48,12 @@ class Metrics:
             ["service"],
             registry=self.registry,
         )
+        self.selectors_unmatched = Gauge(
+            f"{_NS}_selectors_unmatched",
+            "Selectors of the service that matched no Kubernetes cluster at the last listing.",
+            ["service"],
+            registry=self.registry,
+        )
         self.credential_expiry = Gauge(
             f"{_NS}_credential_expiry_seconds",
             "Seconds until the newest written credential expires (negative once expired).",

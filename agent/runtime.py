@@ -394,6 +394,9 @@ class Runtime:
             group.desired = frozenset((s.namespace, s.name) for s in plan.secrets)
             for service in plan.services:
                 group.selector_problems[service.name] = dict(service.selector_problems)
+                self.metrics.selectors_unmatched.labels(service=service.name).set(
+                    len(service.selector_problems)
+                )
                 missing = sum((s.namespace, s.name) not in group.written for s in service.secrets)
                 group.failed_writes[service.name] = (
                     missing + len(service.render_errors) + len(service.duplicates)
@@ -409,9 +412,11 @@ class Runtime:
 
     def readiness(self) -> Readiness:
         """Ready when every credential group's secrets hold a credential that outlives one
-        more renewal interval, every selector matched and every selected cluster was written."""
+        more renewal interval, the last listing worked and every selected cluster was written;
+        selectors that matched nothing are warnings."""
         now = self._clock()
         reasons: list[str] = []
+        warnings: list[str] = []
         with self._lock:
             if self._listing_failed:
                 reasons.append("the last cluster listing from Teleport failed")
@@ -424,7 +429,8 @@ class Runtime:
                     failed_writes=group.failed_writes,
                 )
                 reasons += [r for r in state.reasons if r not in reasons]
-        return Readiness(not reasons, tuple(reasons))
+                warnings += [w for w in state.warnings if w not in warnings]
+        return Readiness(not reasons, tuple(reasons), tuple(warnings))
 
 
 def _only_new(plan: CyclePlan, written: set[SecretKey], *, prune: bool) -> CyclePlan:

@@ -48,6 +48,7 @@ def test_livez_and_readyz_follow_the_current_state(serve):
     assert json.loads(body) == {
         "status": "degraded",
         "reasons": ["no credential has been written yet"],
+        "warnings": [],
     }
     state["value"] = Readiness(True, ())
     assert get(base + "/readyz")[0] == 200

@@ -232,17 +232,31 @@ def test_services_with_their_own_lifetime_get_their_own_credential(
     assert source.issued.count(dt.timedelta(hours=1)) == 2, "only the short one renewed"
 
 
-def test_run_once_fails_when_a_named_cluster_is_missing(admin_api, namespace, writer, clock):
+def test_missing_named_cluster_fails_run_once_but_only_warns_in_readiness(
+    admin_api, namespace, writer, clock
+):
     config = make_config(namespace, selectors=[{"name": "a"}, {"name": "gone"}], prune=False)
     source = InventorySource(clock=lambda: clock.now, clusters=prod("a"))
     rt = runtime(config, source, writer, clock)
     assert not rt.run_once()
     assert secrets(admin_api, namespace) == {"a": 1}, "the others are still written"
-    assert any("gone" in r for r in rt.readiness().reasons)
+    state = rt.readiness()
+    assert state.ready
+    assert any("gone" in w for w in state.warnings)
+    unmatched = rt.metrics.registry.get_sample_value(
+        "teleport_argocd_agent_selectors_unmatched", {"service": "argo-cd"}
+    )
+    assert unmatched == 1
 
     source.clusters += prod("gone")
     assert rt.run_once()
-    assert rt.readiness().ready
+    assert rt.readiness().warnings == ()
+    assert (
+        rt.metrics.registry.get_sample_value(
+            "teleport_argocd_agent_selectors_unmatched", {"service": "argo-cd"}
+        )
+        == 0
+    )
 
 
 def test_a_changed_proxy_reaches_the_secrets_at_the_next_renewal(
@@ -345,3 +359,25 @@ def test_liveness_fails_when_a_step_hangs(namespace, writer):
         rt.request_stop()
         thread.join(timeout=30)
     assert rt.liveness(), "live again once the loop came round"
+
+
+def test_cluster_whose_template_stops_rendering_keeps_its_working_secret(
+    admin_api, namespace, writer, clock
+):
+    labels = {"team": '{{ index .Labels "team" }}'}
+    source = InventorySource(
+        clock=lambda: clock.now,
+        clusters=[KubeCluster("a", {"env": "prod", "team": "red"}), *prod("b")],
+    )
+    rt = runtime(make_config(namespace, secret_labels=labels), source, writer, clock)
+    rt.step()
+    assert secrets(admin_api, namespace) == {"a": 1, "b": 1}
+
+    # A label value that is no valid Kubernetes label value: a's secret cannot be rendered.
+    source.clusters = [KubeCluster("a", {"env": "prod", "team": "red team!"}), *prod("b")]
+    clock.advance(seconds=31)
+    rt.step()  # a discovery, which prunes when a cluster drops out of the plan
+    clock.advance(minutes=21)
+    rt.step()  # a renewal: a full write and prune
+    assert secrets(admin_api, namespace) == {"a": 1, "b": 2}, "a kept, not pruned"
+    assert any("failed to write" in r for r in rt.readiness().reasons)

@@ -68,7 +68,7 @@ def ready(now, expires, problems=None, failed=None):
 def test_ready_with_a_fresh_credential_and_no_problems():
     state = ready(T0, T0 + TTL)
     assert state.ready
-    assert state.as_json() == {"status": "ok", "reasons": []}
+    assert state.as_json() == {"status": "ok", "reasons": [], "warnings": []}
 
 
 def test_not_ready_before_the_first_credential_or_close_to_expiry():
@@ -78,14 +78,24 @@ def test_not_ready_before_the_first_credential_or_close_to_expiry():
     assert "within one renewal interval" in near.reasons[0]
 
 
-def test_unmatched_selector_and_failed_writes_degrade_readiness_and_recover():
-    degraded = ready(T0, T0 + TTL, {"argo-cd": {"name=gone": "matched no cluster"}}, {"argo-cd": 2})
+def test_failed_writes_degrade_readiness_and_recover():
+    degraded = ready(T0, T0 + TTL, failed={"argo-cd": 2})
     assert not degraded.ready
-    assert degraded.reasons == (
-        "service argo-cd: selector name=gone matched no cluster",
-        "service argo-cd: 2 secret(s) failed to write",
-    )
+    assert degraded.reasons == ("service argo-cd: 2 secret(s) failed to write",)
     assert ready(T0, T0 + TTL, {"argo-cd": {}}, {"argo-cd": 0}).ready
+
+
+def test_unmatched_selector_is_a_warning_not_unreadiness():
+    # Readiness means "the agent is doing its job"; a selector naming a cluster that is not
+    # there (yet) must not keep `helm install --wait` or an Argo CD Application from finishing.
+    state = ready(T0, T0 + TTL, {"argo-cd": {"name=gone": "matched no cluster"}})
+    assert state.ready
+    assert state.warnings == ("service argo-cd: selector name=gone matched no cluster",)
+    assert state.as_json() == {
+        "status": "ok",
+        "reasons": [],
+        "warnings": ["service argo-cd: selector name=gone matched no cluster"],
+    }
 
 
 def test_retry_delay_grows_exponentially_up_to_the_cap_with_jitter():
