@@ -188,9 +188,9 @@ services:
     prune: {{ $argocd.prune | toJson }}
 {{- end }}
 
-{{/* Which installation wrote a secret (the agent config's instance): "<release namespace>/<release name>". */}}
+{{/* Which installation wrote a secret (the agent config's instance): the instance value, else "<release namespace>/<release name>". */}}
 {{- define "teleport-argocd-agent.instance" -}}
-{{- printf "%s/%s" .Release.Namespace .Release.Name }}
+{{- default (printf "%s/%s" .Release.Namespace .Release.Name) .Values.instance }}
 {{- end }}
 
 {{/* Ownership id the agent puts in its secrets' teleport-argocd-agent/owner label: agent.argocd.owner_id of (instance, service name), i.e. the first 16 hex of SHA-256 over "<instance>\0argo-cd". */}}

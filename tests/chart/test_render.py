@@ -587,3 +587,16 @@ def test_admission_policy_can_be_turned_off(helm: Helm):
     rendered = helm.template([GUIDE, {"admissionPolicy": {"enabled": False}}])
     assert not rendered.all("ValidatingAdmissionPolicy")
     assert not rendered.all("ValidatingAdmissionPolicyBinding")
+
+
+def test_instance_keeps_the_owner_identity_across_a_release_rename(helm: Helm):
+    old = helm.template([GUIDE], release="old", namespace="argocd")
+    renamed = helm.template([GUIDE, {"instance": "argocd/old"}], release="new", namespace="argocd")
+    assert renamed.config()["instance"] == old.config()["instance"] == "argocd/old"
+
+    def owner_in_policy(rendered: Rendered) -> str:
+        variables = rendered.one("ValidatingAdmissionPolicy")["spec"]["variables"]
+        expression = next(v["expression"] for v in variables if v["name"] == "ownedBefore")
+        return expression.rsplit('"', 2)[1]
+
+    assert owner_in_policy(renamed) == owner_in_policy(old) == owner_id("argocd/old", "argo-cd")
