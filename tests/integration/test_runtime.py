@@ -13,18 +13,15 @@ import json
 import threading
 import time
 
-import pytest
 from kubernetes import client as k8s
 
 from agent.config import parse_config
-from agent.kube import SecretWriter
 from agent.logs import configure_logging
 from agent.runtime import Runtime
 from agent.teleport.inventory import KubeCluster
 from agent.teleport.webapi import ProxySettings
 from tests.harness.kube import cluster_secret_data
 from tests.harness.source import InventorySource
-from tests.integration.test_writer import grant
 
 START = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
 
@@ -40,17 +37,6 @@ class Clock:
         delta = dt.timedelta(**kwargs)
         self.now += delta
         self.mono += delta.total_seconds()
-
-
-@pytest.fixture
-def clock():
-    return Clock()
-
-
-@pytest.fixture
-def writer(admin_api, namespace, service_account_client):
-    grant(admin_api, namespace, ["create", "patch", "deletecollection"], namespace)
-    return SecretWriter(service_account_client(namespace, "agent"), retry_attempts=2)
 
 
 def make_config(namespace, **service):
