@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import http.server
+import itertools
 import json
 import socket
 import threading
@@ -520,3 +522,63 @@ def test_adopted_tbot_secret_keeps_none_of_tbots_own_data(admin_api, agent_api, 
     live = read(admin_api, namespace, secret.name)
     assert set(live.data) == set(secret.data)
     assert {k: decoded(live, k) for k in live.data} == dict(secret.data)
+
+
+class _Scripted(http.server.BaseHTTPRequestHandler):
+    """Answers each request with the next (status, body) of the server's script."""
+
+    server: _ScriptedServer
+
+    def do_PATCH(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.requests.append((time.monotonic(), self.path))
+        status, body = self.server.script.pop(0)
+        payload = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+class _ScriptedServer(http.server.ThreadingHTTPServer):
+    def __init__(self, script: list[tuple[int, dict[str, object]]]) -> None:
+        super().__init__(("127.0.0.1", 0), _Scripted)
+        self.script = script
+        self.requests: list[tuple[float, str]] = []
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def client(self) -> k8s.ApiClient:
+        cfg = k8s.Configuration()
+        cfg.host = f"http://127.0.0.1:{self.server_address[1]}"
+        return k8s.ApiClient(cfg)
+
+
+CREATED = (201, {"metadata": {"resourceVersion": "1"}})
+
+
+def test_throttling_and_server_errors_are_retried_with_backoff():
+    server = _ScriptedServer([(429, {"reason": "TooManyRequests"}), (503, {}), CREATED, CREATED])
+    try:
+        result = SecretWriter(server.client()).write_one(desired("default", "kube-a"))
+    finally:
+        server.shutdown()
+    assert result.outcome is Outcome.CREATED
+    times = [t for t, _ in server.requests]
+    assert len(times) == 4  # 429, 503, then the dry run and the write that succeed
+    assert all(later - earlier >= 0.15 for earlier, later in itertools.pairwise(times[:3]))
+
+
+def test_conflict_whose_managers_cannot_be_read_is_foreign_and_never_forced():
+    unreadable = (409, {"reason": "Conflict", "message": "Apply failed with 1 conflict"})
+    server = _ScriptedServer([unreadable])  # the dry run already conflicts
+    server.script += [unreadable]  # and so does the apply
+    try:
+        result = SecretWriter(server.client()).write_one(desired("default", "kube-a"))
+    finally:
+        server.shutdown()
+    assert result.outcome is Outcome.CONFLICT
+    assert not any("force=true" in path for _, path in server.requests)
