@@ -1,4 +1,4 @@
-"""When to renew, when to look for new clusters, and whether the agent is ready.
+"""When to renew, when to retry, and whether the agent is ready.
 
 Each decision is a pure function of the current time and what the agent last did, with the
 clock injected, so every rule is tested without sleeping. Purely computational, no side-effects.
@@ -11,7 +11,7 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["Readiness", "next_discovery", "next_renewal", "readiness", "retry_delay"]
+__all__ = ["Readiness", "next_renewal", "readiness", "retry_delay"]
 
 # Renew early by up to this fraction of the interval, so several agents started together
 # spread their load on Teleport instead of renewing in lockstep.
@@ -41,15 +41,6 @@ def next_renewal(
         return now
     jitter = (rng or random).uniform(0, JITTER_FRACTION) * renewal_interval
     return max(now, last_renewal + renewal_interval - jitter)
-
-
-def next_discovery(
-    *, now: dt.datetime, last_discovery: dt.datetime | None, interval: dt.timedelta
-) -> dt.datetime:
-    """Poll for newly matching clusters every ``interval`` (right away the first time)."""
-    if last_discovery is None:
-        return now
-    return max(now, last_discovery + interval)
 
 
 def retry_delay(

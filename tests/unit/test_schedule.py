@@ -3,7 +3,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 
-from agent.schedule import next_discovery, next_renewal, readiness, retry_delay
+from agent.schedule import next_renewal, readiness, retry_delay
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 TTL = dt.timedelta(hours=1)
@@ -45,14 +45,6 @@ def test_renews_immediately_when_the_credential_is_older_than_expected():
 def test_renewal_is_never_in_the_past():
     now = T0 + dt.timedelta(minutes=19, seconds=59)
     assert renewal(now, T0, T0 + TTL + dt.timedelta(minutes=30)) >= now
-
-
-def test_discovery_schedule():
-    every = dt.timedelta(seconds=30)
-    assert next_discovery(now=T0, last_discovery=None, interval=every) == T0
-    assert next_discovery(now=T0, last_discovery=T0, interval=every) == T0 + every
-    late = T0 + dt.timedelta(minutes=5)
-    assert next_discovery(now=late, last_discovery=T0, interval=every) == late
 
 
 def ready(now, expires, problems=None, failed=None):
