@@ -113,13 +113,14 @@ annotations:
 {{- if and .Values.argocd.clusterResources (not .Values.argocd.namespaces) }}
 {{- fail "argocd.clusterResources is only applicable if argocd.namespaces is also set (without namespaces Argo CD already manages cluster-scoped resources). Set argocd.namespaces or remove argocd.clusterResources." }}
 {{- end }}
+{{- /* The same keys as agent/labels.py (tests/chart/test_values_rejected.py holds them to it). */}}
 {{- range $key, $_ := .Values.argocd.secretLabels }}
-{{- if or (eq $key "argocd.argoproj.io/secret-type") (eq $key "app.kubernetes.io/managed-by") (hasPrefix "teleport-argocd-agent/" $key) }}
+{{- if or (has $key (list "argocd.argoproj.io/secret-type" "app.kubernetes.io/managed-by")) (hasPrefix "teleport-argocd-agent/" $key) }}
 {{- fail (printf "argocd.secretLabels: label %q is set by the agent and cannot be overridden. Remove it from argocd.secretLabels." $key) }}
 {{- end }}
 {{- end }}
 {{- range $key, $_ := .Values.argocd.secretAnnotations }}
-{{- if or (hasPrefix "teleport.dev/" $key) (hasPrefix "teleport-argocd-agent/" $key) }}
+{{- if or (has $key (list "teleport.dev/bot-name" "teleport.dev/kubernetes-cluster-name" "teleport.dev/teleport-cluster-name" "teleport.dev/updated")) (hasPrefix "teleport-argocd-agent/" $key) }}
 {{- fail (printf "argocd.secretAnnotations: annotation %q is set by the agent and cannot be overridden. Remove it from argocd.secretAnnotations." $key) }}
 {{- end }}
 {{- end }}

@@ -366,6 +366,8 @@ def test_token_join_can_keep_its_identity_secret_and_nothing_more(
     assert set(resources) == {"role", "bot"}
     assert "join_method: token" in notes
     assert (
-        f"kubectl --namespace {ns} create secret generic teleport-argocd-join-token "
-        '--from-literal=join-token="$TOKEN"'
+        f'printf %s "$TOKEN" | kubectl --namespace {ns} create secret generic '
+        "teleport-argocd-join-token --from-file=join-token=/dev/stdin"
     ) in notes
+    # The one-time token is never an argument of a command (visible to other users in ps).
+    assert "--from-literal" not in notes

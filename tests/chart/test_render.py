@@ -89,6 +89,10 @@ def test_deployment_runs_one_agent_with_the_config_and_probes(rendered_ci, name)
     ]
     assert container["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "diagnostics"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "diagnostics"}
+    pod = rendered.pod_spec()
+    assert pod["enableServiceLinks"] is False
+    # Longer than the writer's 5 s connect + 20 s read, so the last write in flight can finish.
+    assert pod["terminationGracePeriodSeconds"] == 45
     assert container["env"][0] == {
         "name": "POD_NAMESPACE",
         "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
