@@ -10,7 +10,6 @@ request does without the policy.
 from __future__ import annotations
 
 import base64
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -23,7 +22,7 @@ from kubernetes.client.rest import ApiException
 from agent.argocd import owner_id
 from agent.kube import Outcome, SecretWriter
 from tests.chart.helm import CHART, Helm
-from tests.harness.kube import ControlPlane, service_account_token, unique_namespace
+from tests.harness.kube import ControlPlane, unique_namespace, wait_for_admission_policy
 from tests.integration.test_writer import desired
 
 RELEASE = "teleport-argocd-agent"
@@ -59,26 +58,8 @@ def _release(kube: ControlPlane, helm: Helm, *values: Path | dict[str, Any]) -> 
         admin.close()
     helm.run("install", RELEASE, str(CHART), "--namespace", ns, *helm.values_args(values))
     if not any(isinstance(v, dict) and v.get("admissionPolicy") for v in values):
-        _wait_until_enforced(kube, ns)
+        wait_for_admission_policy(kube, ns, RELEASE)
     return ns
-
-
-def _wait_until_enforced(kube: ControlPlane, ns: str) -> None:
-    """The API server compiles a new policy in the background; wait until it denies."""
-    admin = kube.admin_client()
-    token = service_account_token(admin, ns, RELEASE, create=False)
-    admin.close()
-    agent = k8s.CoreV1Api(k8s.ApiClient(kube.configuration(token=token)))
-    probe = _secret("policy-probe", {})
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            agent.create_namespaced_secret(ns, probe, dry_run="All")
-        except ApiException as exc:
-            if "ValidatingAdmissionPolicy" in str(exc.body):
-                return
-        time.sleep(0.2)
-    raise AssertionError("the chart's admission policy was not enforced within 60 s")
 
 
 def _owner(ns: str) -> str:

@@ -472,3 +472,27 @@ def agent_namespace(api: k8s.ApiClient, prefix: str, verbs: list[str]) -> str:
         api, namespace, verbs, service_account="agent", service_account_namespace=namespace
     )
     return namespace
+
+
+def wait_for_admission_policy(plane: ControlPlane, namespace: str, service_account: str) -> None:
+    """Wait until a ValidatingAdmissionPolicy denies the ServiceAccount's secret writes: the API
+    server compiles a new policy in the background, a second or two after it was created."""
+    admin = plane.admin_client()
+    token = service_account_token(admin, namespace, service_account, create=False)
+    admin.close()  # type: ignore[no-untyped-call]
+    client = k8s.ApiClient(plane.configuration(token=token))
+    probe = k8s.V1Secret(
+        metadata=k8s.V1ObjectMeta(name="admission-policy-probe"), string_data={"probe": "x"}
+    )
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            try:
+                k8s.CoreV1Api(client).create_namespaced_secret(namespace, probe, dry_run="All")
+            except k8s.ApiException as exc:
+                if "ValidatingAdmissionPolicy" in str(exc.body):
+                    return
+            time.sleep(0.2)
+    finally:
+        client.close()  # type: ignore[no-untyped-call]
+    raise HarnessError(f"no admission policy was enforced for {namespace}:{service_account}")
