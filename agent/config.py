@@ -11,6 +11,7 @@ environment wins over the file.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from datetime import timedelta
@@ -58,6 +59,10 @@ DEFAULT_CLUSTER_NAME_TEMPLATE = "{{.ClusterName}}-{{.KubeName}}"
 _SAMPLE_NAME_SUFFIX = ".0123456789abcdef"
 
 
+def _pod_namespace() -> str:
+    return os.environ.get("POD_NAMESPACE") or "default"
+
+
 class ConfigError(ValueError):
     """The configuration is invalid; the message names every offending field and the fix."""
 
@@ -77,6 +82,19 @@ _UNIT_SECONDS = {
 }
 
 
+# Go's time.Duration is an int64 of nanoseconds: about 2562047 hours (292 years). Beyond that
+# (and for infinity or NaN) a timedelta overflows instead of giving a field error.
+_MAX_DURATION_SECONDS = (2**63 - 1) / 1e9
+
+
+def _bounded(seconds: float, value: object) -> timedelta:
+    if not math.isfinite(seconds) or abs(seconds) > _MAX_DURATION_SECONDS:
+        raise ValueError(
+            f"{value!r} is out of range: a duration can be at most 2562047h (about 292 years)"
+        )
+    return timedelta(seconds=seconds)
+
+
 def parse_duration(value: object) -> timedelta:
     """Parse a Go-style duration (``1h``, ``20m``, ``1m30s``, ``500ms``) or seconds as a number."""
     if isinstance(value, timedelta):
@@ -84,7 +102,7 @@ def parse_duration(value: object) -> timedelta:
     if isinstance(value, bool):
         raise ValueError("must be a duration such as 30s, 20m or 1h")
     if isinstance(value, int | float):
-        return timedelta(seconds=value)
+        return _bounded(float(value), value)
     if not isinstance(value, str):
         raise ValueError("must be a duration such as 30s, 20m or 1h")
     text = value.strip()
@@ -98,7 +116,7 @@ def parse_duration(value: object) -> timedelta:
         raise ValueError(
             f"{value!r} is not a duration: use a number with a unit, such as 30s, 20m, 1h or 1h30m"
         )
-    return timedelta(seconds=total)
+    return _bounded(total, value)
 
 
 def format_duration(value: timedelta) -> str:
@@ -302,6 +320,15 @@ class ArgoCDService(_Strict):
             raise ValueError("discovery_interval must be at least 1s")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_namespace(cls, data: Any) -> Any:
+        # Read the environment once, here, so that the model (and everything computed from it)
+        # is a plain value afterwards.
+        if isinstance(data, dict) and not data.get("secret_namespace"):
+            return {**data, "secret_namespace": _pod_namespace()}
+        return data
+
     @model_validator(mode="after")
     def _cross_field(self) -> ArgoCDService:
         if self.cluster_resources and not self.namespaces:
@@ -313,7 +340,8 @@ class ArgoCDService(_Strict):
         return self
 
     def resolved_namespace(self) -> str:
-        return self.secret_namespace or os.environ.get("POD_NAMESPACE") or "default"
+        """Where the secrets go (the default was filled in from $POD_NAMESPACE when parsed)."""
+        return self.secret_namespace or "default"
 
 
 class Onboarding(_Strict):
@@ -428,6 +456,13 @@ class AgentConfig(BaseSettings):
                 raise ValueError(f"{value!r} must be host:port, e.g. 0.0.0.0:3001")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_instance(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("instance"):
+            return {**data, "instance": f"{_pod_namespace()}/teleport-argocd-agent"}
+        return data
+
     @model_validator(mode="after")
     def _cross_field(self) -> AgentConfig:
         if (self.proxy_server is None) == (self.auth_server is None):
@@ -494,9 +529,8 @@ class AgentConfig(BaseSettings):
         return out
 
     def resolved_instance(self) -> str:
-        return (
-            self.instance or f"{os.environ.get('POD_NAMESPACE') or 'default'}/teleport-argocd-agent"
-        )
+        """This installation's identity (the default was filled in when parsed)."""
+        return self.instance or "default/teleport-argocd-agent"
 
     def service_name(self, index: int) -> str:
         return self.services[index].name or "argo-cd"

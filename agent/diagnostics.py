@@ -2,7 +2,9 @@
 
 The HTTP side is the standard library's threading HTTP server (it parses the requests); the
 exposition format is prometheus-client's. Readiness is computed on every request from the
-agent's current state, so it recovers by itself.
+agent's current state, so it recovers by itself; liveness is the daemon loop's heartbeat. Every
+connection has a timeout, so clients that open connections and never finish a request cannot
+pile up threads.
 """
 
 from __future__ import annotations
@@ -43,6 +45,12 @@ class Metrics:
         self.clusters_selected = Gauge(
             f"{_NS}_clusters_selected",
             "Kubernetes clusters the service's selectors match.",
+            ["service"],
+            registry=self.registry,
+        )
+        self.selectors_unmatched = Gauge(
+            f"{_NS}_selectors_unmatched",
+            "Selectors of the service that matched no Kubernetes cluster at the last listing.",
             ["service"],
             registry=self.registry,
         )
@@ -90,13 +98,22 @@ class Metrics:
             self.secret_writes.labels(service=service, result=result.outcome.value).inc()
 
 
+# Seconds a connection may take to send its request (and to take the answer): probes answer
+# in milliseconds, so anything slower is a client that will never finish.
+CONNECTION_TIMEOUT = 10.0
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
+    timeout = CONNECTION_TIMEOUT  # applied to the socket by StreamRequestHandler.setup
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
         if path == "/livez":
-            self._send(200, "text/plain; charset=utf-8", b"ok\n")
+            if self.server.liveness():
+                self._send(200, "text/plain; charset=utf-8", b"ok\n")
+            else:
+                self._send(503, "text/plain; charset=utf-8", b"the agent's loop is stuck\n")
         elif path == "/readyz":
             state = self.server.readiness()
             body = json.dumps(state.as_json()).encode() + b"\n"
@@ -121,19 +138,32 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(
-        self, addr: tuple[str, int], metrics: Metrics, readiness: Callable[[], Readiness]
+        self,
+        addr: tuple[str, int],
+        metrics: Metrics,
+        readiness: Callable[[], Readiness],
+        liveness: Callable[[], bool],
     ) -> None:
         super().__init__(addr, _Handler)
         self.metrics = metrics
         self.readiness = readiness
+        self.liveness = liveness
 
 
 class DiagnosticsServer:
     """Serves the endpoints on a background thread until ``close``."""
 
-    def __init__(self, addr: str, metrics: Metrics, readiness: Callable[[], Readiness]) -> None:
+    def __init__(
+        self,
+        addr: str,
+        metrics: Metrics,
+        readiness: Callable[[], Readiness],
+        *,
+        liveness: Callable[[], bool] = lambda: True,
+    ) -> None:
         host, _, port = addr.rpartition(":")
-        self._server = _Server((host.strip("[]") or "0.0.0.0", int(port)), metrics, readiness)  # noqa: S104
+        bind = (host.strip("[]") or "0.0.0.0", int(port))  # noqa: S104
+        self._server = _Server(bind, metrics, readiness, liveness)
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="diagnostics", daemon=True
         )

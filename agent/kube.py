@@ -2,21 +2,34 @@
 
 Least privilege: the agent never reads secrets. Creating through apply is authorized as
 ``create`` and updating as ``patch``; pruning is one label-selected ``deletecollection``
-call. So the Role needs only those verbs, and the agent cannot read Argo CD's other secrets.
+call. So the Role needs only those verbs. RBAC cannot limit them to the agent's own secrets,
+though: a (dry-run) PATCH answers with the whole object, so ``patch`` reads any secret whose name
+is known, and ``create`` can make a token Secret for another ServiceAccount. The chart's
+ValidatingAdmissionPolicy closes both (chart/templates/admissionpolicy.yaml); without it the
+agent's ServiceAccount is only as trustworthy as the process using it.
 
 Ownership: every apply is made by the owning service's own field manager
-(``teleport-argocd-agent/<owner>``), first without force. A conflict means another field manager
-owns a field the agent wants to set. If every conflicting manager is adoptable (tbot, which
-wrote the same names before, or Argo CD's own API server, which rewrites a cluster secret
-when an operator invalidates its cache) the apply is repeated with force; otherwise the
-secret belongs to someone else - another tool, another agent service or another
-installation - and is left untouched and reported. Fields other managers
-added that the agent does not set (labels, annotations) survive, because apply only touches
-the fields in its body.
+(``teleport-argocd-agent/<owner>``), first without force. Ownership is decided from who manages
+the object, not only from apply conflicts: a secret this process has not written yet is first
+applied as a dry run, and if another field manager (not an adoptable one) manages any of its
+``data`` or its ``type``, it is someone else's secret even when no field the agent sets
+conflicts. A conflict means another field manager owns a field the agent wants to set. If
+every conflicting manager is adoptable (tbot, which wrote the same names before, or Argo CD's
+own API server, which rewrites a cluster secret when an operator invalidates its cache) the
+apply is repeated with force; otherwise the secret belongs to someone else - another tool,
+another agent service or another installation - and is left untouched and reported. Fields
+other managers added that the agent does not set (labels, annotations) survive, because apply
+only touches the fields in its body - except the ``data`` keys an adopted manager left behind
+(tbot's ``project``, ``namespaces``, ``clusterResources``), which are removed, so that an
+adopted secret says exactly what this agent's config says.
 
 Each secret gets its own result; one failure never stops the others. Transient failures
 (429, 5xx, timeouts, dropped connections) are retried with capped exponential backoff and
-jitter; everything else is final for this cycle.
+jitter; everything else is final for this cycle. That is the only retry layer: urllib3's own
+retries are turned off, so one attempt is one connection. An API server that cannot be reached
+must not hold the daemon for longer than a credential lives, so a cycle also stops trying after
+a run of consecutive transport failures (a circuit breaker) or when its time budget is spent:
+the remaining secrets are reported as skipped and written at the next discovery.
 """
 
 from __future__ import annotations
@@ -24,14 +37,16 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
 import urllib3
 from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
 from tenacity import (
     Retrying,
     retry_if_exception,
@@ -55,8 +70,14 @@ __all__ = [
 # Field managers whose fields the agent takes over (see the module docstring).
 ADOPTABLE_MANAGERS = frozenset({"tbot", "argocd-server"})
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
+JSON_PATCH_CONTENT_TYPE = "application/json-patch+json"
+# Parts of a Secret that say what it is; a manager of any of them owns the secret.
+_CONTENT_FIELDS = frozenset({"f:data", "f:stringData", "f:type", "f:immutable"})
 _CONFLICT_MANAGER = re.compile(r'conflicts? with "([^"]+)"')
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+SKIPPED_STOPPING = "skipped: stopping"
+SKIPPED_UNREACHABLE = "skipped: the Kubernetes API server is unreachable"
+SKIPPED_BUDGET = "skipped: the cycle's time budget is spent"
 
 
 class Outcome(StrEnum):
@@ -76,6 +97,8 @@ class WriteResult:
     detail: str = ""
     # Foreign field managers behind a conflict, or the adopted ones after a forced apply.
     managers: tuple[str, ...] = ()
+    # The API server could not be reached (or was not tried because it could not be).
+    unreachable: bool = False
 
     @property
     def ok(self) -> bool:
@@ -108,6 +131,24 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, ApiError) and exc.transient
 
 
+class _Breaker:
+    """Opens after ``threshold`` consecutive attempts that reached no API server; any answer
+    from the server closes it again. Shared by the workers of one ``write`` call."""
+
+    def __init__(self, threshold: int) -> None:
+        self._threshold = threshold
+        self._failures = 0
+        self._lock = threading.Lock()
+
+    @property
+    def open(self) -> bool:
+        return self._failures >= self._threshold
+
+    def record(self, *, reached: bool) -> None:
+        with self._lock:
+            self._failures = 0 if reached else self._failures + 1
+
+
 class SecretWriter:
     """Applies desired secrets through one Kubernetes API client."""
 
@@ -117,15 +158,19 @@ class SecretWriter:
         *,
         concurrency: int = 16,
         adoptable_managers: Collection[str] = ADOPTABLE_MANAGERS,
-        request_timeout: float = 30.0,
+        connect_timeout: float = 5.0,
+        request_timeout: float = 20.0,
         retry_attempts: int = 5,
         retry_max_wait: float = 10.0,
         retry_deadline: float = 60.0,
+        breaker_threshold: int = 8,
     ) -> None:
         self._api = api
         self._concurrency = max(1, concurrency)
         self._adoptable = frozenset(adoptable_managers)
-        self._timeout = request_timeout
+        # (connect, read): a dropped packet costs seconds, not a 30 s read per attempt.
+        self._timeout = (connect_timeout, request_timeout)
+        self._breaker_threshold = max(1, breaker_threshold)
         self._retry = Retrying(
             retry=retry_if_exception(_retryable),
             wait=wait_exponential_jitter(multiplier=0.2, max=retry_max_wait),
@@ -135,10 +180,15 @@ class SecretWriter:
         # Last resourceVersion seen per secret: an apply that leaves it unchanged did nothing.
         self._versions: dict[tuple[str, str], str] = {}
         self._versions_lock = threading.Lock()
-        # The API client's connection pool must allow as many connections as workers.
-        api.rest_client.pool_manager.connection_pool_kw["maxsize"] = max(
-            self._concurrency, api.rest_client.pool_manager.connection_pool_kw.get("maxsize") or 1
+        # The API client's connection pool must allow as many connections as workers, and must
+        # not retry on its own: urllib3 retries a failed connection 3 times by default, under
+        # every one of our attempts (Configuration.retries = 0 for a client made by the agent).
+        pool = api.rest_client.pool_manager
+        pool.connection_pool_kw["maxsize"] = max(
+            self._concurrency, pool.connection_pool_kw.get("maxsize") or 1
         )
+        pool.connection_pool_kw["retries"] = False
+        pool.clear()  # pools made before this point keep their own settings
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -147,24 +197,41 @@ class SecretWriter:
         secrets: Sequence[DesiredSecret],
         *,
         should_stop: Callable[[], bool] = lambda: False,
+        budget: float | None = None,
     ) -> list[WriteResult]:
         """Apply every secret (bounded concurrency); results are in input order.
 
         ``should_stop`` is checked before each secret starts and before each retry: a stopping
         agent finishes the writes in flight, skips the rest and gives up on a server that is
-        down instead of outliving its termination grace period. No secret is ever half-written.
+        down instead of outliving its termination grace period. The circuit breaker and the
+        time ``budget`` (seconds) end the call the same way. No secret is ever half-written.
         """
+        breaker = _Breaker(self._breaker_threshold)
+        deadline = None if budget is None else time.monotonic() + budget
+
+        def skip_reason() -> str:
+            if should_stop():
+                return SKIPPED_STOPPING
+            if breaker.open:
+                return SKIPPED_UNREACHABLE
+            if deadline is not None and time.monotonic() > deadline:
+                return SKIPPED_BUDGET
+            return ""
 
         def one(secret: DesiredSecret) -> WriteResult:
-            if should_stop():
+            reason = skip_reason()
+            if reason:
                 return WriteResult(
                     secret.namespace,
                     secret.name,
                     secret.cluster,
                     Outcome.ERROR,
-                    "skipped: stopping",
+                    reason,
+                    unreachable=reason == SKIPPED_UNREACHABLE,
                 )
-            return self.write_one(secret, should_stop=should_stop)
+            return self.write_one(
+                secret, should_stop=lambda: bool(skip_reason()), on_attempt=breaker.record
+            )
 
         if len(secrets) <= 1 or self._concurrency == 1:
             return [one(s) for s in secrets]
@@ -172,16 +239,43 @@ class SecretWriter:
             return list(pool.map(one, secrets))
 
     def write_one(
-        self, secret: DesiredSecret, *, should_stop: Callable[[], bool] = lambda: False
+        self,
+        secret: DesiredSecret,
+        *,
+        should_stop: Callable[[], bool] = lambda: False,
+        on_attempt: Callable[..., None] = lambda **_: None,
     ) -> WriteResult:
+        """Apply one secret. ``on_attempt(reached=...)`` hears whether each attempt got an
+        answer from the API server (the circuit breaker of ``write``)."""
+
         def result(outcome: Outcome, detail: str = "", managers: Sequence[str] = ()) -> WriteResult:
             return WriteResult(
                 secret.namespace, secret.name, secret.cluster, outcome, detail, tuple(managers)
             )
 
+        def apply(force: bool, dry_run: bool = False) -> tuple[int, dict[str, Any]]:
+            return self._apply(
+                secret,
+                force=force,
+                dry_run=dry_run,
+                should_stop=should_stop,
+                on_attempt=on_attempt,
+            )
+
+        key = (secret.namespace, secret.name)
         try:
+            with self._versions_lock:
+                known = key in self._versions
+            if not known:
+                foreign = self._foreign_managers(secret, apply)
+                if foreign:
+                    return result(
+                        Outcome.CONFLICT,
+                        "written by another field manager; left untouched",
+                        foreign,
+                    )
             try:
-                status, body = self._apply(secret, force=False, should_stop=should_stop)
+                status, body = apply(False)
                 adopted: list[str] = []
             except ApiError as exc:
                 if exc.status != 409:
@@ -196,11 +290,23 @@ class SecretWriter:
                         foreign or managers,
                     )
                 adopted = sorted(set(managers))
-                status, body = self._apply(secret, force=True, should_stop=should_stop)
+                status, body = apply(True)
+            leftovers = _leftover_data(body, self._adoptable, secret)
+            if leftovers:
+                status, body = self._remove_data(secret, body, leftovers, should_stop, on_attempt)
+                adopted = adopted or sorted(set(leftovers.values()))
         except ApiError as exc:
+            if _denied_by_policy(exc):
+                # The chart's admission policy decides ownership from the live object: a secret
+                # that is not this service's (nor tbot's) cannot be written, dry runs included.
+                return result(
+                    Outcome.CONFLICT,
+                    "not this agent's secret (refused by the admission policy); left untouched",
+                )
+            if exc.status == 0:
+                return replace(result(Outcome.ERROR, _describe(exc)), unreachable=True)
             return result(Outcome.ERROR, _describe(exc))
         version = str(body.get("metadata", {}).get("resourceVersion", ""))
-        key = (secret.namespace, secret.name)
         with self._versions_lock:
             previous = self._versions.get(key)
             self._versions[key] = version
@@ -212,15 +318,78 @@ class SecretWriter:
             return result(Outcome.UNCHANGED)
         return result(Outcome.UPDATED)
 
+    def _foreign_managers(
+        self, secret: DesiredSecret, apply: Callable[..., tuple[int, dict[str, Any]]]
+    ) -> list[str]:
+        """Field managers other than this service and the adoptable ones that manage the
+        existing secret's data or type, seen through a dry-run apply (nothing is written)."""
+        try:
+            status, body = apply(False, dry_run=True)
+        except ApiError as exc:
+            if exc.status == 409:
+                return []  # a conflict: the apply itself decides, from the conflicting managers
+            raise
+        if status == 201:
+            return []  # no such secret yet
+        managers = {
+            str(entry.get("manager", ""))
+            for entry in body.get("metadata", {}).get("managedFields") or []
+            if set(entry.get("fieldsV1") or {}) & _CONTENT_FIELDS
+        }
+        return sorted(managers - self._adoptable - {secret.field_manager})
+
+    def _remove_data(
+        self,
+        secret: DesiredSecret,
+        live: dict[str, Any],
+        keys: dict[str, str],
+        should_stop: Callable[[], bool],
+        on_attempt: Callable[..., None],
+    ) -> tuple[int, dict[str, Any]]:
+        """Remove ``keys`` from the secret's data: a JSON patch (authorized as ``patch``) that
+        applies only to the version just written."""
+        version = str(live.get("metadata", {}).get("resourceVersion", ""))
+        ops: list[dict[str, str]] = [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": version}
+        ]
+        ops += [{"op": "remove", "path": f"/data/{_json_pointer(k)}"} for k in sorted(keys)]
+        path = f"/api/v1/namespaces/{secret.namespace}/secrets/{secret.name}"
+        query = [("fieldManager", secret.field_manager)]
+        return self._call(
+            "PATCH",
+            path,
+            query,
+            ops,
+            JSON_PATCH_CONTENT_TYPE,
+            should_stop=should_stop,
+            on_attempt=on_attempt,
+        )
+
     def _apply(
-        self, secret: DesiredSecret, *, force: bool, should_stop: Callable[[], bool]
+        self,
+        secret: DesiredSecret,
+        *,
+        force: bool,
+        should_stop: Callable[[], bool],
+        on_attempt: Callable[..., None],
+        dry_run: bool = False,
     ) -> tuple[int, dict[str, Any]]:
         query: list[tuple[str, str]] = [("fieldManager", secret.field_manager)]
         if force:
             query.append(("force", "true"))
+        if dry_run:
+            query.append(("dryRun", "All"))
         path = f"/api/v1/namespaces/{secret.namespace}/secrets/{secret.name}"
         body = secret.apply_body()
-        return self._call("PATCH", path, query, body, APPLY_CONTENT_TYPE, should_stop=should_stop)
+        return self._call(
+            "PATCH",
+            path,
+            query,
+            body,
+            APPLY_CONTENT_TYPE,
+            should_stop=should_stop,
+            on_attempt=on_attempt,
+        )
 
     def current(self, namespace: str, name: str, field_manager: str) -> dict[str, Any] | None:
         """The live secret or None, read with a dry-run no-op merge patch.
@@ -290,16 +459,23 @@ class SecretWriter:
         method: str,
         path: str,
         query: list[tuple[str, str]],
-        body: dict[str, Any] | None,
+        body: dict[str, Any] | list[dict[str, str]] | None,
         content_type: str | None,
         *,
         should_stop: Callable[[], bool] = lambda: False,
+        on_attempt: Callable[..., None] = lambda **_: None,
     ) -> tuple[int, dict[str, Any]]:
         limit = self._retry.stop
         retrying = self._retry.copy(stop=lambda state: bool(limit(state)) or should_stop())
         for attempt in retrying:
             with attempt:
-                return self._call_once(method, path, query, body, content_type)
+                try:
+                    answer = self._call_once(method, path, query, body, content_type)
+                except ApiError as exc:
+                    on_attempt(reached=exc.status != 0)
+                    raise
+                on_attempt(reached=True)
+                return answer
         raise AssertionError("unreachable")  # pragma: no cover - Retrying reraises
 
     def _call_once(
@@ -307,7 +483,7 @@ class SecretWriter:
         method: str,
         path: str,
         query: list[tuple[str, str]],
-        body: dict[str, Any] | None,
+        body: dict[str, Any] | list[dict[str, str]] | None,
         content_type: str | None,
     ) -> tuple[int, dict[str, Any]]:
         headers = {"Accept": "application/json"}
@@ -328,6 +504,10 @@ class SecretWriter:
             raw: bytes = response.read()  # type: ignore[no-untyped-call]
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise ApiError(0, f"cannot reach the Kubernetes API: {type(exc).__name__}") from exc
+        except ApiException as exc:
+            # The client turns TLS failures into its own exception with status 0.
+            reason = f"cannot reach the Kubernetes API: {exc.reason}"
+            raise ApiError(int(exc.status or 0), reason) from exc
         try:
             data = json.loads(raw) if raw else {}
         except ValueError:
@@ -339,6 +519,27 @@ class SecretWriter:
         return response.status, data
 
 
+def _leftover_data(
+    body: dict[str, Any], adoptable: frozenset[str], secret: DesiredSecret
+) -> dict[str, str]:
+    """Data keys an adoptable manager (tbot, argocd-server) manages that this secret does not
+    set: key -> manager. Another manager's fields survive an apply, even a forced one."""
+    leftovers: dict[str, str] = {}
+    for entry in body.get("metadata", {}).get("managedFields") or []:
+        manager = str(entry.get("manager", ""))
+        if manager not in adoptable:
+            continue
+        for field in (entry.get("fieldsV1") or {}).get("f:data") or {}:
+            key = str(field).removeprefix("f:")
+            if key not in secret.data and key in (body.get("data") or {}):
+                leftovers[key] = manager
+    return leftovers
+
+
+def _json_pointer(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")
+
+
 def _conflict_managers(body: dict[str, Any]) -> list[str]:
     causes = (body.get("details") or {}).get("causes") or []
     text = [str(c.get("message", "")) for c in causes] or [str(body.get("message", ""))]
@@ -348,8 +549,17 @@ def _conflict_managers(body: dict[str, Any]) -> list[str]:
     return managers
 
 
+def _denied_by_policy(exc: ApiError) -> bool:
+    # 403 for a denial, 422 when a policy expression failed on this object (also a denial).
+    return exc.status in (403, 422) and "ValidatingAdmissionPolicy" in str(
+        exc.body.get("message", "")
+    )
+
+
 def _describe(exc: ApiError) -> str:
     message = exc.body.get("message") if exc.body else ""
+    if _denied_by_policy(exc):
+        return f"refused by the admission policy: {message}"
     if exc.status == 403:
         return (
             f"forbidden: {message or exc.reason}. The agent's Role needs create and patch on "

@@ -1,14 +1,19 @@
 """Logging: one event per line with fields, readable on a terminal, JSON in the container.
 
 Every record passes a redaction step before any sink sees it, so a certificate or key that
-slips into a message or a field is replaced, in PEM and in base64-of-PEM form alike.
+slips into a message or a field is replaced, in PEM, in base64-of-PEM form and in the form a
+secret's ``data.config`` has on the wire (base64 of JSON holding base64 of PEM) alike. The
+standard library's ``logging`` (urllib3, the Kubernetes client) is bridged into the same sinks,
+and a traceback is rendered into the event's ``stack`` field through the same redaction.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sys
+import traceback
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from loguru import logger
@@ -19,8 +24,14 @@ if TYPE_CHECKING:
 __all__ = ["configure_logging", "logger", "redact"]
 
 _PEM = re.compile(r"-----BEGIN [A-Z0-9 ]+-----.*?(-----END [A-Z0-9 ]+-----|$)", re.DOTALL)
-# base64 of "-----BEGIN" and its two other alignments: PEM wrapped once more in base64.
-_B64_PEM = re.compile(r"(LS0tLS1CRUdJTi|0tLS0tQkVHSU4|tLS0tLUJFR0lO)[A-Za-z0-9+/=]*")
+# base64 of "-----BEGIN" in its three alignments: PEM wrapped once more in base64; then base64
+# of that base64 ("LS0tLS1CRUdJTi"), which is how a PEM inside a secret's data.config JSON looks
+# in the secret's wire form.
+_B64_PEM = re.compile(
+    r"(LS0tLS1CRUdJTi|0tLS0tQkVHSU4|tLS0tLUJFR0lO"
+    r"|TFMwdExTMUNSVWRK|xTMHRMUzFDUlVkSlRp|MUzB0TFMxQ1JVZEpU)"
+    r"[A-Za-z0-9+/=]*"
+)
 REDACTED = "[redacted]"
 
 
@@ -40,9 +51,29 @@ def redact(value: Any) -> Any:
 def _patch(record: Record) -> None:
     record["message"] = redact(record["message"])
     record["extra"].update(redact(dict(record["extra"])))
-    if record["exception"] is not None:
-        # Tracebacks are rendered by the sink; their values are not part of the event.
-        record["extra"]["error"] = redact(str(record["exception"].value))
+    exception = record["exception"]
+    if exception is not None:
+        # The traceback becomes a redacted field; no sink ever renders the raw one.
+        record["extra"]["error"] = redact(str(exception.value))
+        record["extra"]["stack"] = redact(
+            "".join(
+                traceback.format_exception(exception.type, exception.value, exception.traceback)
+            )
+        )
+        record["exception"] = None
+
+
+class _StdlibBridge(logging.Handler):
+    """Hands records of the standard library's ``logging`` to loguru, keeping their level."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level: str | int = logger.level(record.levelname).name
+        except ValueError:
+            level = record.levelno
+        logger.opt(exception=record.exc_info or None).bind(logger=record.name).log(
+            level, "{}", record.getMessage()
+        )
 
 
 def _json_sink(stream: TextIO) -> Any:
@@ -76,6 +107,7 @@ def configure_logging(
     stream = stream or sys.stderr
     logger.remove()
     logger.configure(patcher=_patch)
+    logging.basicConfig(handlers=[_StdlibBridge()], level=level.upper(), force=True)
     if fmt == "json":
         logger.add(_json_sink(stream), level=level.upper(), format="{message}", backtrace=False)
     else:

@@ -41,7 +41,7 @@ class ServicePlan:
     name: str
     selected: tuple[str, ...]  # Kubernetes cluster names the selectors matched
     secrets: tuple[DesiredSecret, ...]
-    # selector description -> problem (no match, ambiguous); degrades readiness
+    # selector description -> problem (no match, ambiguous); a readiness warning
     selector_problems: Mapping[str, str]
     # cluster -> why no secret could be rendered for it
     render_errors: Mapping[str, str]

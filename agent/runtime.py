@@ -1,7 +1,7 @@
 """The daemon: renew credentials, discover clusters, keep every service's secrets current.
 
 One loop on the main thread asks the pure schedule functions what is due, does it, and sleeps
-on an event that signal handlers can set:
+on a self-pipe that signals and other threads can wake without taking a lock (agent/wakeup.py):
 
 * renewal (every ``renewal_interval``, with jitter; at once when a credential is behind its
   schedule) issues a fresh credential; secrets that do not hold a valid credential get it at
@@ -13,6 +13,12 @@ on an event that signal handlers can set:
 * SIGUSR1 makes both due now and writes every secret at once; SIGTERM/SIGINT stop the loop:
   writes in flight finish, the rest are skipped (they keep their older, still valid
   credential), so no secret is ever half-written.
+
+The loop never hangs on one cycle: each has a time budget for its writes (the writer also gives
+up on an unreachable API server after a run of failed connections), an unexpected exception in
+a step is logged and retried with backoff instead of ending the daemon, and ``liveness`` turns
+false when the loop has not come round within its sleep plus that budget, so /livez gets a
+stuck process restarted.
 
 Services with their own ``credential_ttl``/``renewal_interval`` get a credential of their own;
 all others share one. Teleport is reached through a ``TeleportSource``. A failure there is retried
@@ -27,8 +33,8 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -50,6 +56,7 @@ from agent.teleport.errors import TeleportError
 from agent.teleport.identity import Credential
 from agent.teleport.inventory import KubeCluster
 from agent.teleport.webapi import ProxySettings
+from agent.wakeup import Wakeup
 
 __all__ = ["Runtime", "TeleportError", "TeleportSource", "serve"]
 
@@ -61,6 +68,12 @@ RETRY_CAP = dt.timedelta(minutes=1)
 # Rewrites spread over a rotation window are done in batches at most this often: each batch
 # renders the service's plan again, which should not happen many times a second.
 ROTATION_TICK = 1.0
+# Writes of one step that have not started within this budget are skipped and retried at the
+# next discovery: a slow or unreachable API server cannot hold renewal and discovery hostage.
+CYCLE_BUDGET = dt.timedelta(minutes=2)
+# Beyond the budget, what a step may spend on Teleport requests and rendering before the loop is
+# considered stuck (/livez fails and Kubernetes restarts the pod).
+LIVENESS_GRACE = dt.timedelta(minutes=3)
 
 SecretKey = tuple[str, str]  # (namespace, name)
 
@@ -150,6 +163,8 @@ class Runtime:
         clock: Callable[[], dt.datetime] = _utcnow,
         monotonic: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        cycle_budget: dt.timedelta = CYCLE_BUDGET,
+        liveness_grace: dt.timedelta = LIVENESS_GRACE,
     ) -> None:
         self._config = config
         self._source = source
@@ -166,41 +181,79 @@ class Runtime:
         self._proxy: ProxySettings | None = None
         self._clusters: list[KubeCluster] | None = None  # the last good listing
         self._listing_failed = False
-        self.stop_event = threading.Event()
-        self._wake = threading.Event()
+        self._wakeup = Wakeup()
+        self._cycle_budget = cycle_budget.total_seconds()
+        self._stuck_after = (cycle_budget + liveness_grace).total_seconds()
+        # Monotonic time by which the loop must come round again, read by /livez. A float
+        # assignment needs no lock; the first step gets the same allowance as any other.
+        self._live_until = time.monotonic() + self._stuck_after
+        self._step_failures = 0
         self._lock = threading.Lock()  # readiness is read from the diagnostics thread
 
     # -- control ------------------------------------------------------------------------
 
     def request_sync(self) -> None:
-        """Renew and sync every service now (SIGUSR1)."""
-        self._wake.set()
+        """Renew and sync every service now (as SIGUSR1 does); safe from any thread."""
+        self._wakeup.notify(signal.SIGUSR1)
 
     def request_stop(self) -> None:
-        """Finish the writes in flight and leave the loop (SIGTERM, SIGINT)."""
-        self.stop_event.set()
-        self._wake.set()
+        """Finish the writes in flight and leave the loop (as SIGTERM does)."""
+        self._wakeup.request_stop()
+
+    def signals(self) -> AbstractContextManager[None]:
+        """Route SIGTERM/SIGINT (stop) and SIGUSR1 (sync now) to the loop; main thread only."""
+        return self._wakeup.signals(stop=(signal.SIGTERM, signal.SIGINT), wake=(signal.SIGUSR1,))
+
+    def liveness(self) -> bool:
+        """False once the loop is overdue: it has not come round within its planned sleep plus
+        the cycle budget and grace. Read by /livez from another thread; takes no lock."""
+        return time.monotonic() <= self._live_until
 
     # -- the loop -------------------------------------------------------------------------
 
     def run(self) -> None:
-        """Run until ``request_stop``."""
+        """Run until ``request_stop`` or a stop signal."""
         logger.info(
             "agent started",
             services=len(self._config.services),
             credentials=len(self._groups),
             discovery_interval=self._discovery_interval.total_seconds(),
         )
-        while True:
-            forced = self._wake.is_set()
-            self._wake.clear()
-            if self.stop_event.is_set():
-                break
+        forced = False
+        while not self._stopping():
             if forced:
                 logger.info("sync requested")
-            self.step(forced=forced)
-            self._wake.wait(self._sleep_seconds())
+            delay = self._guarded_step(forced=forced)
+            self._live_until = time.monotonic() + delay + self._stuck_after
+            if self._stopping():
+                break
+            forced = self._react(self._wakeup.wait(delay))
         logger.info("agent stopped")
+
+    def _guarded_step(self, *, forced: bool) -> float:
+        """One step; an exception nobody expected is logged (redacted, with its stack) and the
+        step is retried with backoff, instead of ending the daemon with a raw traceback.
+        Returns how long to sleep."""
+        try:
+            self.step(forced=forced)
+        except Exception as exc:
+            self._step_failures += 1
+            delay = retry_delay(
+                self._step_failures, first=RETRY_FIRST, cap=RETRY_CAP, rng=self._rng
+            ).total_seconds()
+            logger.opt(exception=exc).bind(error_type=type(exc).__name__).error(
+                "loop step failed; retrying in {:.1f}s", delay
+            )
+            return delay
+        self._step_failures = 0
+        return self._sleep_seconds()
+
+    def _react(self, signals: list[int]) -> bool:
+        """Log what woke the loop (never from a signal handler); true when a sync was asked."""
+        for signum in sorted(set(signals)):
+            if signum in (signal.SIGTERM, signal.SIGINT):
+                logger.info("stopping on {}", signal.Signals(signum).name)
+        return signal.SIGUSR1 in signals
 
     def run_once(self) -> bool:
         """One full cycle for every service; true only if every selected cluster was written,
@@ -223,17 +276,23 @@ class Runtime:
             # Between discoveries only rewrites whose slot in a rotation window came up.
             if mono - self._last_rotation >= ROTATION_TICK:
                 for group in self._groups:
-                    if group.rotation_due(mono) and not self.stop_event.is_set():
+                    if group.rotation_due(mono) and not self._stopping():
                         self._last_rotation = mono
                         self._sync(group, full=False)
             return
         self._next_discovery = mono + self._discovery_interval.total_seconds()
         self._discover(refresh_proxy=bool(due))
         renewed = [g for g in due if self._renew(g)]
+        deadline = self._mono() + self._cycle_budget
         for group in self._groups:
-            if self.stop_event.is_set():
+            if self._stopping():
                 return
-            self._sync(group, full=group in renewed, spread=not forced)
+            self._sync(
+                group,
+                full=group in renewed,
+                spread=not forced,
+                budget=max(0.0, deadline - self._mono()),
+            )
 
     def _sleep_seconds(self) -> float:
         now, mono = self._clock(), self._mono()
@@ -312,7 +371,9 @@ class Runtime:
 
     # -- secrets --------------------------------------------------------------------------
 
-    def _sync(self, group: _Group, *, full: bool, spread: bool = True) -> None:
+    def _sync(
+        self, group: _Group, *, full: bool, spread: bool = True, budget: float | None = None
+    ) -> None:
         credential, clusters, proxy = group.credential, self._clusters, self._proxy
         if credential is None or clusters is None or proxy is None:
             return  # nothing to write with yet; the reason was logged when it failed
@@ -352,7 +413,9 @@ class Runtime:
             if not work.secrets and not any(s.prune for s in work.services):
                 self._record(group, plan)
                 return
-        report = apply_plan(work, self._writer, metrics=self.metrics, should_stop=self._stopping)
+        report = apply_plan(
+            work, self._writer, metrics=self.metrics, should_stop=self._stopping, budget=budget
+        )
         for service in report.services:
             for result in service.writes:
                 key = (result.namespace, result.name)
@@ -383,6 +446,9 @@ class Runtime:
             group.pending = {k: v for k, v in group.pending.items() if k in group.desired}
             for service in plan.services:
                 group.selector_problems[service.name] = dict(service.selector_problems)
+                self.metrics.selectors_unmatched.labels(service=service.name).set(
+                    len(service.selector_problems)
+                )
                 # A secret waiting for its rotation slot holds a valid credential: not missing.
                 missing = sum(
                     (s.namespace, s.name) not in group.written
@@ -394,7 +460,7 @@ class Runtime:
                 )
 
     def _stopping(self) -> bool:
-        return self.stop_event.is_set()
+        return self._wakeup.stop_requested
 
     def _names(self, group: _Group) -> str:
         return ",".join(self._config.service_name(i) for i in group.services)
@@ -403,9 +469,11 @@ class Runtime:
 
     def readiness(self) -> Readiness:
         """Ready when the oldest credential in any secret outlives one more renewal interval,
-        every selector matched and every selected cluster was written."""
+        the last listing worked and every selected cluster was written; selectors that matched
+        nothing are warnings."""
         now = self._clock()
         reasons: list[str] = []
+        warnings: list[str] = []
         with self._lock:
             if self._listing_failed:
                 reasons.append("the last cluster listing from Teleport failed")
@@ -418,7 +486,8 @@ class Runtime:
                     failed_writes=group.failed_writes,
                 )
                 reasons += [r for r in state.reasons if r not in reasons]
-        return Readiness(not reasons, tuple(reasons))
+                warnings += [w for w in state.warnings if w not in warnings]
+        return Readiness(not reasons, tuple(reasons), tuple(warnings))
 
 
 def _only_new(plan: CyclePlan, skip: set[SecretKey], *, prune: bool) -> CyclePlan:
@@ -436,36 +505,22 @@ def _only_new(plan: CyclePlan, skip: set[SecretKey], *, prune: bool) -> CyclePla
     )
 
 
-@contextmanager
-def _signals(runtime: Runtime) -> Iterator[None]:
-    """SIGUSR1: sync now. SIGTERM, SIGINT: stop after the writes in flight."""
-
-    def stop(signum: int, _frame: object) -> None:
-        logger.info("stopping on {}", signal.Signals(signum).name)
-        runtime.request_stop()
-
-    previous = {
-        signal.SIGTERM: signal.signal(signal.SIGTERM, stop),
-        signal.SIGINT: signal.signal(signal.SIGINT, stop),
-        signal.SIGUSR1: signal.signal(signal.SIGUSR1, lambda *_: runtime.request_sync()),
-    }
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
 def serve(runtime: Runtime, *, diag_addr: str) -> int:
-    """Run the daemon with signal handling and, if an address is set, the diagnostics server."""
-    server = DiagnosticsServer(diag_addr, runtime.metrics, runtime.readiness) if diag_addr else None
+    """Run the daemon with signal handling and, if an address is set, the diagnostics server.
+
+    SIGUSR1: sync now. SIGTERM, SIGINT: stop after the writes in flight."""
+    server = (
+        DiagnosticsServer(diag_addr, runtime.metrics, runtime.readiness, liveness=runtime.liveness)
+        if diag_addr
+        else None
+    )
     if server is not None:
         server.start()
         logger.info(
             "diagnostics listening", address=f"{diag_addr.rpartition(':')[0]}:{server.port}"
         )
     try:
-        with _signals(runtime):
+        with runtime.signals():
             runtime.run()
     finally:
         if server is not None:

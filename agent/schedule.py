@@ -1,4 +1,4 @@
-"""When to renew, when to look for new clusters, and whether the agent is ready.
+"""When to renew, when to retry, and whether the agent is ready.
 
 Each decision is a pure function of the current time and what the agent last did, with the
 clock injected, so every rule is tested without sleeping. Purely computational, no side-effects.
@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 __all__ = [
     "Readiness",
-    "next_discovery",
     "next_renewal",
     "oldest_held",
     "readiness",
@@ -50,15 +49,6 @@ def next_renewal(
         return now
     jitter = (rng or random).uniform(0, JITTER_FRACTION) * renewal_interval
     return max(now, last_renewal + renewal_interval - jitter)
-
-
-def next_discovery(
-    *, now: dt.datetime, last_discovery: dt.datetime | None, interval: dt.timedelta
-) -> dt.datetime:
-    """Poll for newly matching clusters every ``interval`` (right away the first time)."""
-    if last_discovery is None:
-        return now
-    return max(now, last_discovery + interval)
 
 
 def retry_delay(
@@ -120,9 +110,15 @@ def oldest_held(held: Iterable[dt.datetime]) -> dt.datetime | None:
 class Readiness:
     ready: bool
     reasons: tuple[str, ...]
+    # Worth an operator's attention, but the agent is doing its job (a selector matched nothing).
+    warnings: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, object]:
-        return {"status": "ok" if self.ready else "degraded", "reasons": list(self.reasons)}
+        return {
+            "status": "ok" if self.ready else "degraded",
+            "reasons": list(self.reasons),
+            "warnings": list(self.warnings),
+        }
 
 
 def readiness(
@@ -133,10 +129,14 @@ def readiness(
     selector_problems: Mapping[str, Mapping[str, str]],
     failed_writes: Mapping[str, int],
 ) -> Readiness:
-    """Ready when the newest written credential outlives one more renewal interval, every
-    selector matched, and the last cycle wrote every secret. It turns true again by itself
-    when the cause goes away, because it is recomputed from the current state each time."""
+    """Ready when the newest written credential outlives one more renewal interval and the last
+    cycle wrote every secret. A selector that matched nothing is a warning, not a reason: the
+    cluster may simply not be registered yet, and a pod that never turns ready blocks
+    ``helm install --wait`` and keeps an Argo CD Application unhealthy. It turns true again by
+    itself when the cause goes away, because it is recomputed from the current state each time.
+    """
     reasons: list[str] = []
+    warnings: list[str] = []
     if credential_expires is None:
         reasons.append("no credential has been written yet")
     elif credential_expires - now <= renewal_interval:
@@ -144,8 +144,8 @@ def readiness(
         reasons.append(f"credential expires in {left}s, within one renewal interval")
     for service, problems in sorted(selector_problems.items()):
         for selector, problem in sorted(problems.items()):
-            reasons.append(f"service {service}: selector {selector} {problem}")
+            warnings.append(f"service {service}: selector {selector} {problem}")
     for service, count in sorted(failed_writes.items()):
         if count:
             reasons.append(f"service {service}: {count} secret(s) failed to write")
-    return Readiness(not reasons, tuple(reasons))
+    return Readiness(not reasons, tuple(reasons), tuple(warnings))

@@ -58,9 +58,12 @@ def apply_plan(
     *,
     metrics: Metrics | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    budget: float | None = None,
 ) -> CycleReport:
-    """Write, then prune, service by service; log one event per outcome."""
+    """Write, then prune, service by service; log one event per outcome. Writes not started
+    within ``budget`` seconds are skipped (and reported as such)."""
     started = time.monotonic()
+    deadline = None if budget is None else started + budget
     reports = []
     for service in plan.services:
         log = logger.bind(service=service.name)
@@ -72,7 +75,8 @@ def apply_plan(
             log.bind(cluster=dup.secret.cluster, secret=dup.secret.name, result="duplicate").error(
                 "not written: {}", dup.reason
             )
-        writes = tuple(writer.write(list(service.secrets), should_stop=should_stop))
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        writes = tuple(writer.write(list(service.secrets), should_stop=should_stop, budget=left))
         for result in writes:
             event = log.bind(
                 cluster=result.cluster, secret=result.name, result=result.outcome.value
@@ -85,7 +89,8 @@ def apply_plan(
             else:
                 event.error("secret not written: {}", result.detail)
         prune = None
-        if service.prune is not None and not should_stop():
+        unreachable = any(r.unreachable for r in writes)
+        if service.prune is not None and not should_stop() and not unreachable:
             # A cycle with failed writes still prunes: prune only removes unselected clusters.
             request = service.prune
             prune = writer.prune(

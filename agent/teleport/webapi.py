@@ -61,7 +61,13 @@ def _first(*values: Any) -> str:
 
 
 def parse_find_response(payload: dict[str, Any], *, dialed_addr: str) -> ProxySettings:
-    """Build ProxySettings from ``/webapi/find``; ``dialed_addr`` fills in what it omits."""
+    """Build ProxySettings from ``/webapi/find``; ``dialed_addr`` fills in what it omits.
+
+    Raises ValueError when the answer names no cluster: every secret name, server URL and
+    certificate request depends on it, and ``str(None)`` would quietly make it "None"."""
+    cluster_name = payload.get("cluster_name")
+    if not isinstance(cluster_name, str) or not cluster_name:
+        raise ValueError("the Teleport answer to /webapi/find has no cluster_name")
     proxy = payload.get("proxy") or {}
     kube = proxy.get("kube") or {}
     ssh = proxy.get("ssh") or {}
@@ -73,7 +79,7 @@ def parse_find_response(payload: dict[str, Any], *, dialed_addr: str) -> ProxySe
         port = str(kube["listen_addr"]).rpartition(":")[2]
         kube_addr = f"{web_addr.rpartition(':')[0]}:{port}"
     return ProxySettings(
-        cluster_name=str(payload.get("cluster_name", "")),
+        cluster_name=cluster_name,
         web_public_addr=web_addr,
         tls_routing=bool(proxy.get("tls_routing_enabled", False)),
         kube_public_addr=kube_addr,

@@ -113,13 +113,14 @@ annotations:
 {{- if and .Values.argocd.clusterResources (not .Values.argocd.namespaces) }}
 {{- fail "argocd.clusterResources is only applicable if argocd.namespaces is also set (without namespaces Argo CD already manages cluster-scoped resources). Set argocd.namespaces or remove argocd.clusterResources." }}
 {{- end }}
+{{- /* The same keys as agent/labels.py (tests/chart/test_values_rejected.py holds them to it). */}}
 {{- range $key, $_ := .Values.argocd.secretLabels }}
-{{- if or (eq $key "argocd.argoproj.io/secret-type") (eq $key "app.kubernetes.io/managed-by") (hasPrefix "teleport-argocd-agent/" $key) }}
+{{- if or (has $key (list "argocd.argoproj.io/secret-type" "app.kubernetes.io/managed-by")) (hasPrefix "teleport-argocd-agent/" $key) }}
 {{- fail (printf "argocd.secretLabels: label %q is set by the agent and cannot be overridden. Remove it from argocd.secretLabels." $key) }}
 {{- end }}
 {{- end }}
 {{- range $key, $_ := .Values.argocd.secretAnnotations }}
-{{- if or (hasPrefix "teleport.dev/" $key) (hasPrefix "teleport-argocd-agent/" $key) }}
+{{- if or (has $key (list "teleport.dev/bot-name" "teleport.dev/kubernetes-cluster-name" "teleport.dev/teleport-cluster-name" "teleport.dev/updated")) (hasPrefix "teleport-argocd-agent/" $key) }}
 {{- fail (printf "argocd.secretAnnotations: annotation %q is set by the agent and cannot be overridden. Remove it from argocd.secretAnnotations." $key) }}
 {{- end }}
 {{- end }}
@@ -161,7 +162,7 @@ storage:
 storage:
   type: memory
 {{- end }}
-instance: {{ printf "%s/%s" .Release.Namespace .Release.Name | toJson }}
+instance: {{ include "teleport-argocd-agent.instance" . | toJson }}
 diag_addr: {{ printf "0.0.0.0:%d" (int .Values.diagnostics.port) | toJson }}
 services:
   - type: kubernetes/argo-cd
@@ -193,4 +194,24 @@ services:
     {{- end }}
     discovery_interval: {{ $argocd.discoveryInterval | toJson }}
     prune: {{ $argocd.prune | toJson }}
+{{- end }}
+
+{{/* Which installation wrote a secret (the agent config's instance): the instance value, else "<release namespace>/<release name>". */}}
+{{- define "teleport-argocd-agent.instance" -}}
+{{- default (printf "%s/%s" .Release.Namespace .Release.Name) .Values.instance }}
+{{- end }}
+
+{{/* Ownership id the agent puts in its secrets' teleport-argocd-agent/owner label: agent.argocd.owner_id of (instance, service name), i.e. the first 16 hex of SHA-256 over "<instance>\0argo-cd". */}}
+{{- define "teleport-argocd-agent.owner" -}}
+{{- printf "%s\x00%s" (include "teleport-argocd-agent.instance" .) "argo-cd" | sha256sum | trunc 16 }}
+{{- end }}
+
+{{/* Secret name prefix in force: argocd.secretNamePrefix, else the agent's default. */}}
+{{- define "teleport-argocd-agent.secretNamePrefix" -}}
+{{- default "teleport.argocd-cluster" .Values.argocd.secretNamePrefix }}
+{{- end }}
+
+{{/* Cluster-scoped name of the admission policy and its binding: one per release. */}}
+{{- define "teleport-argocd-agent.admissionPolicyName" -}}
+{{- printf "%s.%s" (include "teleport-argocd-agent.fullname" .) .Release.Namespace | trunc 253 }}
 {{- end }}

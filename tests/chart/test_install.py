@@ -17,6 +17,7 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
+from agent.argocd import owner_id
 from tests.chart.helm import CHART, Helm
 from tests.harness.kube import ControlPlane, unique_namespace
 
@@ -24,10 +25,6 @@ RELEASE = "teleport-argocd-agent"  # contains the chart name, so it is also the 
 CI = CHART / "ci"
 GUIDE = CI / "guide-values.yaml"
 RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted"}
-CLUSTER_SECRET_LABELS = {
-    "argocd.argoproj.io/secret-type": "cluster",
-    "teleport-argocd-agent/owner": "0123456789abcdef",
-}
 APPLY = "application/apply-patch+yaml"
 FIELD_MANAGER = "teleport-argocd-agent"
 
@@ -55,6 +52,20 @@ def _edit(path: Path, old: str, new: str) -> None:
 def _install(helm: Helm, chart: Path, namespace: str, *values: Path | dict[str, Any]) -> str:
     args = ["install", RELEASE, str(chart), "--namespace", namespace]
     return helm.run(*args, *helm.values_args(values)).stdout
+
+
+def _owner(release_namespace: str) -> str:
+    return owner_id(f"{release_namespace}/{RELEASE}", "argo-cd")
+
+
+def _labels(release_namespace: str) -> dict[str, str]:
+    """The labels the agent of the release in ``release_namespace`` puts on its secrets: what the
+    chart's admission policy requires of them."""
+    return {
+        "argocd.argoproj.io/secret-type": "cluster",
+        "app.kubernetes.io/managed-by": "teleport-argocd-agent",
+        "teleport-argocd-agent/owner": _owner(release_namespace),
+    }
 
 
 def _secret(name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
@@ -252,16 +263,13 @@ def test_agent_can_create_and_apply_cluster_secrets_but_never_read_them(
     agent = k8s.CoreV1Api(service_account_client(ns, RELEASE, create=False))
 
     name = "teleport.argocd-cluster.e815df7b7588be17"
-    assert (
-        _status(lambda: agent.create_namespaced_secret(ns, _secret(name, CLUSTER_SECRET_LABELS)))
-        == 200
-    )
+    assert _status(lambda: agent.create_namespaced_secret(ns, _secret(name, _labels(ns)))) == 200
     # Server-side apply of an existing secret is authorized as `patch`...
-    updated = _secret(name, CLUSTER_SECRET_LABELS)
+    updated = _secret(name, _labels(ns))
     updated["stringData"]["config"] = '{"tlsClientConfig": {"insecure": false}}'
     assert _status(lambda: _apply(agent, ns, updated)) == 200
     # ... and of a new one as `create` (plus `patch`).
-    fresh = _secret("teleport.argocd-cluster.0000000000000001", CLUSTER_SECRET_LABELS)
+    fresh = _secret("teleport.argocd-cluster.0000000000000001", _labels(ns))
     assert _status(lambda: _apply(agent, ns, fresh)) == 200
     assert admin.read_namespaced_secret(name, ns).data["config"]
 
@@ -274,7 +282,7 @@ def test_agent_can_create_and_apply_cluster_secrets_but_never_read_them(
     assert (
         _status(
             lambda: agent.delete_collection_namespaced_secret(
-                ns, label_selector="teleport-argocd-agent/owner=0123456789abcdef"
+                ns, label_selector=f"teleport-argocd-agent/owner={_owner(ns)}"
             )
         )
         == 403
@@ -295,10 +303,10 @@ def test_prune_allows_label_selected_deletecollection_but_still_no_list(
     admin.create_namespaced_secret(ns, _secret("argocd-secret"))
     agent = k8s.CoreV1Api(service_account_client(ns, RELEASE, create=False))
     for i in range(2):
-        body = _secret(f"teleport.argocd-cluster.000000000000000{i}", CLUSTER_SECRET_LABELS)
+        body = _secret(f"teleport.argocd-cluster.000000000000000{i}", _labels(ns))
         assert _status(lambda body=body: _apply(agent, ns, body)) == 200
 
-    selector = "teleport-argocd-agent/owner=0123456789abcdef"
+    selector = f"teleport-argocd-agent/owner={_owner(ns)}"
     response = agent.delete_collection_namespaced_secret(
         ns, label_selector=selector, _preload_content=False
     )
@@ -325,7 +333,7 @@ def test_separate_secret_namespace_gets_the_role_and_the_agent_writes_only_there
     assert (binding.subjects[0].name, binding.subjects[0].namespace) == (RELEASE, agent_ns)
 
     agent = k8s.CoreV1Api(service_account_client(agent_ns, RELEASE, create=False))
-    body = _secret("teleport.argocd-cluster.e815df7b7588be17", CLUSTER_SECRET_LABELS)
+    body = _secret("teleport.argocd-cluster.e815df7b7588be17", _labels(agent_ns))
     assert _status(lambda: _apply(agent, argocd_ns, body)) == 200
     assert _status(lambda: _apply(agent, agent_ns, body)) == 403
     assert _status(lambda: agent.list_namespaced_secret(argocd_ns)) == 403
@@ -358,6 +366,8 @@ def test_token_join_can_keep_its_identity_secret_and_nothing_more(
     assert set(resources) == {"role", "bot"}
     assert "join_method: token" in notes
     assert (
-        f"kubectl --namespace {ns} create secret generic teleport-argocd-join-token "
-        '--from-literal=join-token="$TOKEN"'
+        f'printf %s "$TOKEN" | kubectl --namespace {ns} create secret generic '
+        "teleport-argocd-join-token --from-file=join-token=/dev/stdin"
     ) in notes
+    # The one-time token is never an argument of a command (visible to other users in ps).
+    assert "--from-literal" not in notes

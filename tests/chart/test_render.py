@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
+from agent.argocd import owner_id
 from tests.chart.conftest import scenario
 from tests.chart.helm import CHART, CI_VALUES, Helm, Rendered
 
@@ -40,9 +41,19 @@ def _rules(role: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("name", ALL_SCENARIOS)
-def test_objects_are_exactly_configmap_sa_rbac_and_deployment(rendered_ci, name):
+def test_objects_are_exactly_configmap_sa_rbac_policy_and_deployment(rendered_ci, name):
     kinds = sorted(o["kind"] for o in rendered_ci[name].objects)
-    expected = ["ConfigMap", "Deployment", "Role", "RoleBinding", "ServiceAccount"]
+    expected = sorted(
+        [
+            "ConfigMap",
+            "Deployment",
+            "Role",
+            "RoleBinding",
+            "ServiceAccount",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
+        ]
+    )
     if name == "token-join":  # plus the Role/RoleBinding for the identity Secret
         expected = sorted([*expected, "Role", "RoleBinding"])
     assert kinds == expected
@@ -78,6 +89,10 @@ def test_deployment_runs_one_agent_with_the_config_and_probes(rendered_ci, name)
     ]
     assert container["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "diagnostics"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "diagnostics"}
+    pod = rendered.pod_spec()
+    assert pod["enableServiceLinks"] is False
+    # Longer than the writer's 5 s connect + 20 s read, so the last write in flight can finish.
+    assert pod["terminationGracePeriodSeconds"] == 45
     assert container["env"][0] == {
         "name": "POD_NAMESPACE",
         "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
@@ -210,8 +225,12 @@ def test_guide_values_use_the_default_image_and_names(rendered_ci):
     assert container["imagePullPolicy"] == "IfNotPresent"
     assert container["args"][6] == "info"
     for obj in rendered.objects:
-        assert obj["metadata"]["name"] == FULLNAME
-        assert obj["metadata"]["namespace"] == "argocd"
+        if obj["kind"].startswith("ValidatingAdmissionPolicy"):  # cluster-scoped
+            assert obj["metadata"]["name"] == f"{FULLNAME}.argocd"
+            assert "namespace" not in obj["metadata"]
+        else:
+            assert obj["metadata"]["name"] == FULLNAME
+            assert obj["metadata"]["namespace"] == "argocd"
         assert obj["metadata"]["labels"] == {
             **STANDARD_LABELS,
             "app.kubernetes.io/component": "agent",
@@ -384,9 +403,11 @@ def test_full_options_render_every_argocd_key(rendered_ci):
 def test_full_options_apply_the_chart_surface(rendered_ci):
     rendered = rendered_ci["full-options"]
     for obj in rendered.objects:
-        assert obj["metadata"]["name"] == (
-            "argocd-teleport-bot" if obj["kind"] == "ServiceAccount" else "argocd-teleport"
-        )
+        assert obj["metadata"]["name"] == {
+            "ServiceAccount": "argocd-teleport-bot",
+            "ValidatingAdmissionPolicy": "argocd-teleport.argocd",
+            "ValidatingAdmissionPolicyBinding": "argocd-teleport.argocd",
+        }.get(obj["kind"], "argocd-teleport")
         assert obj["metadata"]["labels"]["example.com/team"] == "platform"
         assert obj["metadata"]["annotations"]["example.com/contact"] == "platform@example.com"
     sa = rendered.one("ServiceAccount")
@@ -515,4 +536,72 @@ def test_kube_version_constraint_rejects_clusters_older_than_1_25(helm: Helm):
     old = helm.run(*args, "1.24.17", check=False)
     assert old.returncode != 0
     assert "chart requires kubeVersion: >=1.25.0-0" in old.stderr
-    assert helm.run(*args, "1.25.0").returncode == 0
+    # Below 1.30 (no ValidatingAdmissionPolicy) only with the policy turned off, knowingly.
+    below = helm.run(*args, "1.29.5", check=False)
+    assert below.returncode != 0
+    assert "set admissionPolicy.enabled: false" in below.stderr
+    off = helm.values_args([{"admissionPolicy": {"enabled": False}}])
+    assert helm.run(*args, "1.25.0", *off).returncode == 0
+
+
+# -- the admission policy (proven against the real API server in test_admission_policy.py) -----
+
+
+def test_admission_policy_applies_to_the_agents_service_account_only(helm: Helm):
+    rendered = helm.template([GUIDE], namespace="argocd")
+    policy = rendered.one("ValidatingAdmissionPolicy", "rel-teleport-argocd-agent.argocd")
+    binding = rendered.one("ValidatingAdmissionPolicyBinding", "rel-teleport-argocd-agent.argocd")
+    assert binding["spec"] == {
+        "policyName": policy["metadata"]["name"],
+        "validationActions": ["Deny"],
+    }
+    assert "namespace" not in policy["metadata"]  # cluster-scoped
+    assert policy["spec"]["failurePolicy"] == "Fail"
+    assert policy["spec"]["matchConditions"] == [
+        {
+            "name": "agent-service-account",
+            "expression": (
+                f'request.userInfo.username == "system:serviceaccount:argocd:{FULLNAME}"'
+            ),
+        }
+    ]
+    rules = policy["spec"]["matchConstraints"]["resourceRules"]
+    assert rules[0]["resources"] == ["secrets"]
+    assert rules[0]["operations"] == ["CREATE", "UPDATE", "DELETE"]
+
+
+def test_admission_policy_knows_the_agents_owner_label_and_name_prefix(helm: Helm):
+    rendered = helm.template(
+        [GUIDE, {"argocd": {**_guide()["argocd"], "secretNamePrefix": "my.argo"}}],
+        release="rel",
+        namespace="argocd",
+    )
+    variables = {
+        v["name"]: v["expression"]
+        for v in rendered.one("ValidatingAdmissionPolicy")["spec"]["variables"]
+    }
+    # The same owner id the agent computes from the config's instance and service name.
+    owner = owner_id(rendered.config()["instance"], rendered.config()["services"][0]["name"])
+    assert f'== "{owner}"' in variables["ownedAfter"]
+    assert f'== "{owner}"' in variables["ownedBefore"]
+    assert r"r'^my\.argo\.[0-9a-f]{16}$'" in variables["clusterSecret"]
+    assert variables["identitySecret"] == "false"
+
+
+def test_admission_policy_can_be_turned_off(helm: Helm):
+    rendered = helm.template([GUIDE, {"admissionPolicy": {"enabled": False}}])
+    assert not rendered.all("ValidatingAdmissionPolicy")
+    assert not rendered.all("ValidatingAdmissionPolicyBinding")
+
+
+def test_instance_keeps_the_owner_identity_across_a_release_rename(helm: Helm):
+    old = helm.template([GUIDE], release="old", namespace="argocd")
+    renamed = helm.template([GUIDE, {"instance": "argocd/old"}], release="new", namespace="argocd")
+    assert renamed.config()["instance"] == old.config()["instance"] == "argocd/old"
+
+    def owner_in_policy(rendered: Rendered) -> str:
+        variables = rendered.one("ValidatingAdmissionPolicy")["spec"]["variables"]
+        expression = next(v["expression"] for v in variables if v["name"] == "ownedBefore")
+        return expression.rsplit('"', 2)[1]
+
+    assert owner_in_policy(renamed) == owner_in_policy(old) == owner_id("argocd/old", "argo-cd")

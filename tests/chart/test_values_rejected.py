@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from agent.labels import is_reserved_annotation, is_reserved_label
 from tests.chart.helm import CHART, Helm
 
 GUIDE: dict[str, Any] = yaml.safe_load((CHART / "ci" / "guide-values.yaml").read_text())
@@ -201,8 +202,8 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
 ]
 
 
-def test_there_are_at_least_fifteen_cases():
-    assert len(CASES) >= 15
+def test_case_ids_are_unique():
+    # Two cases with one id would make pytest report one of them under the other's name.
     assert len({case_id for case_id, _, _ in CASES}) == len(CASES)
 
 
@@ -222,3 +223,40 @@ def test_bad_values_are_rejected_with_a_message_naming_the_key(
 
 def test_the_guide_values_themselves_are_accepted(helm: Helm):
     assert helm.template([_values({})]).objects
+
+
+# The agent's reserved keys (agent/labels.py) are the one source; the chart must agree with it
+# on each of them and on keys that look reserved but are not.
+LABEL_KEYS = [
+    "argocd.argoproj.io/secret-type",
+    "app.kubernetes.io/managed-by",
+    "teleport-argocd-agent/owner",
+    "teleport-argocd-agent/anything",
+    "app.kubernetes.io/part-of",
+    "team",
+]
+ANNOTATION_KEYS = [
+    "teleport.dev/bot-name",
+    "teleport.dev/kubernetes-cluster-name",
+    "teleport.dev/teleport-cluster-name",
+    "teleport.dev/updated",
+    "teleport.dev/tbot-version",
+    "teleport-argocd-agent/version",
+    "example.com/contact",
+]
+
+
+@pytest.mark.parametrize("key", LABEL_KEYS)
+def test_chart_and_agent_agree_on_reserved_label_keys(helm: Helm, key: str):
+    rendered = helm.run(
+        *helm.template_args([_values({"argocd.secretLabels": {key: "x"}})]), check=False
+    )
+    assert (rendered.returncode != 0) == is_reserved_label(key), rendered.stderr
+
+
+@pytest.mark.parametrize("key", ANNOTATION_KEYS)
+def test_chart_and_agent_agree_on_reserved_annotation_keys(helm: Helm, key: str):
+    rendered = helm.run(
+        *helm.template_args([_values({"argocd.secretAnnotations": {key: "x"}})]), check=False
+    )
+    assert (rendered.returncode != 0) == is_reserved_annotation(key), rendered.stderr

@@ -97,6 +97,19 @@ def launch(
             }
         )
     )
+    return launch_with_config(plane, workdir, token_file, config, clusters, diag_port=port)
+
+
+def launch_with_config(
+    plane: ControlPlane,
+    workdir: Path,
+    token_file: Path,
+    config: Path,
+    clusters: list[KubeCluster],
+    *,
+    diag_port: int,
+) -> Daemon:
+    """Run the agent with a config file made elsewhere (e.g. rendered by the chart)."""
     inventory = workdir / "inventory.json"
     write_inventory(inventory, clusters)
     args = [config, plane.url, plane.ca_path, token_file, inventory]
@@ -107,4 +120,4 @@ def launch(
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    return Daemon(proc, f"http://127.0.0.1:{port}", inventory)
+    return Daemon(proc, f"http://127.0.0.1:{diag_port}", inventory)

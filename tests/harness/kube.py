@@ -1,9 +1,11 @@
 """A real etcd + kube-apiserver on loopback, for tests, benchmarks and the demo.
 
 The control plane has its own throw-away PKI, RBAC authorization, service-account token
-signing (so the TokenRequest API works and ``/openid/v1/jwks`` is served) and the
-PodSecurity admission plugin. There is no controller manager: tests create what a
-controller would (for example a namespace's ``default`` ServiceAccount) themselves.
+signing (so the TokenRequest API works and ``/openid/v1/jwks`` is served), the
+PodSecurity admission plugin and ValidatingAdmissionPolicy (the chart's policy is enforced).
+There is no controller manager: tests create what a controller would (for example a
+namespace's ``default`` ServiceAccount) themselves, and no token controller fills in
+service-account-token Secrets.
 
 Binaries come from the environment (``ETCD_BIN``, ``KUBE_APISERVER_BIN``), which ``make``
 fills from the versioned tool cache.
@@ -286,7 +288,17 @@ class ControlPlane:
                 f"--service-account-signing-key-file={self.sa_key_path}",
                 f"--api-audiences={SERVICE_ACCOUNT_ISSUER}",
                 "--service-cluster-ip-range=10.96.0.0/24",
-                "--enable-admission-plugins=PodSecurity,NamespaceLifecycle,ServiceAccount",
+                # ValidatingAdmissionPolicy is on by default since 1.30; named so that the chart's
+                # policy is known to be enforced here, dry runs included.
+                "--enable-admission-plugins="
+                + ",".join(
+                    (
+                        "PodSecurity",
+                        "NamespaceLifecycle",
+                        "ServiceAccount",
+                        "ValidatingAdmissionPolicy",
+                    )
+                ),
                 "--profiling=false",
                 "--enable-priority-and-fairness=false",
                 "--endpoint-reconciler-type=none",
@@ -460,3 +472,27 @@ def agent_namespace(api: k8s.ApiClient, prefix: str, verbs: list[str]) -> str:
         api, namespace, verbs, service_account="agent", service_account_namespace=namespace
     )
     return namespace
+
+
+def wait_for_admission_policy(plane: ControlPlane, namespace: str, service_account: str) -> None:
+    """Wait until a ValidatingAdmissionPolicy denies the ServiceAccount's secret writes: the API
+    server compiles a new policy in the background, a second or two after it was created."""
+    admin = plane.admin_client()
+    token = service_account_token(admin, namespace, service_account, create=False)
+    admin.close()  # type: ignore[no-untyped-call]
+    client = k8s.ApiClient(plane.configuration(token=token))
+    probe = k8s.V1Secret(
+        metadata=k8s.V1ObjectMeta(name="admission-policy-probe"), string_data={"probe": "x"}
+    )
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            try:
+                k8s.CoreV1Api(client).create_namespaced_secret(namespace, probe, dry_run="All")
+            except k8s.ApiException as exc:
+                if "ValidatingAdmissionPolicy" in str(exc.body):
+                    return
+            time.sleep(0.2)
+    finally:
+        client.close()  # type: ignore[no-untyped-call]
+    raise HarnessError(f"no admission policy was enforced for {namespace}:{service_account}")

@@ -1,8 +1,9 @@
 """The daemon as a process: signals, the API server going away, and what /readyz says.
 
-The agent runs as its own process (tests/harness/daemon.py) with a least-privilege
-ServiceAccount token against the real API server; Teleport's part is an inventory file the test
-rewrites (tests/harness/source.py).
+The agent runs as its own process (tests/harness/daemon.py) as the chart deploys it: the chart
+is installed into the test's namespace, and the agent runs with the config the chart rendered, as
+the chart's ServiceAccount, under the chart's Role and admission policy, against the real API
+server. Teleport's part is an inventory file the test rewrites (tests/harness/source.py).
 """
 
 from __future__ import annotations
@@ -21,10 +22,16 @@ from cryptography.hazmat.primitives import serialization
 from kubernetes import client as k8s
 
 from agent.teleport.inventory import KubeCluster
-from tests.harness.agent_process import Daemon, launch
-from tests.harness.kube import ControlPlane, cluster_secret_data, service_account_token
+from tests.chart.helm import CHART, Helm
+from tests.harness.agent_process import Daemon, launch_with_config
+from tests.harness.kube import (
+    ControlPlane,
+    cluster_secret_data,
+    free_port,
+    service_account_token,
+    wait_for_admission_policy,
+)
 from tests.harness.source import write_inventory
-from tests.integration.test_writer import grant
 
 
 def wait_until(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
@@ -36,18 +43,51 @@ def wait_until(check: Callable[[], bool], what: str, timeout: float = 60) -> Non
     raise AssertionError(f"timed out waiting for {what}")
 
 
+RELEASE = "teleport-argocd-agent"
+
+
+@pytest.fixture(scope="module")
+def daemon_helm(kube: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Helm:
+    home = tmp_path_factory.mktemp("helm-daemon")
+    return Helm(home, kube.kubeconfig(home / "kubeconfig"))
+
+
 @pytest.fixture
 def start_daemon(
-    kube: ControlPlane, admin_api: k8s.ApiClient, namespace: str, tmp_path: Path
+    kube: ControlPlane,
+    admin_api: k8s.ApiClient,
+    namespace: str,
+    tmp_path: Path,
+    daemon_helm: Helm,
 ) -> Iterator[Callable[..., Daemon]]:
-    grant(admin_api, namespace, ["create", "patch", "deletecollection"], namespace)
-    token = tmp_path / "token"
-    token.write_text(service_account_token(admin_api, namespace, "agent"))
+    """The agent as the chart deploys it (DESIGN section 8): the chart is installed into the
+    namespace, and the agent runs with the config the chart rendered, as the chart's
+    ServiceAccount, under the chart's Role and admission policy."""
     daemons: list[Daemon] = []
 
-    def start(clusters: list[KubeCluster], **service: Any) -> Daemon:
-        service = {"discovery_interval": "1s", **service}
-        daemon = launch(kube, tmp_path, token, namespace, clusters, **service)
+    def start(clusters: list[KubeCluster], **argocd: Any) -> Daemon:
+        port = free_port()
+        values = {
+            "clusterName": "root",
+            "teleportProxyAddress": "teleport.example.com:443",
+            "token": "bot",
+            "argocd": {
+                "clusterSelectors": [{"labels": {"env": "prod"}}],
+                "prune": True,
+                "discoveryInterval": "1s",
+                **argocd,
+            },
+            "diagnostics": {"port": port},
+        }
+        args = ["install", RELEASE, str(CHART), "--namespace", namespace]
+        daemon_helm.run(*args, *daemon_helm.values_args([values]))
+        wait_for_admission_policy(kube, namespace, RELEASE)
+        config = tmp_path / "config.yaml"
+        configmap = k8s.CoreV1Api(admin_api).read_namespaced_config_map(RELEASE, namespace)
+        config.write_text(configmap.data["config.yaml"])
+        token = tmp_path / "token"
+        token.write_text(service_account_token(admin_api, namespace, RELEASE, create=False))
+        daemon = launch_with_config(kube, tmp_path, token, config, clusters, diag_port=port)
         daemons.append(daemon)
         return daemon
 
@@ -116,7 +156,7 @@ def test_sigusr1_syncs_now_discovery_adds_clusters_and_sigterm_exits_zero(
 def test_sigterm_in_the_middle_of_a_500_secret_sync_leaves_every_secret_whole(
     start_daemon, admin_api, namespace
 ):
-    daemon = start_daemon(prod(500), discovery_interval="30s")
+    daemon = start_daemon(prod(500), discoveryInterval="30s")
     daemon.wait_event("credential issued")
     daemon.wait_event("sync finished", timeout=120)
     assert set(cluster_secrets(admin_api, namespace).values()) == {1}
@@ -138,6 +178,7 @@ def test_sigterm_in_the_middle_of_a_500_secret_sync_leaves_every_secret_whole(
     assert set(serials.values()) <= {1, 2}
     renewed = sum(s == 2 for s in serials.values())
     assert renewed >= 1
+    assert renewed < 500, "the writes not started when SIGTERM came were skipped"
     print(f"after SIGTERM mid-sync: {renewed} of 500 secrets renewed, the rest untouched")
 
 
@@ -160,3 +201,29 @@ def test_api_server_outage_degrades_readiness_and_recovers(
     wait_until(lambda: daemon.get("/readyz")[0] == 200, "readiness to recover", timeout=90)
     assert cluster_secrets(admin_api, namespace) == {f"kube-00{i}": 2 for i in range(3)}
     assert daemon.proc.poll() is None
+
+
+def test_signal_storm_never_hangs_the_loop(start_daemon, admin_api, namespace):
+    # Signal handlers used to log and set an Event: a burst of SIGUSR1 arriving while the main
+    # thread held one of those locks deadlocked the process (or ended in RecursionError) while
+    # /livez kept answering 200.
+    daemon = start_daemon(prod(2))
+    wait_until(lambda: daemon.get("/readyz")[0] == 200, "readiness")
+    deadline = time.monotonic() + 5
+    sent = 0
+    while time.monotonic() < deadline:
+        daemon.signal(signal.SIGUSR1)
+        sent += 1
+        if sent % 50 == 0:
+            time.sleep(0.001)  # let the loop run between bursts, so signals land everywhere
+    assert daemon.proc.poll() is None, "".join(daemon.lines[-20:])
+    print(f"signal storm: {sent} SIGUSR1 in 5 s")
+
+    # The loop still does its job: a new cluster is found and written...
+    write_inventory(daemon.inventory, [*prod(2), KubeCluster("after-storm", {"env": "prod"})])
+    wait_until(lambda: "after-storm" in cluster_secrets(admin_api, namespace), "the new cluster")
+    assert daemon.get("/livez")[0] == 200
+    # ... and a stop signal still stops it.
+    daemon.signal(signal.SIGTERM)
+    assert daemon.proc.wait(timeout=30) == 0
+    assert "RecursionError" not in "".join(daemon.lines)

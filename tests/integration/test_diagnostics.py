@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import socket
 import urllib.error
 import urllib.request
 
 import pytest
 
-from agent.diagnostics import DiagnosticsServer, Metrics
+from agent.diagnostics import DiagnosticsServer, Metrics, _Handler
 from agent.kube import Outcome, WriteResult
 from agent.schedule import Readiness
 
@@ -47,6 +48,7 @@ def test_livez_and_readyz_follow_the_current_state(serve):
     assert json.loads(body) == {
         "status": "degraded",
         "reasons": ["no credential has been written yet"],
+        "warnings": [],
     }
     state["value"] = Readiness(True, ())
     assert get(base + "/readyz")[0] == 200
@@ -82,3 +84,39 @@ def test_metrics_are_exported_in_prometheus_format(serve):
         'teleport_argocd_agent_teleport_request_errors_total{operation="list_clusters"} 1.0',
     ):
         assert line in body, line
+
+
+def test_livez_follows_the_loops_heartbeat():
+    alive = {"value": True}
+    server = DiagnosticsServer(
+        "127.0.0.1:0",
+        Metrics(lambda: NOW),
+        lambda: Readiness(True, ()),
+        liveness=lambda: alive["value"],
+    ).start()
+    try:
+        base = f"http://127.0.0.1:{server.port}"
+        assert get(base + "/livez")[0] == 200
+        alive["value"] = False
+        assert get(base + "/livez")[0] == 503
+    finally:
+        server.close()
+
+
+def test_idle_half_sent_requests_are_dropped_after_the_connection_timeout(monkeypatch, serve):
+    monkeypatch.setattr(_Handler, "timeout", 0.5)
+    base = serve(lambda: Readiness(True, ()))
+    port = int(base.rpartition(":")[2])
+    idle = []
+    for _ in range(20):
+        conn = socket.create_connection(("127.0.0.1", port))
+        conn.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n")  # never finished
+        conn.settimeout(5)
+        idle.append(conn)
+    try:
+        for conn in idle:
+            assert conn.recv(1024) == b"", "the server closes a connection that never finishes"
+        assert get(base + "/livez")[0] == 200
+    finally:
+        for conn in idle:
+            conn.close()

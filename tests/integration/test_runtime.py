@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import io
+import json
+import threading
+import time
 
 import pytest
 from kubernetes import client as k8s
 
 from agent.config import parse_config
-from agent.kube import SecretWriter
+from agent.logs import configure_logging
 from agent.runtime import Runtime
 from agent.teleport.inventory import KubeCluster
 from agent.teleport.webapi import ProxySettings
 from tests.harness.kube import cluster_secret_data
 from tests.harness.source import InventorySource
-from tests.integration.test_writer import grant
 
 START = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
 
@@ -35,17 +38,6 @@ class Clock:
         delta = dt.timedelta(**kwargs)
         self.now += delta
         self.mono += delta.total_seconds()
-
-
-@pytest.fixture
-def clock():
-    return Clock()
-
-
-@pytest.fixture
-def writer(admin_api, namespace, service_account_client):
-    grant(admin_api, namespace, ["create", "patch", "deletecollection"], namespace)
-    return SecretWriter(service_account_client(namespace, "agent"), retry_attempts=2)
 
 
 def make_config(namespace, *, rotation_window="0s", **service):
@@ -229,17 +221,31 @@ def test_services_with_their_own_lifetime_get_their_own_credential(
     assert source.issued.count(dt.timedelta(hours=1)) == 2, "only the short one renewed"
 
 
-def test_run_once_fails_when_a_named_cluster_is_missing(admin_api, namespace, writer, clock):
+def test_missing_named_cluster_fails_run_once_but_only_warns_in_readiness(
+    admin_api, namespace, writer, clock
+):
     config = make_config(namespace, selectors=[{"name": "a"}, {"name": "gone"}], prune=False)
     source = InventorySource(clock=lambda: clock.now, clusters=prod("a"))
     rt = runtime(config, source, writer, clock)
     assert not rt.run_once()
     assert secrets(admin_api, namespace) == {"a": 1}, "the others are still written"
-    assert any("gone" in r for r in rt.readiness().reasons)
+    state = rt.readiness()
+    assert state.ready
+    assert any("gone" in w for w in state.warnings)
+    unmatched = rt.metrics.registry.get_sample_value(
+        "teleport_argocd_agent_selectors_unmatched", {"service": "argo-cd"}
+    )
+    assert unmatched == 1
 
     source.clusters += prod("gone")
     assert rt.run_once()
-    assert rt.readiness().ready
+    assert rt.readiness().warnings == ()
+    assert (
+        rt.metrics.registry.get_sample_value(
+            "teleport_argocd_agent_selectors_unmatched", {"service": "argo-cd"}
+        )
+        == 0
+    )
 
 
 def test_a_changed_proxy_reaches_the_secrets_at_the_next_renewal(
@@ -357,3 +363,101 @@ def test_stopping_in_the_window_leaves_the_rest_with_their_valid_credential(
     assert sorted(held.values()) == [1, 1, 1, 2], "nothing written after the stop"
     # The old credential (1h from START) still has 35 minutes: those secrets keep working.
     assert rt.readiness().ready
+
+
+class _Exploding(InventorySource):
+    """Teleport's part, except that listing raises something nobody expected, twice."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.calls = 0
+
+    def list_clusters(self):
+        self.calls += 1
+        if self.calls <= 2:
+            raise RuntimeError(f"bug while parsing {PEM_IN_ERROR}")
+        return super().list_clusters()
+
+
+PEM_IN_ERROR = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMG\n-----END PRIVATE KEY-----"
+
+
+def test_unexpected_exception_in_a_step_is_logged_redacted_and_the_loop_goes_on(
+    admin_api, namespace, writer
+):
+    out = io.StringIO()
+    configure_logging("INFO", "json", out)
+    try:
+        source = _Exploding(clusters=prod("a"))
+        rt = Runtime(make_config(namespace), source, writer, agent_version="0.1.0")
+        thread = threading.Thread(target=rt.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while source.calls < 3 and time.monotonic() < deadline:
+            rt.request_sync()
+            time.sleep(0.2)
+        rt.request_stop()
+        thread.join(timeout=30)
+        assert not thread.is_alive()
+    finally:
+        configure_logging("INFO", "text", io.StringIO())
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    failures = [e for e in events if e["message"].startswith("loop step failed")]
+    assert len(failures) == 2
+    assert failures[0]["error_type"] == "RuntimeError"
+    assert "list_clusters" in failures[0]["stack"]  # the stack, through the JSON sink
+    assert "PRIVATE KEY" not in out.getvalue()
+    assert source.calls >= 3, "the loop carried on after the exceptions"
+    assert secrets(admin_api, namespace) == {"a": 1}
+
+
+def test_liveness_fails_when_a_step_hangs(namespace, writer):
+    class Hanging(InventorySource):
+        release = threading.Event()
+
+        def list_clusters(self):
+            self.release.wait(30)
+            return super().list_clusters()
+
+    source = Hanging(clusters=prod("a"))
+    rt = Runtime(
+        make_config(namespace),
+        source,
+        writer,
+        agent_version="0.1.0",
+        cycle_budget=dt.timedelta(seconds=0.5),
+        liveness_grace=dt.timedelta(seconds=0.5),
+    )
+    thread = threading.Thread(target=rt.run, daemon=True)
+    thread.start()
+    try:
+        assert rt.liveness()
+        time.sleep(1.5)
+        assert not rt.liveness(), "a loop stuck in one step must fail /livez"
+    finally:
+        Hanging.release.set()
+        rt.request_stop()
+        thread.join(timeout=30)
+    assert rt.liveness(), "live again once the loop came round"
+
+
+def test_cluster_whose_template_stops_rendering_keeps_its_working_secret(
+    admin_api, namespace, writer, clock
+):
+    labels = {"team": '{{ index .Labels "team" }}'}
+    source = InventorySource(
+        clock=lambda: clock.now,
+        clusters=[KubeCluster("a", {"env": "prod", "team": "red"}), *prod("b")],
+    )
+    rt = runtime(make_config(namespace, secret_labels=labels), source, writer, clock)
+    rt.step()
+    assert secrets(admin_api, namespace) == {"a": 1, "b": 1}
+
+    # A label value that is no valid Kubernetes label value: a's secret cannot be rendered.
+    source.clusters = [KubeCluster("a", {"env": "prod", "team": "red team!"}), *prod("b")]
+    clock.advance(seconds=31)
+    rt.step()  # a discovery, which prunes when a cluster drops out of the plan
+    clock.advance(minutes=21)
+    rt.step()  # a renewal: a full write and prune
+    assert secrets(admin_api, namespace) == {"a": 1, "b": 2}, "a kept, not pruned"
+    assert any("failed to write" in r for r in rt.readiness().reasons)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import http.server
+import itertools
 import json
+import socket
 import threading
 import time
 
@@ -14,7 +17,7 @@ from kubernetes.client.rest import ApiException
 
 from agent.argocd import DesiredSecret, owner_id, render_secret
 from agent.config import parse_config
-from agent.kube import Outcome, SecretWriter, WriteResult
+from agent.kube import SKIPPED_BUDGET, SKIPPED_UNREACHABLE, Outcome, SecretWriter, WriteResult
 from agent.teleport.identity import Credential
 from agent.teleport.inventory import KubeCluster
 from agent.teleport.webapi import ProxySettings
@@ -395,3 +398,187 @@ def test_stopping_ends_retries_against_a_server_that_is_down():
     assert result.outcome is Outcome.ERROR
     assert "cannot reach the Kubernetes API" in result.detail
     assert len(checks) == 2, "one attempt, then the stop ended the retries"
+
+
+def _silent_listener(*, accept_and_close: bool) -> tuple[socket.socket, list[int]]:
+    """A loopback port that never answers: it either takes connections and closes them at once
+    (counting them) or never accepts them at all, like a host whose packets are dropped."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    accepted: list[int] = []
+    if accept_and_close:
+
+        def serve() -> None:
+            while True:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                accepted.append(1)
+                conn.close()
+
+        threading.Thread(target=serve, daemon=True).start()
+    return listener, accepted
+
+
+def _client_for(port: int) -> k8s.ApiClient:
+    cfg = k8s.Configuration()
+    cfg.host = f"https://127.0.0.1:{port}"
+    cfg.verify_ssl = False
+    return k8s.ApiClient(cfg)
+
+
+def test_one_attempt_is_one_connection_no_hidden_retries_underneath():
+    listener, accepted = _silent_listener(accept_and_close=True)
+    with listener:
+        writer = SecretWriter(_client_for(listener.getsockname()[1]), retry_attempts=2)
+        result = writer.write_one(desired("default", "kube-a"))
+        time.sleep(0.2)
+    assert result.outcome is Outcome.ERROR
+    assert result.unreachable
+    # urllib3 would retry each failed connection 3 times on its own under our 2 attempts.
+    assert len(accepted) == 2
+
+
+def test_black_holed_api_server_ends_the_cycle_within_seconds():
+    listener, _ = _silent_listener(accept_and_close=False)
+    with listener:
+        writer = SecretWriter(_client_for(listener.getsockname()[1]), connect_timeout=2)
+        secrets = [desired("default", f"kube-{i:03d}") for i in range(200)]
+        results: list[WriteResult] = []
+        started = time.monotonic()
+        thread = threading.Thread(target=lambda: results.extend(writer.write(secrets)), daemon=True)
+        thread.start()
+        thread.join(timeout=60)
+        elapsed = time.monotonic() - started
+    assert not thread.is_alive(), "the cycle is still waiting on a black-holed API server"
+    assert elapsed < 30
+    assert all(r.outcome is Outcome.ERROR and r.unreachable for r in results)
+    # The first workers found the server unreachable; the rest were not even tried.
+    skipped = [r for r in results if r.detail == SKIPPED_UNREACHABLE]
+    assert len(skipped) >= 150
+
+
+def test_cycle_budget_skips_the_writes_not_started_in_time(admin_api, agent_api, namespace):
+    secrets = [desired(namespace, f"kube-{i}") for i in range(5)]
+    results = SecretWriter(agent_api, concurrency=1).write(secrets, budget=0.0)
+    assert [r.detail for r in results] == [SKIPPED_BUDGET] * 5
+    assert not _names(admin_api, namespace) & {s.name for s in secrets}
+
+
+def test_foreign_secret_sharing_no_field_with_ours_is_still_left_untouched(
+    admin_api, agent_api, namespace
+):
+    # Apply sees no conflict here (the foreign secret has none of our data keys), yet it is
+    # somebody else's secret: ownership is decided from who manages the object.
+    ours = desired(namespace, "kube-a")
+    k8s.CoreV1Api(admin_api).create_namespaced_secret(
+        namespace,
+        k8s.V1Secret(metadata=k8s.V1ObjectMeta(name=ours.name), string_data={"token": "theirs"}),
+        field_manager="someone-else",
+    )
+    before = k8s.ApiClient().sanitize_for_serialization(read(admin_api, namespace, ours.name))
+
+    result = SecretWriter(agent_api).write_one(ours)
+
+    assert result.outcome is Outcome.CONFLICT
+    assert result.managers == ("someone-else",)
+    after = k8s.ApiClient().sanitize_for_serialization(read(admin_api, namespace, ours.name))
+    assert after == before
+
+
+def test_our_secret_with_labels_from_another_tool_stays_ours_after_a_restart(
+    admin_api, agent_api, namespace
+):
+    secret = desired(namespace, "kube-a")
+    SecretWriter(agent_api).write_one(secret)
+    k8s.CoreV1Api(admin_api).patch_namespaced_secret(
+        secret.name, namespace, {"metadata": {"labels": {"team": "a"}}}, field_manager="kubectl"
+    )
+    # A new process knows nothing of what it wrote before.
+    result = SecretWriter(agent_api).write_one(desired(namespace, "kube-a", serial=2))
+    assert result.outcome is Outcome.UPDATED
+    assert read(admin_api, namespace, secret.name).metadata.labels["team"] == "a"
+
+
+def test_adopted_tbot_secret_keeps_none_of_tbots_own_data(admin_api, agent_api, namespace):
+    secret = desired(namespace, "kube-a")  # no project, no namespaces
+    body = secret.apply_body()
+    body["metadata"]["labels"] = {"argocd.argoproj.io/secret-type": "cluster"}
+    body["metadata"]["annotations"] = {"teleport.dev/tbot-version": "18.0.0"}
+    body["data"].update(
+        {
+            k: base64.b64encode(v.encode()).decode()
+            for k, v in {"project": "old", "namespaces": "a,b", "clusterResources": "true"}.items()
+        }
+    )
+    k8s.CoreV1Api(admin_api).create_namespaced_secret(namespace, body, field_manager="tbot")
+
+    result = SecretWriter(agent_api).write_one(secret)
+
+    assert result.outcome is Outcome.UPDATED
+    assert result.managers == ("tbot",)
+    live = read(admin_api, namespace, secret.name)
+    assert set(live.data) == set(secret.data)
+    assert {k: decoded(live, k) for k in live.data} == dict(secret.data)
+
+
+class _Scripted(http.server.BaseHTTPRequestHandler):
+    """Answers each request with the next (status, body) of the server's script."""
+
+    server: _ScriptedServer
+
+    def do_PATCH(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.requests.append((time.monotonic(), self.path))
+        status, body = self.server.script.pop(0)
+        payload = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+class _ScriptedServer(http.server.ThreadingHTTPServer):
+    def __init__(self, script: list[tuple[int, dict[str, object]]]) -> None:
+        super().__init__(("127.0.0.1", 0), _Scripted)
+        self.script = script
+        self.requests: list[tuple[float, str]] = []
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def client(self) -> k8s.ApiClient:
+        cfg = k8s.Configuration()
+        cfg.host = f"http://127.0.0.1:{self.server_address[1]}"
+        return k8s.ApiClient(cfg)
+
+
+CREATED = (201, {"metadata": {"resourceVersion": "1"}})
+
+
+def test_throttling_and_server_errors_are_retried_with_backoff():
+    server = _ScriptedServer([(429, {"reason": "TooManyRequests"}), (503, {}), CREATED, CREATED])
+    try:
+        result = SecretWriter(server.client()).write_one(desired("default", "kube-a"))
+    finally:
+        server.shutdown()
+    assert result.outcome is Outcome.CREATED
+    times = [t for t, _ in server.requests]
+    assert len(times) == 4  # 429, 503, then the dry run and the write that succeed
+    assert all(later - earlier >= 0.15 for earlier, later in itertools.pairwise(times[:3]))
+
+
+def test_conflict_whose_managers_cannot_be_read_is_foreign_and_never_forced():
+    unreadable = (409, {"reason": "Conflict", "message": "Apply failed with 1 conflict"})
+    server = _ScriptedServer([unreadable])  # the dry run already conflicts
+    server.script += [unreadable]  # and so does the apply
+    try:
+        result = SecretWriter(server.client()).write_one(desired("default", "kube-a"))
+    finally:
+        server.shutdown()
+    assert result.outcome is Outcome.CONFLICT
+    assert not any("force=true" in path for _, path in server.requests)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import logging
 
 import pytest
 
@@ -61,3 +62,44 @@ def test_text_format_is_one_line_per_event_with_fields():
     assert len(lines) == 1
     assert "hello" in lines[0]
     assert "cluster=c1" in lines[0]
+
+
+def test_redact_covers_the_wire_form_of_a_secrets_config():
+    # data.config on the wire: base64 of JSON whose caData/certData/keyData are base64 of PEM.
+    for prefix in ("", "x", "xy"):
+        config = json.dumps(
+            {
+                "tlsClientConfig": {
+                    "insecure": False,
+                    "caData": prefix + base64.b64encode(PEM.encode()).decode(),
+                }
+            }
+        )
+        wire = base64.b64encode(config.encode()).decode()
+        result = redact(f'{{"data": {{"config": "{wire}"}}}}')
+        assert "[redacted]" in result
+        # Nothing after the start of the key material survives.
+        assert len(result) < len(wire) // 2
+
+
+def test_stdlib_logging_goes_through_the_same_sink_and_redaction():
+    out = io.StringIO()
+    configure_logging("INFO", "json", out)
+    logging.getLogger("urllib3.connectionpool").warning("retrying after %s", PEM)
+    [event] = (json.loads(line) for line in out.getvalue().splitlines())
+    assert event["level"] == "warning"
+    assert event["logger"] == "urllib3.connectionpool"
+    assert event["message"] == "retrying after [redacted]\n"
+
+
+def test_exceptions_are_rendered_into_a_redacted_stack_field():
+    out = io.StringIO()
+    configure_logging("INFO", "json", out)
+    try:
+        raise ValueError(PEM)
+    except ValueError:
+        logger.exception("step failed")
+    [event] = (json.loads(line) for line in out.getvalue().splitlines())
+    assert "Traceback" in event["stack"]
+    assert "ValueError" in event["stack"]
+    assert "PRIVATE KEY" not in out.getvalue()

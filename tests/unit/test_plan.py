@@ -78,12 +78,19 @@ def test_selector_problems_are_reported_per_service():
 
 
 def test_prune_is_requested_only_when_opted_in_and_the_listing_is_usable():
-    cfg = config(svc("a", [{"labels": {"env": "prod"}}], prune=True), svc("b", [{"name": "dev-1"}]))
+    team = {"team": '{{ index .Labels "team" }}'}
+    cfg = config(
+        svc("a", [{"labels": {"env": "prod"}}], prune=True, secret_labels=team),
+        svc("b", [{"name": "dev-1"}]),
+    )
     pruning, not_pruning = plan(cfg).services
     assert not_pruning.prune is None
     assert pruning.prune is not None
     assert pruning.prune.owner == owner_id("argocd/rel", "a")
-    # Clusters that failed to render still count as selected: they must not be pruned.
+    # prod-2's team label renders invalid, so it has no secret this cycle...
+    assert list(pruning.render_errors) == ["prod-2"]
+    assert [s.cluster for s in pruning.secrets] == ["prod-1"]
+    # ... yet it still counts as selected: its existing secret must not be pruned.
     assert pruning.prune.keep_hashes == {
         cluster_hash("root", "prod-1"),
         cluster_hash("root", "prod-2"),

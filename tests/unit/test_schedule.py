@@ -3,7 +3,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 
-from agent.schedule import next_discovery, next_renewal, readiness, retry_delay
+from agent.schedule import next_renewal, readiness, retry_delay
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 TTL = dt.timedelta(hours=1)
@@ -47,14 +47,6 @@ def test_renewal_is_never_in_the_past():
     assert renewal(now, T0, T0 + TTL + dt.timedelta(minutes=30)) >= now
 
 
-def test_discovery_schedule():
-    every = dt.timedelta(seconds=30)
-    assert next_discovery(now=T0, last_discovery=None, interval=every) == T0
-    assert next_discovery(now=T0, last_discovery=T0, interval=every) == T0 + every
-    late = T0 + dt.timedelta(minutes=5)
-    assert next_discovery(now=late, last_discovery=T0, interval=every) == late
-
-
 def ready(now, expires, problems=None, failed=None):
     return readiness(
         now=now,
@@ -68,7 +60,7 @@ def ready(now, expires, problems=None, failed=None):
 def test_ready_with_a_fresh_credential_and_no_problems():
     state = ready(T0, T0 + TTL)
     assert state.ready
-    assert state.as_json() == {"status": "ok", "reasons": []}
+    assert state.as_json() == {"status": "ok", "reasons": [], "warnings": []}
 
 
 def test_not_ready_before_the_first_credential_or_close_to_expiry():
@@ -78,14 +70,24 @@ def test_not_ready_before_the_first_credential_or_close_to_expiry():
     assert "within one renewal interval" in near.reasons[0]
 
 
-def test_unmatched_selector_and_failed_writes_degrade_readiness_and_recover():
-    degraded = ready(T0, T0 + TTL, {"argo-cd": {"name=gone": "matched no cluster"}}, {"argo-cd": 2})
+def test_failed_writes_degrade_readiness_and_recover():
+    degraded = ready(T0, T0 + TTL, failed={"argo-cd": 2})
     assert not degraded.ready
-    assert degraded.reasons == (
-        "service argo-cd: selector name=gone matched no cluster",
-        "service argo-cd: 2 secret(s) failed to write",
-    )
+    assert degraded.reasons == ("service argo-cd: 2 secret(s) failed to write",)
     assert ready(T0, T0 + TTL, {"argo-cd": {}}, {"argo-cd": 0}).ready
+
+
+def test_unmatched_selector_is_a_warning_not_unreadiness():
+    # Readiness means "the agent is doing its job"; a selector naming a cluster that is not
+    # there (yet) must not keep `helm install --wait` or an Argo CD Application from finishing.
+    state = ready(T0, T0 + TTL, {"argo-cd": {"name=gone": "matched no cluster"}})
+    assert state.ready
+    assert state.warnings == ("service argo-cd: selector name=gone matched no cluster",)
+    assert state.as_json() == {
+        "status": "ok",
+        "reasons": [],
+        "warnings": ["service argo-cd: selector name=gone matched no cluster"],
+    }
 
 
 def test_retry_delay_grows_exponentially_up_to_the_cap_with_jitter():

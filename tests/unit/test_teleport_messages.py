@@ -14,7 +14,7 @@ from agent.teleport.keys import (
     ssh_public_key,
     tls_public_key_pem,
 )
-from agent.teleport.webapi import parse_certs, register_request
+from agent.teleport.webapi import parse_certs, parse_find_response, register_request
 
 
 @pytest.mark.parametrize(
@@ -102,3 +102,12 @@ def test_parse_certs_decodes_every_field_and_rejects_a_missing_certificate():
     assert certs.ssh_ca_certs == (b"S",)
     with pytest.raises(ValueError, match="no tls certificate"):
         parse_certs({"ssh": b64(b"SSH")})
+
+
+@pytest.mark.parametrize("cluster_name", [None, "", 42], ids=["null", "empty", "not-a-string"])
+def test_find_answer_without_a_cluster_name_is_an_error(cluster_name):
+    with pytest.raises(ValueError, match="no cluster_name"):
+        parse_find_response(
+            {"cluster_name": cluster_name, "proxy": {"tls_routing_enabled": True}},
+            dialed_addr="teleport.example.com:443",
+        )

@@ -1,0 +1,252 @@
+"""The chart's ValidatingAdmissionPolicy against the real API server, tried as the chart's own
+ServiceAccount: everything the agent does passes, everything else its RBAC would allow is denied.
+
+RBAC's `create` and `patch` on secrets are enough to read a secret whose name is known (a
+dry-run no-op PATCH answers with the whole object) and to mint a token Secret for another
+ServiceAccount; the policy is what closes both, so each denial is shown next to what the same
+request does without the policy.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client as k8s
+from kubernetes.client.rest import ApiException
+
+from agent.argocd import owner_id
+from agent.kube import Outcome, SecretWriter
+from tests.chart.helm import CHART, Helm
+from tests.harness.kube import ControlPlane, unique_namespace, wait_for_admission_policy
+from tests.integration.test_writer import desired
+
+RELEASE = "teleport-argocd-agent"
+CI = CHART / "ci"
+ARGOCD_SECRET_VALUE = "argocd-server-signing-key"
+SaClient = Callable[..., k8s.ApiClient]
+
+
+@pytest.fixture(scope="module")
+def kube_helm(kube: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Helm:
+    home = tmp_path_factory.mktemp("helm-policy")
+    return Helm(home, kube.kubeconfig(home / "kubeconfig"))
+
+
+@pytest.fixture(scope="module")
+def release(kube: ControlPlane, kube_helm: Helm) -> str:
+    """The prune scenario installed with its policy, Argo CD's own secret beside it."""
+    return _release(kube, kube_helm, CI / "prune-values.yaml")
+
+
+def _release(kube: ControlPlane, helm: Helm, *values: Path | dict[str, Any]) -> str:
+    admin = kube.admin_client()
+    try:
+        ns = unique_namespace(admin, prefix="policy")
+        k8s.CoreV1Api(admin).create_namespaced_secret(
+            ns,
+            {
+                "metadata": {"name": "argocd-secret"},
+                "stringData": {"server.secretkey": ARGOCD_SECRET_VALUE},
+            },
+        )
+    finally:
+        admin.close()
+    helm.run("install", RELEASE, str(CHART), "--namespace", ns, *helm.values_args(values))
+    if not any(isinstance(v, dict) and v.get("admissionPolicy") for v in values):
+        wait_for_admission_policy(kube, ns, RELEASE)
+    return ns
+
+
+def _owner(ns: str) -> str:
+    return owner_id(f"{ns}/{RELEASE}", "argo-cd")
+
+
+def _labels(ns: str) -> dict[str, str]:
+    return {
+        "argocd.argoproj.io/secret-type": "cluster",
+        "app.kubernetes.io/managed-by": "teleport-argocd-agent",
+        "teleport-argocd-agent/owner": _owner(ns),
+    }
+
+
+def _secret(name: str, labels: dict[str, str], **extra: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "labels": labels},
+        "type": "Opaque",
+        "stringData": {"name": name},
+        **extra,
+    }
+
+
+def _denied(call: Callable[[], object]) -> str:
+    """The body of the policy's denial of ``call``."""
+    with pytest.raises(ApiException) as denied:
+        call()
+    assert denied.value.status in (403, 422), denied.value.body
+    body = str(denied.value.body)
+    assert "ValidatingAdmissionPolicy" in body, body
+    return body
+
+
+def _dry_run_noop_patch(agent: k8s.CoreV1Api, ns: str, name: str) -> Any:
+    return agent.patch_namespaced_secret(name, ns, {"metadata": {}}, dry_run="All")
+
+
+NAME = "teleport.argocd-cluster.e815df7b7588be17"
+
+
+# -- what the policy denies ----------------------------------------------------------------
+
+
+def test_dry_run_patch_cannot_read_argocd_secret(release: str, service_account_client: SaClient):
+    agent = k8s.CoreV1Api(service_account_client(release, RELEASE, create=False))
+    body = _denied(lambda: _dry_run_noop_patch(agent, release, "argocd-secret"))
+    assert base64.b64encode(ARGOCD_SECRET_VALUE.encode()).decode() not in body
+
+
+def test_without_the_policy_a_dry_run_patch_reads_any_secret_whose_name_is_known(
+    kube: ControlPlane, kube_helm: Helm, service_account_client: SaClient
+):
+    # The documented fallback below Kubernetes 1.30: RBAC alone leaks the secret.
+    ns = _release(
+        kube, kube_helm, CI / "guide-values.yaml", {"admissionPolicy": {"enabled": False}}
+    )
+    agent = k8s.CoreV1Api(service_account_client(ns, RELEASE, create=False))
+    leaked = _dry_run_noop_patch(agent, ns, "argocd-secret")
+    assert base64.b64decode(leaked.data["server.secretkey"]).decode() == ARGOCD_SECRET_VALUE
+
+
+def test_service_account_token_secret_cannot_be_created(
+    release: str, service_account_client: SaClient
+):
+    agent = k8s.CoreV1Api(service_account_client(release, RELEASE, create=False))
+    # Even with a name and labels the agent may use: only Opaque secrets.
+    token = _secret(
+        "teleport.argocd-cluster.0000000000000001",
+        _labels(release),
+        type="kubernetes.io/service-account-token",
+    )
+    token["metadata"]["annotations"] = {
+        "kubernetes.io/service-account.name": "argocd-application-controller"
+    }
+    token.pop("stringData")
+    _denied(lambda: agent.create_namespaced_secret(release, token))
+    _denied(lambda: agent.create_namespaced_secret(release, token, dry_run="All"))
+
+
+@pytest.mark.parametrize(
+    ("name", "labels"),
+    [
+        pytest.param("argocd-repo-creds", "ours", id="foreign name"),
+        pytest.param("teleport.argocd-cluster.e815df7b7588be1", "ours", id="short hash"),
+        pytest.param("other-prefix.e815df7b7588be17", "ours", id="other prefix"),
+        pytest.param(NAME, "none", id="missing owner label"),
+        pytest.param(NAME, "other owner", id="another installation's owner label"),
+    ],
+)
+def test_create_outside_the_agents_own_secrets_is_denied(
+    release: str, service_account_client: SaClient, name: str, labels: str
+):
+    agent = k8s.CoreV1Api(service_account_client(release, RELEASE, create=False))
+    chosen = {
+        "ours": _labels(release),
+        "none": {"argocd.argoproj.io/secret-type": "cluster"},
+        "other owner": {**_labels(release), "teleport-argocd-agent/owner": "0123456789abcdef"},
+    }[labels]
+    _denied(lambda: agent.create_namespaced_secret(release, _secret(name, chosen)))
+
+
+def test_foreign_secret_under_an_agent_name_cannot_be_changed_or_deleted(
+    kube: ControlPlane, release: str, service_account_client: SaClient
+):
+    admin = k8s.CoreV1Api(kube.admin_client())
+    name = "teleport.argocd-cluster.00000000000000ff"
+    admin.create_namespaced_secret(release, _secret(name, {"team": "payments"}))
+    agent_api = service_account_client(release, RELEASE, create=False)
+    agent = k8s.CoreV1Api(agent_api)
+    before = admin.read_namespaced_secret(name, release)
+
+    # Adding the owner label does not make it the agent's: ownership is decided before the request.
+    _denied(
+        lambda: agent.patch_namespaced_secret(
+            name, release, {"metadata": {"labels": _labels(release)}}
+        )
+    )
+    _denied(lambda: agent.delete_collection_namespaced_secret(release))
+    colliding = replace(desired(release, "x", instance=f"{release}/{RELEASE}"), name=name)
+    result = SecretWriter(agent_api).write_one(colliding)
+
+    assert result.outcome is Outcome.CONFLICT
+    after = admin.read_namespaced_secret(name, release)
+    assert after.metadata.resource_version == before.metadata.resource_version
+    assert {s.metadata.name for s in admin.list_namespaced_secret(release).items} >= {
+        "argocd-secret",
+        name,
+    }
+
+
+# -- what the agent does still works ------------------------------------------------------
+
+
+def test_agent_writes_adopts_tbot_secrets_and_prunes_under_the_policy(
+    kube: ControlPlane, release: str, service_account_client: SaClient
+):
+    admin = k8s.CoreV1Api(kube.admin_client())
+    writer = SecretWriter(service_account_client(release, RELEASE, create=False))
+    instance = f"{release}/{RELEASE}"
+    keep, stale = (
+        desired(release, "keep", instance=instance),
+        desired(release, "stale", instance=instance),
+    )
+    assert [r.outcome for r in writer.write([keep, stale])] == [Outcome.CREATED] * 2
+    renewed = desired(release, "keep", serial=2, instance=instance)
+    assert writer.write_one(renewed).outcome is Outcome.UPDATED
+
+    # A secret tbot wrote under the same name (TELEPORT.md section 9) is adopted.
+    tbot = desired(release, "from-tbot", instance=instance)
+    body = tbot.apply_body()
+    body["metadata"]["labels"] = {"argocd.argoproj.io/secret-type": "cluster"}
+    body["metadata"]["annotations"] = {
+        "teleport.dev/bot-name": "argocd",
+        "teleport.dev/kubernetes-cluster-name": "from-tbot",
+        "teleport.dev/teleport-cluster-name": "root",
+        "teleport.dev/updated": "2026-11-22T12:00:00Z",
+        "teleport.dev/tbot-version": "18.0.0",
+    }
+    admin.create_namespaced_secret(release, body, field_manager="tbot")
+    adopted = writer.write_one(tbot)
+    assert (adopted.outcome, adopted.managers) == (Outcome.UPDATED, ("tbot",))
+    live = admin.read_namespaced_secret(tbot.name, release)
+    assert live.metadata.labels["teleport-argocd-agent/owner"] == _owner(release)
+
+    pruned = writer.prune(
+        release, _owner(release), {keep.cluster_hash, tbot.cluster_hash}, listing_complete=True
+    )
+    assert (pruned.error, pruned.deleted) == ("", (stale.name,))
+    names = {s.metadata.name for s in admin.list_namespaced_secret(release).items}
+    assert {keep.name, tbot.name, "argocd-secret"} <= names
+    assert stale.name not in names
+
+
+def test_token_join_identity_secret_is_the_only_other_secret_the_agent_may_touch(
+    kube: ControlPlane, kube_helm: Helm, service_account_client: SaClient
+):
+    ns = _release(kube, kube_helm, CI / "token-join-values.yaml")
+    agent = k8s.CoreV1Api(service_account_client(ns, RELEASE, create=False))
+    identity = f"{RELEASE}-identity"
+    created = agent.create_namespaced_secret(ns, _secret(identity, {}))
+    created.string_data = {"identity": "renewed"}
+    agent.replace_namespaced_secret(identity, ns, created)
+
+    # RBAC allows `create` of any name in the release namespace; the policy allows only this one.
+    _denied(lambda: agent.create_namespaced_secret(ns, _secret("another-secret", {})))
+    token = _secret(identity + "-2", {}, type="kubernetes.io/service-account-token")
+    token["metadata"]["annotations"] = {"kubernetes.io/service-account.name": "default"}
+    _denied(lambda: agent.create_namespaced_secret(ns, token))
