@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.cli import build_parser
 from agent.config import load_config
 from tests.chart.conftest import scenario
 from tests.chart.helm import CI_VALUES, REPO, Rendered
@@ -74,3 +75,19 @@ def test_agent_cli_validates_the_rendered_config(rendered_ci, name, tmp_path):
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("name", ALL_SCENARIOS)
+def test_rendered_deployment_args_are_accepted_by_the_agents_own_parser(rendered_ci, name):
+    # The chart's command line must parse with the CLI the image runs, extraArgs included:
+    # argparse would end the pod with exit 2 on a flag the agent does not know.
+    rendered = rendered_ci[name]
+    (container,) = rendered.deployment()["spec"]["template"]["spec"]["containers"]
+    args = build_parser().parse_args(container["args"])
+    assert args.command == "start"
+    assert not args.oneshot
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    config = Path(args.config)
+    assert any(Path(path) in (config, config.parent) for path in mounts.values())
+    assert args.log_format in {"json", "text"}
+    assert args.log_level in {"debug", "info", "warning", "error"}

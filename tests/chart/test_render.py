@@ -429,7 +429,7 @@ def test_full_options_apply_the_chart_surface(rendered_ci):
     container = rendered.container()
     assert container["image"] == "registry.example.com/mirror/teleport-argocd-agent:0.1.0-rc.1"
     assert container["imagePullPolicy"] == "Always"
-    assert container["args"][5:] == ["--log-level", "debug", "--example-extra-arg=1"]
+    assert container["args"][5:] == ["--log-level", "debug", "--log-format=text"]
     env = {e["name"]: e for e in container["env"]}
     assert env["HTTPS_PROXY"]["value"] == "http://proxy.example.com:3128"
     assert env["NODE_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
