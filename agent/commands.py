@@ -99,7 +99,7 @@ def _api() -> k8s.ApiClient:
 def start(config: AgentConfig, *, oneshot: bool) -> int:
     api = _api()
     source = _Recorder(TeleportClient(config, store=_store(config, api)))
-    writer = SecretWriter(api)
+    writer = SecretWriter(api, ownership_enforced=config.admission_policy)
     runtime = Runtime(config, source, writer, agent_version=__version__)
     if not oneshot:
         return serve(runtime, diag_addr=config.diag_addr)
@@ -137,7 +137,7 @@ def plan(config: AgentConfig, *, now: dt.datetime) -> int:
         _, clusters, _, cycle = _desired(config, client, now)
     except TeleportError as exc:
         return _fail(exc)
-    writer = SecretWriter(api)
+    writer = SecretWriter(api, ownership_enforced=config.admission_policy)
     incomplete = False
     print(f"{len(clusters)} Kubernetes clusters visible in Teleport")
     for service in cycle.services:
@@ -248,7 +248,8 @@ def check(config: AgentConfig) -> int:
                 + "".join(f"; selector {s}: {p}" for s, p in problems.items()),
             )
         )
-    rows += _secret_rows(SecretWriter(api), cycle.secrets)
+    writer = SecretWriter(api, ownership_enforced=config.admission_policy)
+    rows += _secret_rows(writer, cycle.secrets)
     print(render_table(rows))
     if not all(r.ok for r in rows):
         logger.bind(failed=sum(not r.ok for r in rows)).warning("check found problems")

@@ -407,6 +407,11 @@ class AgentConfig(BaseSettings):
     rotation_window: Duration | None = None
     # Where the bot identity lives: memory (kubernetes join) or a Secret (token join).
     storage: Storage = Field(default_factory=lambda: MemoryStorage(type="memory"))
+    # The chart's ValidatingAdmissionPolicy guards this ServiceAccount: the API server itself
+    # refuses a write to a secret that is not this agent's, so the agent skips its own dry-run
+    # ownership check before the first write of each secret (one request per write, not two).
+    # Default: false (the agent checks).
+    admission_policy: bool = False
     # host:port for /livez, /readyz and /metrics. Default: disabled.
     diag_addr: str = ""
     # Identifies this installation in ownership labels.

@@ -13,15 +13,17 @@ Ownership: every apply is made by the owning service's own field manager
 the object, not only from apply conflicts: a secret this process has not written yet is first
 applied as a dry run, and if another field manager (not an adoptable one) manages any of its
 ``data`` or its ``type``, it is someone else's secret even when no field the agent sets
-conflicts. A conflict means another field manager owns a field the agent wants to set. If
-every conflicting manager is adoptable (tbot, which wrote the same names before, or Argo CD's
-own API server, which rewrites a cluster secret when an operator invalidates its cache) the
-apply is repeated with force; otherwise the secret belongs to someone else - another tool,
-another agent service or another installation - and is left untouched and reported. Fields
-other managers added that the agent does not set (labels, annotations) survive, because apply
-only touches the fields in its body - except the ``data`` keys an adopted manager left behind
-(tbot's ``project``, ``namespaces``, ``clusterResources``), which are removed, so that an
-adopted secret says exactly what this agent's config says.
+conflicts. Where the chart's admission policy guards the ServiceAccount (config
+``admission_policy``), the API server makes that decision itself from the owner label and
+refuses the write, so the dry run is skipped. A conflict means another field manager owns a
+field the agent wants to set. If every conflicting manager is adoptable (tbot, which wrote the
+same names before, or Argo CD's own API server, which rewrites a cluster secret when an operator
+invalidates its cache) the apply is repeated with force; otherwise the secret belongs to someone
+else - another tool, another agent service or another installation - and is left untouched and
+reported. Fields other managers added that the agent does not set (labels, annotations) survive,
+because apply only touches the fields in its body - except the ``data`` keys an adopted manager
+left behind (tbot's ``project``, ``namespaces``, ``clusterResources``), which are removed, so
+that an adopted secret says exactly what this agent's config says.
 
 Each secret gets its own result; one failure never stops the others. Transient failures
 (429, 5xx, timeouts, dropped connections) are retried with capped exponential backoff and
@@ -164,8 +166,12 @@ class SecretWriter:
         retry_max_wait: float = 10.0,
         retry_deadline: float = 60.0,
         breaker_threshold: int = 8,
+        ownership_enforced: bool = False,
     ) -> None:
         self._api = api
+        # True when an admission policy makes the API server refuse writes to secrets that are
+        # not ours: then the policy's verdict replaces the dry run of the first write.
+        self._ownership_enforced = ownership_enforced
         self._concurrency = max(1, concurrency)
         self._adoptable = frozenset(adoptable_managers)
         # (connect, read): a dropped packet costs seconds, not a 30 s read per attempt.
@@ -266,7 +272,7 @@ class SecretWriter:
         try:
             with self._versions_lock:
                 known = key in self._versions
-            if not known:
+            if not known and not self._ownership_enforced:
                 foreign = self._foreign_managers(secret, apply)
                 if foreign:
                     return result(

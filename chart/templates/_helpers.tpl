@@ -164,6 +164,10 @@ storage:
 {{- end }}
 instance: {{ include "teleport-argocd-agent.instance" . | toJson }}
 diag_addr: {{ printf "0.0.0.0:%d" (int .Values.diagnostics.port) | toJson }}
+{{- if .Values.admissionPolicy.enabled }}
+# The chart's admission policy refuses writes to secrets that are not this agent's.
+admission_policy: true
+{{- end }}
 services:
   - type: kubernetes/argo-cd
     name: argo-cd

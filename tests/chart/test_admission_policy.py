@@ -163,11 +163,19 @@ def test_create_outside_the_agents_own_secrets_is_denied(
     _denied(lambda: agent.create_namespaced_secret(release, _secret(name, chosen)))
 
 
+# Under the policy the agent may skip its own dry-run ownership check (config admission_policy,
+# which the chart sets): the API server's refusal must then protect the same secrets.
+OWNERSHIP_CHECK = pytest.mark.parametrize(
+    "enforced", [False, True], ids=["agent-checks-ownership", "policy-alone-decides"]
+)
+
+
+@OWNERSHIP_CHECK
 def test_foreign_secret_under_an_agent_name_cannot_be_changed_or_deleted(
-    kube: ControlPlane, release: str, service_account_client: SaClient
+    kube: ControlPlane, release: str, service_account_client: SaClient, enforced: bool
 ):
     admin = k8s.CoreV1Api(kube.admin_client())
-    name = "teleport.argocd-cluster.00000000000000ff"
+    name = f"teleport.argocd-cluster.00000000000000f{int(enforced)}"
     admin.create_namespaced_secret(release, _secret(name, {"team": "payments"}))
     agent_api = service_account_client(release, RELEASE, create=False)
     agent = k8s.CoreV1Api(agent_api)
@@ -181,7 +189,7 @@ def test_foreign_secret_under_an_agent_name_cannot_be_changed_or_deleted(
     )
     _denied(lambda: agent.delete_collection_namespaced_secret(release))
     colliding = replace(desired(release, "x", instance=f"{release}/{RELEASE}"), name=name)
-    result = SecretWriter(agent_api).write_one(colliding)
+    result = SecretWriter(agent_api, ownership_enforced=enforced).write_one(colliding)
 
     assert result.outcome is Outcome.CONFLICT
     after = admin.read_namespaced_secret(name, release)
@@ -195,27 +203,31 @@ def test_foreign_secret_under_an_agent_name_cannot_be_changed_or_deleted(
 # -- what the agent does still works ------------------------------------------------------
 
 
+@OWNERSHIP_CHECK
 def test_agent_writes_adopts_tbot_secrets_and_prunes_under_the_policy(
-    kube: ControlPlane, release: str, service_account_client: SaClient
+    kube: ControlPlane, release: str, service_account_client: SaClient, enforced: bool
 ):
     admin = k8s.CoreV1Api(kube.admin_client())
-    writer = SecretWriter(service_account_client(release, RELEASE, create=False))
+    writer = SecretWriter(
+        service_account_client(release, RELEASE, create=False), ownership_enforced=enforced
+    )
     instance = f"{release}/{RELEASE}"
+    run = "policy" if enforced else "agent"  # the two runs share the release's namespace
     keep, stale = (
-        desired(release, "keep", instance=instance),
-        desired(release, "stale", instance=instance),
+        desired(release, f"keep-{run}", instance=instance),
+        desired(release, f"stale-{run}", instance=instance),
     )
     assert [r.outcome for r in writer.write([keep, stale])] == [Outcome.CREATED] * 2
-    renewed = desired(release, "keep", serial=2, instance=instance)
+    renewed = desired(release, f"keep-{run}", serial=2, instance=instance)
     assert writer.write_one(renewed).outcome is Outcome.UPDATED
 
     # A secret tbot wrote under the same name (TELEPORT.md section 9) is adopted.
-    tbot = desired(release, "from-tbot", instance=instance)
+    tbot = desired(release, f"from-tbot-{run}", instance=instance)
     body = tbot.apply_body()
     body["metadata"]["labels"] = {"argocd.argoproj.io/secret-type": "cluster"}
     body["metadata"]["annotations"] = {
         "teleport.dev/bot-name": "argocd",
-        "teleport.dev/kubernetes-cluster-name": "from-tbot",
+        "teleport.dev/kubernetes-cluster-name": f"from-tbot-{run}",
         "teleport.dev/teleport-cluster-name": "root",
         "teleport.dev/updated": "2026-11-22T12:00:00Z",
         "teleport.dev/tbot-version": "18.0.0",
@@ -229,7 +241,10 @@ def test_agent_writes_adopts_tbot_secrets_and_prunes_under_the_policy(
     pruned = writer.prune(
         release, _owner(release), {keep.cluster_hash, tbot.cluster_hash}, listing_complete=True
     )
-    assert (pruned.error, pruned.deleted) == ("", (stale.name,))
+    # The other parametrized run's secrets share this owner, so they may go too.
+    assert pruned.error == ""
+    assert stale.name in pruned.deleted
+    assert not {keep.name, tbot.name} & set(pruned.deleted)
     names = {s.metadata.name for s in admin.list_namespaced_secret(release).items}
     assert {keep.name, tbot.name, "argocd-secret"} <= names
     assert stale.name not in names

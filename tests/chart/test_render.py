@@ -176,7 +176,10 @@ def test_config_has_exactly_the_contract_keys(rendered_ci, name):
         "instance",
         "diag_addr",
         "services",
+        # The chart's admission policy is on by default, and the agent is told so.
+        "admission_policy",
     } | ({"rotation_window"} if name == "full-options" else set())
+    assert config["admission_policy"] is True
     assert config["version"] == "v2"
     assert config["instance"] == "argocd/rel"
     service = config["services"][0]
@@ -592,6 +595,8 @@ def test_admission_policy_can_be_turned_off(helm: Helm):
     rendered = helm.template([GUIDE, {"admissionPolicy": {"enabled": False}}])
     assert not rendered.all("ValidatingAdmissionPolicy")
     assert not rendered.all("ValidatingAdmissionPolicyBinding")
+    # Without the policy the agent must check ownership itself before a first write.
+    assert "admission_policy" not in rendered.config()
 
 
 def test_instance_keeps_the_owner_identity_across_a_release_rename(helm: Helm):
