@@ -69,7 +69,7 @@ def module_dir() -> Path:
     those of the version the binary was built from.
     """
     pins = tool_versions()
-    env = {**os.environ, "GOTOOLCHAIN": pins["ARGOCD_GO_TOOLCHAIN"], "GOFLAGS": "-mod=mod"}
+    env = {**os.environ, "GOTOOLCHAIN": pins["ARGOCD_GO_TOOLCHAIN"]}
     try:
         out = subprocess.run(
             ["go", "mod", "download", "-json", ARGOCD_MODULE],
@@ -553,12 +553,15 @@ class ArgoCD:
             if time.monotonic() > deadline:
                 raise HarnessError(f"Argo CD's CRDs were not established: {names}")
             time.sleep(0.1)
-        with contextlib.suppress(ApiException):
+        try:
             self.create_project(
                 "default",
                 destinations=[{"server": "*", "name": "*", "namespace": "*"}],
                 cluster_resources=[{"group": "*", "kind": "*"}],
             )
+        except ApiException as err:
+            if err.status != 409:
+                raise
 
     @staticmethod
     def _established(ext: k8s.ApiextensionsV1Api, name: str) -> bool:
