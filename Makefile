@@ -31,7 +31,8 @@ PYTEST_ARGS ?=
 
 FORCE:
 
-.PHONY: FORCE test unit lint typecheck pytest tools tool-env venv demo bench clean help image image-size
+.PHONY: FORCE proto test unit lint typecheck pytest tools tool-env venv demo bench clean help image image-size \
+	standin standin-test
 
 help:
 	@sed -n '2,9p' Makefile | sed 's/^# \{0,1\}//'
@@ -71,20 +72,34 @@ lint: venv
 	ruff check agent tests tools/image
 	ruff format --check agent tests tools/image
 	hadolint Dockerfile
+	tools/protogen.sh --check
 
 typecheck: venv
 	mypy
 
 pytest: tools
-	source $(TOOL_ENV) && python -m pytest $(PYTEST_ARGS)
+	source $(TOOL_ENV) && export STANDIN_BIN=$$(tools/install.sh teleport-standin) \
+	  && python -m pytest $(PYTEST_ARGS)
 
-test: lint typecheck pytest
+test: lint typecheck standin-test pytest
+
+# The Teleport stand-in (tests/standin): built into $(TOOLS_CACHE)/standin-<hash of its sources>/
+# by tools/install.sh, so an unchanged tree costs nothing; prints the binary's path.
+standin:
+	@tools/install.sh teleport-standin
+
+# The stand-in's own checks: gofmt, go vet and its Go tests (the protocol rules it enforces).
+standin-test:
+	@unformatted=$$(cd tests/standin && gofmt -l $$(find . -name '*.go' -not -path './pb/*')); \
+	  [ -z "$$unformatted" ] || { echo "gofmt: unformatted files in tests/standin: $$unformatted" >&2; exit 1; }
+	cd tests/standin && go vet ./... && go test ./...
 
 unit: venv
 	python -m pytest -m unit $(PYTEST_ARGS)
 
 demo: tools
-	source $(TOOL_ENV) && python -m tests.harness.demo
+	source $(TOOL_ENV) && export STANDIN_BIN=$$(tools/install.sh teleport-standin) \
+	  && python -m tests.harness.demo
 
 bench: tools
 	source $(TOOL_ENV) && python -m tests.bench
@@ -101,6 +116,10 @@ image: $(UV)
 # Uncompressed size of the image in bytes.
 image-size: image
 	@CACHE_DIR=$(CACHE) IMAGE_REPOSITORY=$(IMAGE_REPOSITORY) tools/image-size.sh
+
+# Regenerates the Python (agent) and Go (Teleport stand-in) code from agent/teleport/proto/*.proto.
+proto: venv
+	tools/protogen.sh
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache build

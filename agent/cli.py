@@ -1,15 +1,29 @@
-"""Command line entry point: ``teleport-argocd-agent`` (also ``python -m agent``)."""
+"""Command line entry point: ``teleport-argocd-agent`` (also ``python -m agent``).
+
+Commands: ``validate``, ``start`` (the daemon; ``--oneshot`` for one cycle), ``plan`` (what
+would be written, nothing is) and ``check`` (is everything in place, including every secret's
+credential). Exit codes: 0 success; 1 a cycle or check incomplete (a cluster not written, a
+secret whose credential fails); 2 invalid configuration; 3 Teleport refused or could not be
+reached (the message says which and what to do); 4 the Kubernetes API could not be used.
+"""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 from collections.abc import Sequence
+from typing import Literal
 
 from agent import __version__
 from agent.config import AgentConfig, ConfigError, format_duration, load_config
+from agent.logs import configure_logging, logger
 
+EXIT_OK = 0
+EXIT_INCOMPLETE = 1
 EXIT_CONFIG = 2
+EXIT_TELEPORT = 3
+EXIT_KUBERNETES = 4
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +39,30 @@ def build_parser() -> argparse.ArgumentParser:
         description="Validate the config file; exit 2 with one line per problem if it is invalid.",
     )
     validate.add_argument("-c", "--config", required=True, help="path of the agent config file")
+    start = commands.add_parser(
+        "start",
+        help="run the agent: join Teleport and keep the Argo CD cluster secrets current",
+        description="Run the daemon (or one cycle with --oneshot).",
+    )
+    start.add_argument(
+        "--oneshot",
+        action="store_true",
+        help="one full cycle, then exit: 0 only if every selected cluster was written",
+    )
+    plan = commands.add_parser(
+        "plan",
+        help="show what would be created, updated and pruned; writes nothing",
+        description="Join, list clusters and compare with the live secrets; no writes.",
+    )
+    check = commands.add_parser(
+        "check",
+        help="check config, proxy, join, listing and every secret's credential",
+        description="A table of checks; exits non-zero if any fails.",
+    )
+    for command in (start, plan, check):
+        command.add_argument("-c", "--config", required=True, help="path of the agent config file")
+        command.add_argument("--log-format", choices=["text", "json"], default="text")
+        command.add_argument("--log-level", default="", help="debug, info (default), warning")
     return parser
 
 
@@ -56,13 +94,30 @@ def describe(config: AgentConfig) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_OK
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
     if args.command == "validate":
-        try:
-            config = load_config(args.config)
-        except ConfigError as exc:
-            print(exc, file=sys.stderr)
-            return EXIT_CONFIG
         print(describe(config))
-        return 0
-    parser.print_help()
-    return 0
+        return EXIT_OK
+    fmt: Literal["text", "json"] = args.log_format
+    configure_logging(args.log_level or ("debug" if config.debug else "info"), fmt)
+    for warning in config.warnings():
+        logger.warning(warning)
+    # The Teleport and Kubernetes clients load only for the commands that use them.
+    from agent import commands  # noqa: PLC0415
+
+    try:
+        if args.command == "start":
+            return commands.start(config, oneshot=args.oneshot)
+        if args.command == "plan":
+            return commands.plan(config, now=dt.datetime.now(dt.UTC))
+        return commands.check(config)
+    except commands.KubernetesUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_KUBERNETES

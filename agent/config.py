@@ -42,8 +42,10 @@ __all__ = [
     "ConfigError",
     "Onboarding",
     "Selector",
+    "default_rotation_window",
     "format_duration",
     "load_config",
+    "max_rotation_window",
     "parse_config",
     "parse_duration",
 ]
@@ -164,6 +166,9 @@ class Selector(_Strict):
     name: str | None = None
     # Every key must be present on the cluster with exactly this value.
     labels: dict[str, str] | None = None
+    # tbot compatibility: accepted so a tbot block works verbatim, ignored (Argo CD has no
+    # default namespace per cluster); ``AgentConfig.warnings`` reports it.
+    default_namespace: str | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Selector:
@@ -360,10 +365,18 @@ class AgentConfig(BaseSettings):
     proxy_server: str | None = None
     # Teleport Auth Service address host:port (direct, usually :3025).
     auth_server: str | None = None
+    # PEM file of a private CA that signs the proxy's web certificate, trusted in addition
+    # to the system's CAs. TLS verification is never skipped. Default: system trust only.
+    proxy_ca_path: str = ""
     onboarding: Onboarding
     # Lifetime of issued credentials and how often they are renewed. Default: 1h / 20m.
     credential_ttl: Duration = timedelta(hours=1)
     renewal_interval: Duration = timedelta(minutes=20)
+    # After a renewal, existing secrets get the new credential spread evenly over this window,
+    # so Argo CD rebuilds one cluster cache at a time instead of all at once; 0s writes them
+    # all at once. Default: a quarter of the shorter of renewal_interval and
+    # credential_ttl - renewal_interval (5m with the default 1h / 20m).
+    rotation_window: Duration | None = None
     # Where the bot identity lives: memory (kubernetes join) or a Secret (token join).
     storage: Storage = Field(default_factory=lambda: MemoryStorage(type="memory"))
     # host:port for /livez, /readyz and /metrics. Default: disabled.
@@ -423,6 +436,7 @@ class AgentConfig(BaseSettings):
                 "teleport.example.com:443) or auth_server (the Auth Service, e.g. auth:3025)"
             )
         _check_lifetime(self.credential_ttl, self.renewal_interval)
+        self._check_rotation_window()
         if self.onboarding.join_method == "token" and self.storage.type == "memory":
             raise ValueError(
                 "onboarding.join_method 'token' needs storage type kubernetes_secret: a join "
@@ -438,6 +452,47 @@ class AgentConfig(BaseSettings):
             raise ValueError("services must have unique names")
         return self
 
+    def rotation_window_for(self, ttl: timedelta, interval: timedelta) -> timedelta:
+        """The rotation window of a credential with this lifetime and renewal interval."""
+        if self.rotation_window is not None:
+            return self.rotation_window
+        return default_rotation_window(ttl, interval)
+
+    def _check_rotation_window(self) -> None:
+        window = self.rotation_window
+        if window is None:
+            return
+        if window < timedelta(0):
+            raise ValueError("rotation_window must not be negative (0s writes all at once)")
+        lifetimes = {(self.credential_ttl, self.renewal_interval)} | {
+            (s.credential_ttl, s.renewal_interval)
+            for s in self.services
+            if s.credential_ttl is not None and s.renewal_interval is not None
+        }
+        for ttl, interval in sorted(lifetimes):
+            limit = max_rotation_window(ttl, interval)
+            if window > limit:
+                raise ValueError(
+                    f"rotation_window ({format_duration(window)}) must be at most "
+                    f"{format_duration(limit)} with credential_ttl {format_duration(ttl)} and "
+                    f"renewal_interval {format_duration(interval)}: half of the shorter of "
+                    "renewal_interval and credential_ttl - renewal_interval, so the last secret "
+                    "gets its new credential long before its old one expires and before the "
+                    "next renewal starts. Shorten rotation_window or lengthen credential_ttl"
+                )
+
+    def warnings(self) -> list[str]:
+        """Accepted settings that do nothing here, for a warning at start."""
+        out = []
+        for index, service in enumerate(self.services):
+            for number, selector in enumerate(service.selectors):
+                if selector.default_namespace is not None:
+                    out.append(
+                        f"services[{index}].selectors[{number}].default_namespace is ignored: "
+                        "it is a tbot setting without meaning for Argo CD cluster secrets"
+                    )
+        return out
+
     def resolved_instance(self) -> str:
         return (
             self.instance or f"{os.environ.get('POD_NAMESPACE') or 'default'}/teleport-argocd-agent"
@@ -445,6 +500,16 @@ class AgentConfig(BaseSettings):
 
     def service_name(self, index: int) -> str:
         return self.services[index].name or "argo-cd"
+
+
+def max_rotation_window(ttl: timedelta, interval: timedelta) -> timedelta:
+    """The longest rotation window that leaves the old credential half its spare life."""
+    return min(interval, ttl - interval) / 2
+
+
+def default_rotation_window(ttl: timedelta, interval: timedelta) -> timedelta:
+    """Half the longest allowed window: the spread without cutting the margin close."""
+    return max_rotation_window(ttl, interval) / 2
 
 
 # -- loading ----------------------------------------------------------------------------------

@@ -48,10 +48,17 @@ class Metrics:
         )
         self.credential_expiry = Gauge(
             f"{_NS}_credential_expiry_seconds",
-            "Seconds until the newest written credential expires (negative once expired).",
+            "Seconds until the oldest credential still in any secret expires (negative once "
+            "expired).",
             registry=self.registry,
         )
         self.credential_expiry.set_function(self._seconds_left)
+        self.rotation_pending = Gauge(
+            f"{_NS}_rotation_pending_secrets",
+            "Secrets still holding an older valid credential, waiting for their slot in the "
+            "rotation window.",
+            registry=self.registry,
+        )
         self.last_success = Gauge(
             f"{_NS}_last_successful_sync_timestamp_seconds",
             "Unix time of the last sync that wrote every selected cluster.",

@@ -222,6 +222,26 @@ class SecretWriter:
         body = secret.apply_body()
         return self._call("PATCH", path, query, body, APPLY_CONTENT_TYPE, should_stop=should_stop)
 
+    def current(self, namespace: str, name: str, field_manager: str) -> dict[str, Any] | None:
+        """The live secret or None, read with a dry-run no-op merge patch.
+
+        The agent has no ``get`` on secrets; a PATCH answer carries the whole object, and the
+        admission policy limits such reads to the agent's own secrets. Used by plan and check.
+        """
+        try:
+            _, body = self._call(
+                "PATCH",
+                f"/api/v1/namespaces/{namespace}/secrets/{name}",
+                [("dryRun", "All"), ("fieldManager", field_manager)],
+                {},
+                "application/merge-patch+json",
+            )
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return body
+
     # -- prune ----------------------------------------------------------------------------
 
     def prune(

@@ -4,12 +4,15 @@ One loop on the main thread asks the pure schedule functions what is due, does i
 on an event that signal handlers can set:
 
 * renewal (every ``renewal_interval``, with jitter; at once when a credential is behind its
-  schedule) issues a fresh credential and rewrites every secret of the services that use it;
+  schedule) issues a fresh credential; secrets that do not hold a valid credential get it at
+  once, the others one by one, spread evenly over ``rotation_window`` (every credential change
+  makes Argo CD rebuild that cluster's cache: spread out, the rebuilds never pile up);
 * discovery (every ``discovery_interval``) lists the clusters again and writes secrets only for
   clusters that are new, or whose last write failed, with the credential already held — so a new
   cluster reaches Argo CD within seconds, not at the next renewal;
-* SIGUSR1 makes both due now; SIGTERM/SIGINT stop the loop: writes in flight finish, the rest are
-  skipped, so no secret is ever half-written.
+* SIGUSR1 makes both due now and writes every secret at once; SIGTERM/SIGINT stop the loop:
+  writes in flight finish, the rest are skipped (they keep their older, still valid
+  credential), so no secret is ever half-written.
 
 Services with their own ``credential_ttl``/``renewal_interval`` get a credential of their own;
 all others share one. Teleport is reached through a ``TeleportSource``. A failure there is retried
@@ -34,8 +37,16 @@ from agent.diagnostics import DiagnosticsServer, Metrics
 from agent.kube import SecretWriter
 from agent.logs import logger
 from agent.plan import CyclePlan, plan_cycle
-from agent.schedule import Readiness, next_renewal, readiness, retry_delay
+from agent.schedule import (
+    Readiness,
+    next_renewal,
+    oldest_held,
+    readiness,
+    retry_delay,
+    rotation_offsets,
+)
 from agent.sync import apply_plan
+from agent.teleport.errors import TeleportError
 from agent.teleport.identity import Credential
 from agent.teleport.inventory import KubeCluster
 from agent.teleport.webapi import ProxySettings
@@ -47,16 +58,11 @@ __all__ = ["Runtime", "TeleportError", "TeleportSource", "serve"]
 MAX_SLEEP = dt.timedelta(seconds=5)
 RETRY_FIRST = dt.timedelta(seconds=1)
 RETRY_CAP = dt.timedelta(minutes=1)
+# Rewrites spread over a rotation window are done in batches at most this often: each batch
+# renders the service's plan again, which should not happen many times a second.
+ROTATION_TICK = 1.0
 
 SecretKey = tuple[str, str]  # (namespace, name)
-
-
-class TeleportError(Exception):
-    """A request to Teleport failed; ``operation`` names it for logs and metrics."""
-
-    def __init__(self, operation: str, message: str) -> None:
-        super().__init__(f"{operation}: {message}")
-        self.operation = operation
 
 
 class TeleportSource(Protocol):
@@ -82,6 +88,7 @@ class _Group:
     services: tuple[int, ...]
     ttl: dt.timedelta
     interval: dt.timedelta
+    window: dt.timedelta = dt.timedelta(0)
     credential: Credential | None = None
     # When to renew next, by the wall clock and by the monotonic clock, whichever comes first:
     # the wall clock catches a suspended machine, the monotonic one a clock set backwards.
@@ -92,15 +99,24 @@ class _Group:
     effective_interval: dt.timedelta | None = None
     # Secrets that hold the current credential; cleared at every renewal.
     written: set[SecretKey] = field(default_factory=set)
+    # The expiry of the credential each secret written by this process holds.
+    held: dict[SecretKey, dt.datetime] = field(default_factory=dict)
+    # Secrets waiting for their slot in the rotation window: monotonic time they are due.
+    pending: dict[SecretKey, float] = field(default_factory=dict)
     # Secrets the last plan wanted, to notice clusters that dropped out between renewals.
     desired: frozenset[SecretKey] = frozenset()
-    # Expiry of the newest credential written to this group's secrets.
-    written_expires: dt.datetime | None = None
     selector_problems: dict[str, dict[str, str]] = field(default_factory=dict)
     failed_writes: dict[str, int] = field(default_factory=dict)
 
     def due(self, now: dt.datetime, mono: float) -> bool:
         return self.due_wall is None or now >= self.due_wall or mono >= self.due_mono
+
+    def rotation_due(self, mono: float) -> bool:
+        return any(due <= mono for due in self.pending.values())
+
+    def oldest_expiry(self) -> dt.datetime | None:
+        """Expiry of the oldest credential still in any secret this group wants."""
+        return oldest_held(v for k, v in self.held.items() if k in self.desired)
 
 
 def credential_groups(config: AgentConfig) -> list[_Group]:
@@ -110,7 +126,10 @@ def credential_groups(config: AgentConfig) -> list[_Group]:
         ttl = service.credential_ttl or config.credential_ttl
         interval = service.renewal_interval or config.renewal_interval
         groups.setdefault((ttl, interval), []).append(index)
-    return [_Group(tuple(ix), ttl, interval) for (ttl, interval), ix in groups.items()]
+    return [
+        _Group(tuple(ix), ttl, interval, config.rotation_window_for(ttl, interval))
+        for (ttl, interval), ix in groups.items()
+    ]
 
 
 def _utcnow() -> dt.datetime:
@@ -143,6 +162,7 @@ class Runtime:
         self._groups = credential_groups(config)
         self._discovery_interval = min(s.discovery_interval for s in config.services)
         self._next_discovery: float | None = None  # monotonic
+        self._last_rotation = -ROTATION_TICK  # monotonic
         self._proxy: ProxySettings | None = None
         self._clusters: list[KubeCluster] | None = None  # the last good listing
         self._listing_failed = False
@@ -200,6 +220,12 @@ class Runtime:
         now, mono = self._clock(), self._mono()
         due = [g for g in self._groups if forced or g.due(now, mono)]
         if not due and self._next_discovery is not None and mono < self._next_discovery:
+            # Between discoveries only rewrites whose slot in a rotation window came up.
+            if mono - self._last_rotation >= ROTATION_TICK:
+                for group in self._groups:
+                    if group.rotation_due(mono) and not self.stop_event.is_set():
+                        self._last_rotation = mono
+                        self._sync(group, full=False)
             return
         self._next_discovery = mono + self._discovery_interval.total_seconds()
         self._discover(refresh_proxy=bool(due))
@@ -207,7 +233,7 @@ class Runtime:
         for group in self._groups:
             if self.stop_event.is_set():
                 return
-            self._sync(group, full=group in renewed)
+            self._sync(group, full=group in renewed, spread=not forced)
 
     def _sleep_seconds(self) -> float:
         now, mono = self._clock(), self._mono()
@@ -215,6 +241,10 @@ class Runtime:
         if self._next_discovery is not None:
             deadlines.append(self._next_discovery - mono)
         for group in self._groups:
+            if group.pending:
+                deadlines.append(
+                    max(min(group.pending.values()), self._last_rotation + ROTATION_TICK) - mono
+                )
             if group.due_wall is not None:
                 deadlines.append((group.due_wall - now).total_seconds())
                 deadlines.append(group.due_mono - mono)
@@ -282,7 +312,7 @@ class Runtime:
 
     # -- secrets --------------------------------------------------------------------------
 
-    def _sync(self, group: _Group, *, full: bool) -> None:
+    def _sync(self, group: _Group, *, full: bool, spread: bool = True) -> None:
         credential, clusters, proxy = group.credential, self._clusters, self._proxy
         if credential is None or clusters is None or proxy is None:
             return  # nothing to write with yet; the reason was logged when it failed
@@ -304,9 +334,21 @@ class Runtime:
             listing_complete=not self._listing_failed,
         )
         desired = frozenset((s.namespace, s.name) for s in plan.secrets)
-        work = plan
-        if not full:
-            work = _only_new(plan, group.written, prune=bool(group.desired - desired))
+        mono = self._mono()
+        if full:
+            # Secrets still holding a valid older credential wait for their slot in the
+            # rotation window; the others (new clusters, failed writes, the first cycle of
+            # this process, which cannot read what the secrets hold) are written now.
+            window = group.window if spread else dt.timedelta(0)
+            holding = {k: v for k, v in group.held.items() if k in desired and v > now}
+            offsets = rotation_offsets(holding, now=now, window=window) if window else {}
+            group.pending = {
+                k: mono + offset.total_seconds() for k, offset in offsets.items() if offset
+            }
+            work = _only_new(plan, set(group.pending), prune=True)
+        else:
+            waiting = {k for k, due in group.pending.items() if due > mono}
+            work = _only_new(plan, group.written | waiting, prune=bool(group.desired - desired))
             if not work.secrets and not any(s.prune for s in work.services):
                 self._record(group, plan)
                 return
@@ -314,16 +356,17 @@ class Runtime:
         for service in report.services:
             for result in service.writes:
                 key = (result.namespace, result.name)
+                group.pending.pop(key, None)
                 if result.ok:
                     group.written.add(key)
+                    group.held[key] = credential.expires
                 else:
                     group.written.discard(key)
-        if full and (group.written or not desired):
-            group.written_expires = credential.expires
-            expiries = [g.written_expires for g in self._groups]
-            if all(e is not None for e in expiries):
-                self.metrics.credential_written(min(e for e in expiries if e is not None))
         self._record(group, plan)
+        expiries = [g.oldest_expiry() for g in self._groups]
+        if all(e is not None for e in expiries):
+            self.metrics.credential_written(min(e for e in expiries if e is not None))
+        self.metrics.rotation_pending.set(sum(len(g.pending) for g in self._groups))
         logger.bind(services=self._names(group)).info(
             "sync {}",
             "finished" if report.complete else "finished with failures",
@@ -336,9 +379,16 @@ class Runtime:
         """Remember what the full plan wanted and what is still missing, for readiness."""
         with self._lock:
             group.desired = frozenset((s.namespace, s.name) for s in plan.secrets)
+            group.held = {k: v for k, v in group.held.items() if k in group.desired}
+            group.pending = {k: v for k, v in group.pending.items() if k in group.desired}
             for service in plan.services:
                 group.selector_problems[service.name] = dict(service.selector_problems)
-                missing = sum((s.namespace, s.name) not in group.written for s in service.secrets)
+                # A secret waiting for its rotation slot holds a valid credential: not missing.
+                missing = sum(
+                    (s.namespace, s.name) not in group.written
+                    and (s.namespace, s.name) not in group.pending
+                    for s in service.secrets
+                )
                 group.failed_writes[service.name] = (
                     missing + len(service.render_errors) + len(service.duplicates)
                 )
@@ -352,8 +402,8 @@ class Runtime:
     # -- readiness ------------------------------------------------------------------------
 
     def readiness(self) -> Readiness:
-        """Ready when every credential group's secrets hold a credential that outlives one
-        more renewal interval, every selector matched and every selected cluster was written."""
+        """Ready when the oldest credential in any secret outlives one more renewal interval,
+        every selector matched and every selected cluster was written."""
         now = self._clock()
         reasons: list[str] = []
         with self._lock:
@@ -362,7 +412,7 @@ class Runtime:
             for group in self._groups:
                 state = readiness(
                     now=now,
-                    credential_expires=group.written_expires,
+                    credential_expires=group.oldest_expiry(),
                     renewal_interval=group.effective_interval or group.interval,
                     selector_problems=group.selector_problems,
                     failed_writes=group.failed_writes,
@@ -371,14 +421,14 @@ class Runtime:
         return Readiness(not reasons, tuple(reasons))
 
 
-def _only_new(plan: CyclePlan, written: set[SecretKey], *, prune: bool) -> CyclePlan:
-    """The part of a plan that a discovery must do: secrets that do not hold the current
-    credential yet, and the prune only when a cluster dropped out."""
+def _only_new(plan: CyclePlan, skip: set[SecretKey], *, prune: bool) -> CyclePlan:
+    """The part of a plan to do now: every secret but those in ``skip`` (already written with
+    the current credential, or waiting for their rotation slot), and the prune if asked."""
     return CyclePlan(
         tuple(
             replace(
                 service,
-                secrets=tuple(s for s in service.secrets if (s.namespace, s.name) not in written),
+                secrets=tuple(s for s in service.secrets if (s.namespace, s.name) not in skip),
                 prune=service.prune if prune else None,
             )
             for service in plan.services

@@ -7,11 +7,20 @@ clock injected, so every rule is tested without sleeping. Purely computational, 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import random
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-__all__ = ["Readiness", "next_discovery", "next_renewal", "readiness", "retry_delay"]
+__all__ = [
+    "Readiness",
+    "next_discovery",
+    "next_renewal",
+    "oldest_held",
+    "readiness",
+    "retry_delay",
+    "rotation_offsets",
+]
 
 # Renew early by up to this fraction of the interval, so several agents started together
 # spread their load on Teleport instead of renewing in lockstep.
@@ -69,6 +78,42 @@ def retry_delay(
     ceiling = min(cap, first * (1 << min(failures - 1, 32)))
     factor: float = (rng or random).uniform(0.5, 1.0)
     return ceiling * factor
+
+
+SecretKey = tuple[str, str]  # (namespace, name)
+
+
+def rotation_offsets(
+    held: Mapping[SecretKey, dt.datetime],
+    *,
+    now: dt.datetime,
+    window: dt.timedelta,
+) -> dict[SecretKey, dt.timedelta]:
+    """When, after a renewal, each secret that still holds a valid older credential gets the
+    new one: spread evenly over ``window``.
+
+    Every credential change makes Argo CD drop and rebuild that cluster's cache, so rewriting
+    all secrets at once is a burst of rebuilds; spread over the window the same work arrives a
+    little at a time. The order is by a hash of the secret's name, so a cluster lands at about
+    the same offset every renewal and Argo CD's own relist timers stay spread as well. A secret
+    whose old credential would not outlive its slot (Teleport granted a shorter life than
+    configured) moves forward to half of the life it has left.
+
+    ``held`` maps (namespace, name) to the expiry of the credential each secret holds now.
+    """
+    order = sorted(held, key=lambda key: hashlib.sha256("/".join(key).encode()).digest())
+    count = len(order)
+    offsets: dict[SecretKey, dt.timedelta] = {}
+    for index, key in enumerate(order):
+        slot = window * index / count
+        left = held[key] - now
+        offsets[key] = max(dt.timedelta(0), min(slot, left / 2))
+    return offsets
+
+
+def oldest_held(held: Iterable[dt.datetime]) -> dt.datetime | None:
+    """The expiry of the oldest credential still in any secret (None when none was written)."""
+    return min(held, default=None)
 
 
 @dataclass(frozen=True)

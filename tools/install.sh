@@ -2,7 +2,7 @@
 # Installs one external tool into the versioned cache and prints its path.
 #
 #   tools/install.sh NAME        NAME: kube-apiserver kubectl helm ct etcd argocd redis-server
-#                                      buildah mmdebstrap
+#                                      buildah mmdebstrap teleport-standin
 #
 # A tool already on PATH at the pinned version is used as it is; otherwise it is
 # built from its Go module with the machine's Go toolchain (there is no way to
@@ -125,6 +125,19 @@ case "$name" in
         || kill "$(cat /run/redis/redis-server.pid)") 2>/dev/null || true
     fi
     command -v redis-server
+    ;;
+  teleport-standin)
+    # The test stand-in for Teleport (tests/standin), cached by a hash of its sources: an edit
+    # rebuilds it into a new directory, an unchanged tree costs one hash.
+    src="$here/../tests/standin"
+    hash=$(cd "$src" && find . -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) -print0 \
+      | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
+    dir="$cache/standin-$hash"
+    if [ ! -x "$dir/teleport-standin" ]; then
+      with_lock
+      [ -x "$dir/teleport-standin" ] || go_build "$src" "$dir" ./cmd/teleport-standin
+    fi
+    echo "$dir/teleport-standin"
     ;;
   buildah)
     command -v buildah >/dev/null 2>&1 || { with_lock; apt_install "$BUILDAH_DEBIAN_PACKAGE"; }

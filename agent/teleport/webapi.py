@@ -1,17 +1,42 @@
-"""The Teleport proxy's public web API: ``/webapi/find`` and the bot join messages.
+"""The Teleport proxy's public web API (TELEPORT.md §2): find, the bot join, the Host CA.
 
-Only the message formats live here so far (pure functions): the HTTP calls come with the
-Teleport client, which needs a real Teleport to be proven against.
+JSON over HTTPS with the standard library. TLS verification is always on: the system trust
+store, plus the PEM file of ``proxy_ca_path`` for a proxy whose web certificate comes from a
+private CA. There is no option to skip verification. Message formats are pure functions;
+``WebClient`` does the I/O and maps every failure to ``agent.teleport.errors``.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import http.client
+import json
+import socket
+import ssl
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["IssuedCerts", "ProxySettings", "parse_certs", "parse_find_response", "register_request"]
+from agent.teleport.errors import (
+    JoinRejected,
+    ProxyUnreachable,
+    TeleportError,
+    TeleportUnavailable,
+    UntrustedCertificate,
+    WrongAddress,
+)
+from agent.teleport.identity import split_pem_certificates
+
+__all__ = [
+    "IssuedCerts",
+    "ProxySettings",
+    "WebClient",
+    "parse_certs",
+    "parse_find_response",
+    "register_request",
+    "split_address",
+    "web_ssl_context",
+]
 
 
 @dataclass(frozen=True)
@@ -109,3 +134,150 @@ def parse_certs(payload: dict[str, Any]) -> IssuedCerts:
             decode(c, "ssh_ca_certs entry") for c in payload.get("ssh_ca_certs") or []
         ),
     )
+
+
+# -- the HTTP client ------------------------------------------------------------------------
+
+
+def split_address(addr: str, default_port: int = 443) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port``) into its parts."""
+    host, sep, port = addr.rpartition(":")
+    if not sep or "]" in port:
+        host, port = addr, str(default_port)
+    return host.strip("[]"), int(port)
+
+
+def web_ssl_context(ca_path: str | None = None) -> ssl.SSLContext:
+    """System trust plus an optional private CA; hostname checks and verification always on."""
+    ctx = ssl.create_default_context()
+    if ca_path:
+        try:
+            ctx.load_verify_locations(cafile=ca_path)
+        except (OSError, ssl.SSLError) as exc:
+            raise UntrustedCertificate(
+                "load CA", f"cannot read proxy_ca_path {ca_path}: {exc}; it must be a PEM file"
+            ) from None
+    # Anything but the auth ALPN value reaches the web API on a TLS-routing proxy.
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+def _error_message(raw: bytes) -> str:
+    """The message of a Teleport JSON error body (``{"error": {"message": ...}}`` or flat)."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return raw.decode("utf-8", "replace").strip()[:300]
+    if isinstance(data, dict):
+        error = data.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+        for key in ("message", "error"):
+            if isinstance(data.get(key), str):
+                return str(data[key])
+    return str(data)[:300]
+
+
+class WebClient:
+    """Calls to the proxy's web API at ``addr`` (host:port)."""
+
+    def __init__(self, addr: str, *, ca_path: str | None = None, timeout: float = 15.0) -> None:
+        self.addr = addr
+        self._host, self._port = split_address(addr)
+        self._ca_path = ca_path
+        self._timeout = timeout
+
+    def find(self) -> ProxySettings:
+        status, body = self._request("GET", "/webapi/find", operation="ping")
+        if status != 200:
+            raise WrongAddress(
+                "ping",
+                f"{self.addr} answered /webapi/find with HTTP {status}: it is not a Teleport "
+                "proxy. Check proxy_server (the proxy's public web address, e.g. "
+                "teleport.example.com:443)",
+            )
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict) or "proxy" not in payload:
+            raise WrongAddress(
+                "ping", f"{self.addr} did not answer like a Teleport proxy; check proxy_server"
+            )
+        return parse_find_response(payload, dialed_addr=self.addr)
+
+    def register(self, body: dict[str, Any]) -> IssuedCerts:
+        """``POST /webapi/host/credentials``: a join that always starts a new bot instance."""
+        status, raw = self._request(
+            "POST", "/webapi/host/credentials", operation="join", body=json.dumps(body).encode()
+        )
+        if status == 200:
+            try:
+                return parse_certs(json.loads(raw))
+            except ValueError as exc:
+                raise WrongAddress(
+                    "join", f"unexpected join answer from {self.addr}: {exc}"
+                ) from None
+        message = _error_message(raw)
+        # Teleport answers a JWT that fails validation with 500 (an untyped error), so a 500
+        # here is a rejection too; only the statuses of an overloaded proxy are retryable.
+        if status in (400, 401, 403, 404, 500):
+            raise JoinRejected(
+                "join",
+                f"Teleport rejected the join: {message}. Check onboarding.token, the token's "
+                "bot_name and join_method, and (kubernetes) its allow rules and JWKS",
+            )
+        if status in (429, 502, 503, 504):
+            raise TeleportUnavailable("join", f"Teleport is busy or unavailable: {message}")
+        raise TeleportError("join", f"HTTP {status}: {message}")
+
+    def host_ca(self) -> tuple[bytes, ...]:
+        """The Host CA certificates (PEM) that sign the Auth Service's certificate."""
+        status, raw = self._request(
+            "GET", "/webapi/auth/export?type=tls-host", operation="export host CA"
+        )
+        certs = split_pem_certificates(raw) if status == 200 else ()
+        if not certs:
+            raise WrongAddress(
+                "export host CA", f"{self.addr} did not return the Host CA (HTTP {status})"
+            )
+        return certs
+
+    def _request(
+        self, method: str, path: str, *, operation: str, body: bytes | None = None
+    ) -> tuple[int, bytes]:
+        conn = http.client.HTTPSConnection(
+            self._host, self._port, timeout=self._timeout, context=web_ssl_context(self._ca_path)
+        )
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            response = conn.getresponse()
+            return response.status, response.read()
+        except ssl.SSLCertVerificationError as exc:
+            raise UntrustedCertificate(
+                operation,
+                f"the certificate of {self.addr} is not trusted ({exc.verify_message}). If "
+                "the proxy uses a private CA, set proxy_ca_path (chart value "
+                "teleportProxyCA) to that CA's PEM file; verification is never skipped",
+            ) from None
+        except ssl.SSLError as exc:
+            raise WrongAddress(
+                operation,
+                f"TLS with {self.addr} failed ({exc.reason or exc}): is this the proxy's "
+                "HTTPS address? Check proxy_server",
+            ) from None
+        except socket.gaierror as exc:
+            raise ProxyUnreachable(
+                operation, f"cannot resolve {self._host} ({exc.strerror}); check proxy_server"
+            ) from None
+        except (OSError, http.client.HTTPException) as exc:
+            raise ProxyUnreachable(
+                operation,
+                f"cannot reach {self.addr} ({getattr(exc, 'strerror', None) or exc!r}); check "
+                "proxy_server and that the proxy is up",
+            ) from None
+        finally:
+            conn.close()

@@ -142,8 +142,15 @@ onboarding:
 {{- else }}
   token: {{ .Values.token | toJson }}
 {{- end }}
+{{- if .Values.teleportProxyCA.configMapName }}
+# The proxy's web certificate comes from a private CA (mounted from its ConfigMap).
+proxy_ca_path: {{ printf "%s/proxy-ca/ca.crt" (include "teleport-argocd-agent.configDir" .) | toJson }}
+{{- end }}
 credential_ttl: {{ .Values.credentialTTL | toJson }}
 renewal_interval: {{ .Values.renewalInterval | toJson }}
+{{- with .Values.argocd.rotationWindow }}
+rotation_window: {{ . | toJson }}
+{{- end }}
 {{- if eq .Values.joinMethod "token" }}
 # The join token works once, so the renewable identity must survive restarts.
 storage:

@@ -110,7 +110,7 @@ def test_guide_values_install_then_upgrade_after_a_chart_version_bump(
 
     bumped = tmp_path / "chart"
     shutil.copytree(chart, bumped)
-    _edit(bumped / "Chart.yaml", "\nversion: 0.1.0\n", "\nversion: 0.1.1\n")
+    _edit(bumped / "Chart.yaml", "\nversion: 0.2.0\n", "\nversion: 0.2.1\n")
     out = kube_helm.run(
         "upgrade", RELEASE, str(bumped), "--namespace", ns, "--values", str(GUIDE)
     ).stdout
@@ -118,11 +118,11 @@ def test_guide_values_install_then_upgrade_after_a_chart_version_bump(
 
     history = json.loads(kube_helm.run("history", RELEASE, "-n", ns, "-o", "json").stdout)
     assert [(h["chart"], h["status"]) for h in history] == [
-        ("teleport-argocd-agent-0.1.0", "superseded"),
-        ("teleport-argocd-agent-0.1.1", "deployed"),
+        ("teleport-argocd-agent-0.2.0", "superseded"),
+        ("teleport-argocd-agent-0.2.1", "deployed"),
     ]
     after = apps.read_namespaced_deployment(RELEASE, ns)
-    assert after.metadata.labels["helm.sh/chart"] == "teleport-argocd-agent-0.1.1"
+    assert after.metadata.labels["helm.sh/chart"] == "teleport-argocd-agent-0.2.1"
     # Same config, same checksum: the version bump alone does not change what the agent runs with.
     assert (
         after.spec.template.metadata.annotations["checksum/config"]

@@ -22,7 +22,7 @@ STANDARD_LABELS = {
     "app.kubernetes.io/instance": "rel",
     "app.kubernetes.io/managed-by": "Helm",
     "app.kubernetes.io/version": "0.1.0",
-    "helm.sh/chart": "teleport-argocd-agent-0.1.0",
+    "helm.sh/chart": "teleport-argocd-agent-0.2.0",
 }
 
 
@@ -161,7 +161,7 @@ def test_config_has_exactly_the_contract_keys(rendered_ci, name):
         "instance",
         "diag_addr",
         "services",
-    }
+    } | ({"rotation_window"} if name == "full-options" else set())
     assert config["version"] == "v2"
     assert config["instance"] == "argocd/rel"
     service = config["services"][0]
@@ -356,6 +356,7 @@ def test_full_options_render_every_argocd_key(rendered_ci):
     config = rendered_ci["full-options"].config()
     assert config["credential_ttl"] == "2h"
     assert config["renewal_interval"] == "30m"
+    assert config["rotation_window"] == "10m"
     assert config["diag_addr"] == "0.0.0.0:9090"
     assert config["services"] == [
         {

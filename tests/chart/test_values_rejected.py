@@ -118,6 +118,11 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
         {"argocd.discoveryInterval": "30"},
         ["at '/argocd/discoveryInterval': '30' does not match pattern"],
     ),
+    (
+        "rotationWindow-without-unit",
+        {"argocd.rotationWindow": "300"},
+        ["at '/argocd/rotationWindow'"],
+    ),
     ("image-tag-number", {"image.tag": 1.2}, ["at '/image/tag': got number, want string"]),
     (
         "image-pullPolicy-bogus",

@@ -48,12 +48,14 @@ def writer(admin_api, namespace, service_account_client):
     return SecretWriter(service_account_client(namespace, "agent"), retry_attempts=2)
 
 
-def make_config(namespace, **service):
+def make_config(namespace, *, rotation_window="0s", **service):
+    # All at once unless a test is about the rotation window: the assertions stay simple.
     return parse_config(
         {
             "proxy_server": "teleport.example.com:443",
             "onboarding": {"token": "bot"},
             "instance": f"{namespace}/agent",
+            "rotation_window": rotation_window,
             "services": [
                 {
                     "type": "kubernetes/argo-cd",
@@ -264,3 +266,94 @@ def servers(admin_api, namespace):
         for item in k8s.CoreV1Api(admin_api).list_namespaced_secret(namespace).items
         if "server" in (item.data or {})
     ]
+
+
+# -- rolling rotation ---------------------------------------------------------------------
+
+
+def pending(rt):
+    return rt.metrics.registry.get_sample_value("teleport_argocd_agent_rotation_pending_secrets")
+
+
+def expiry_left(rt):
+    return rt.metrics.registry.get_sample_value("teleport_argocd_agent_credential_expiry_seconds")
+
+
+def test_renewal_spreads_rewrites_over_the_rotation_window(admin_api, namespace, writer, clock):
+    names = [f"c{i}" for i in range(6)]
+    source = InventorySource(clock=lambda: clock.now, clusters=prod(*names))
+    rt = runtime(make_config(namespace, rotation_window="60s"), source, writer, clock)
+    rt.step()
+    assert secrets(admin_api, namespace) == dict.fromkeys(names, 1), "first cycle: all at once"
+    assert pending(rt) == 0
+
+    clock.advance(minutes=20)
+    rt.step()
+    assert len(source.issued) == 2
+    # One secret per 10 s slot: the first slot is now, the other five wait.
+    assert sorted(secrets(admin_api, namespace).values()) == [1, 1, 1, 1, 1, 2]
+    assert pending(rt) == 5
+    # Readiness and the expiry metric follow the oldest credential still in a secret.
+    assert expiry_left(rt) == pytest.approx(40 * 60)
+
+    order = []
+    for _ in range(12):
+        clock.advance(seconds=5)
+        rt.step()  # a discovery comes due in between; it must not jump the queue
+        now_held = secrets(admin_api, namespace)
+        order += [n for n, serial in sorted(now_held.items()) if serial == 2 and n not in order]
+        assert len(order) <= 1 + int((clock.mono - 1000.0 - 20 * 60) // 10)
+    assert secrets(admin_api, namespace) == dict.fromkeys(names, 2)
+    assert pending(rt) == 0
+    assert expiry_left(rt) == pytest.approx(60 * 60 - 60)
+    assert (writes(rt, "created"), writes(rt, "updated")) == (6, 6), "each secret once per renewal"
+
+    # The same order at the next renewal: a cluster's rebuild lands at the same offset.
+    clock.advance(minutes=20)
+    rt.step()
+    again = []
+    for _ in range(12):
+        clock.advance(seconds=5)
+        rt.step()
+        again += [
+            n
+            for n, serial in sorted(secrets(admin_api, namespace).items())
+            if serial == 3 and n not in again
+        ]
+    assert again == order
+
+
+def test_new_clusters_and_sigusr1_do_not_wait_for_the_window(admin_api, namespace, writer, clock):
+    source = InventorySource(clock=lambda: clock.now, clusters=prod("a", "b", "c", "d"))
+    rt = runtime(make_config(namespace, rotation_window="10m"), source, writer, clock)
+    rt.step()
+    clock.advance(minutes=20)
+    rt.step()
+    assert sorted(secrets(admin_api, namespace).values()) == [1, 1, 1, 2]
+
+    source.clusters += prod("new")
+    clock.advance(seconds=31)
+    rt.step()
+    assert secrets(admin_api, namespace)["new"] == 2, "a new cluster is written at discovery"
+    assert sorted(secrets(admin_api, namespace).values()) == [1, 1, 1, 2, 2]
+
+    rt.step(forced=True)  # what SIGUSR1 does: renew and write everything now
+    assert secrets(admin_api, namespace) == dict.fromkeys(["a", "b", "c", "d", "new"], 3)
+    assert pending(rt) == 0
+
+
+def test_stopping_in_the_window_leaves_the_rest_with_their_valid_credential(
+    admin_api, namespace, writer, clock
+):
+    source = InventorySource(clock=lambda: clock.now, clusters=prod("a", "b", "c", "d"))
+    rt = runtime(make_config(namespace, rotation_window="2m"), source, writer, clock)
+    rt.step()
+    clock.advance(minutes=20)
+    rt.step()
+    rt.request_stop()
+    clock.advance(minutes=5)
+    rt.step()
+    held = secrets(admin_api, namespace)
+    assert sorted(held.values()) == [1, 1, 1, 2], "nothing written after the stop"
+    # The old credential (1h from START) still has 35 minutes: those secrets keep working.
+    assert rt.readiness().ready

@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 from agent import __version__
-from agent.cli import main
+from agent.cli import build_parser, main
 
 GOOD = """
 proxy_server: teleport.example.com:443
@@ -46,3 +46,16 @@ def test_validate_exits_2_naming_every_bad_field(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "services[0].secret_name_prefix" in err
     assert "services[0].prune" in err
+
+
+def test_start_with_a_bad_config_exits_2(tmp_path, capsys):
+    path = tmp_path / "config.yaml"
+    path.write_text("proxy_server: x:443\n")
+    assert main(["start", "--oneshot", "-c", str(path)]) == 2
+    assert "onboarding: required key is missing" in capsys.readouterr().err
+
+
+def test_plan_and_check_accept_the_same_options():
+    for command in ("start", "plan", "check"):
+        args = build_parser().parse_args([command, "-c", "f", "--log-format", "json"])
+        assert (args.command, args.config, args.log_format) == (command, "f", "json")

@@ -329,3 +329,22 @@ def test_both_services_and_outputs_is_ambiguous():
     cfg["outputs"] = cfg["services"]
     with pytest.raises(ConfigError, match="either 'services' or 'outputs'"):
         parse_config(cfg)
+
+
+def test_a_verbatim_tbot_selector_with_default_namespace_is_accepted_with_a_warning():
+    config = parse_config(
+        {
+            "proxy_server": "teleport.example.com:443",
+            "onboarding": {"token": "t"},
+            "services": [
+                {
+                    "type": "kubernetes/argo-cd",
+                    "selectors": [{"name": "a", "default_namespace": "apps"}],
+                }
+            ],
+        }
+    )
+    assert config.warnings() == [
+        "services[0].selectors[0].default_namespace is ignored: it is a tbot setting without "
+        "meaning for Argo CD cluster secrets"
+    ]

@@ -1,0 +1,328 @@
+"""The Teleport client the daemon uses: the proxy's settings, the bot identity, the output
+credential and the cluster listing (``TeleportSource`` in ``agent/runtime.py``).
+
+Bot identity lifecycle (TELEPORT.md §5):
+
+* ``token`` join: the token works once and the certificates are renewable. Every renewal
+  raises the generation, and presenting an older one locks the bot, so a new identity is
+  saved to storage *before* it is used, and renewal always starts from the newest one. A
+  restarted agent continues from the stored identity.
+* ``kubernetes`` join: the service-account JWT (re-read from ``KUBERNETES_TOKEN_PATH`` at
+  every join) is reusable, certificates are not renewable. While the bot certificate is
+  valid the agent re-joins over the authenticated Auth connection, which keeps the bot
+  instance; after it expired, it joins afresh through the web API (a new instance).
+
+The output identity (§6) impersonates the roles of the bot's role, routed to this cluster and
+to no Kubernetes cluster, so one certificate serves every cluster. Clusters are listed with
+it (§3), because Teleport filters the listing by the caller's roles.
+
+``read_only`` (for ``plan`` and ``check``) never renews a stored identity nor spends a join
+token: a running agent may share the storage, and two renewers would lock the bot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+from agent.config import AgentConfig
+from agent.logs import logger
+from agent.teleport import keys
+from agent.teleport.auth import AuthClient
+from agent.teleport.errors import (
+    IdentityExpired,
+    JoinRejected,
+    RoleNotImpersonable,
+    TeleportError,
+)
+from agent.teleport.identity import BotIdentity, Credential, split_pem_certificates
+from agent.teleport.inventory import KubeCluster
+from agent.teleport.storage import IdentityStore, MemoryStore
+from agent.teleport.webapi import IssuedCerts, ProxySettings, WebClient, register_request
+
+__all__ = ["DEFAULT_KUBERNETES_TOKEN_PATH", "TeleportClient"]
+
+DEFAULT_KUBERNETES_TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+BOT_TTL_CAP = dt.timedelta(hours=24)
+# A bot identity younger than this is not renewed again: several credential groups renewing
+# in one step share one renewal (and one generation).
+RENEW_MIN_AGE = dt.timedelta(seconds=5)
+# The listing credential is reissued when less than this is left.
+LISTING_MARGIN = dt.timedelta(minutes=2)
+# NotBefore is backdated one minute by Teleport (§4): the issue time is NotBefore + 1 min.
+_BACKDATE = dt.timedelta(minutes=1)
+
+T = TypeVar("T")
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class TeleportClient:
+    """Implements ``TeleportSource`` for one agent configuration."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        store: IdentityStore | None = None,
+        read_only: bool = False,
+        clock: Callable[[], dt.datetime] = _utcnow,
+        environ: dict[str, str] | None = None,
+    ) -> None:
+        self._config = config
+        self._store = store or MemoryStore()
+        self._read_only = read_only
+        self._clock = clock
+        self._env = os.environ if environ is None else environ
+        self._via_proxy = config.proxy_server is not None
+        self._addr = config.proxy_server or config.auth_server or ""
+        self._web = WebClient(self._addr, ca_path=config.proxy_ca_path or None)
+        self._proxy: ProxySettings | None = None
+        self._host_ca: tuple[bytes, ...] = ()
+        self._bot: BotIdentity | None = None
+        self._unsaved: BotIdentity | None = None  # issued, not yet persisted: not usable
+        self._loaded = False
+        self._listing: Credential | None = None
+        ttls = [config.credential_ttl] + [
+            s.credential_ttl for s in config.services if s.credential_ttl is not None
+        ]
+        self._bot_ttl = min(max(ttls), BOT_TTL_CAP)
+
+    # -- TeleportSource ---------------------------------------------------------------------
+
+    def proxy_settings(self) -> ProxySettings:
+        if not self._via_proxy:
+            raise TeleportError(
+                "ping",
+                "auth_server is not supported by this agent version: set proxy_server to the "
+                "Teleport proxy's public address",
+            )
+        self._proxy = self._web.find()
+        return self._proxy
+
+    def issue_credential(self, ttl: dt.timedelta) -> Credential:
+        """Join or renew the bot as needed, then issue an output credential for ``ttl``."""
+        bot = self.bot_identity()
+        credential = self._run(lambda: self._issue_output(bot, ttl))
+        self._listing = credential
+        return credential
+
+    def list_clusters(self) -> list[KubeCluster]:
+        now = self._clock()
+        if self._listing is None or self._listing.expires - now < LISTING_MARGIN:
+            bot = self.bot_identity()
+            self._listing = self._run(lambda: self._issue_output(bot, self._config.credential_ttl))
+        credential = self._listing
+        return self._run(lambda: self._list(credential))
+
+    # -- the bot identity -------------------------------------------------------------------
+
+    def bot_identity(self) -> BotIdentity:
+        """The current bot identity: joined, renewed or re-joined as the rules require."""
+        proxy = self._proxy or self.proxy_settings()
+        now = self._clock()
+        if self._unsaved is not None:
+            self._persist(self._unsaved)  # never use an identity that a restart would lose
+        if not self._host_ca and self._via_proxy:
+            self._host_ca = self._web.host_ca()
+        if not self._loaded:
+            self._loaded = True
+            stored = self._store.load()
+            if stored is not None:
+                self._bot = stored
+                logger.bind(**stored.describe()).info(
+                    "bot identity loaded", storage=self._store.describe()
+                )
+        bot = self._bot
+        if bot is not None and bot.cluster_name and bot.cluster_name != proxy.cluster_name:
+            raise TeleportError(
+                "join",
+                f"the stored identity is for the cluster {bot.cluster_name!r}, the proxy serves "
+                f"{proxy.cluster_name!r}; delete {self._store.describe()} or fix proxy_server",
+            )
+        method = self._config.onboarding.join_method
+        if self._read_only:
+            if bot is not None and not bot.expired(now):
+                return bot
+            if method == "token":
+                raise IdentityExpired(
+                    "join",
+                    f"no valid bot identity in {self._store.describe()}: start the agent "
+                    "first (plan and check never spend the one-time join token)",
+                )
+            return self._keep(self._join_web(proxy))
+        # Join again a little before expiry, so no request is made with a dying identity.
+        margin = (
+            min(dt.timedelta(seconds=30), (bot.expires - bot.not_before - _BACKDATE) / 4)
+            if bot
+            else None
+        )
+        if bot is None or margin is None or bot.expired(now + margin):
+            if bot is not None:
+                logger.bind(**bot.describe()).warning("bot identity expired; joining again")
+            try:
+                return self._keep(self._join_web(proxy))
+            except JoinRejected as exc:
+                if bot is not None and method == "token":
+                    raise IdentityExpired(
+                        "join",
+                        f"the bot identity expired at {bot.expires.isoformat()} and the join "
+                        f"token was refused ({exc.message}). Create a new join token for the "
+                        "bot and put it into the token Secret",
+                    ) from None
+                raise
+        if now - (bot.not_before + _BACKDATE) < RENEW_MIN_AGE:
+            return bot
+        if method == "token":
+            renewed = self._run(lambda: self._renew(bot, proxy))
+        else:
+            try:
+                renewed = self._run(lambda: self._rejoin(bot, proxy))
+            except IdentityExpired:
+                renewed = self._join_web(proxy)
+        return self._keep(renewed)
+
+    def _keep(self, identity: BotIdentity) -> BotIdentity:
+        """Adopt a new identity: saved first, so a crash never leaves only the older one."""
+        self._unsaved = identity
+        self._persist(identity)
+        logger.bind(**identity.describe()).info("bot identity issued")
+        return identity
+
+    def _persist(self, identity: BotIdentity) -> None:
+        self._store.save(identity)
+        self._unsaved = None
+        self._bot = identity
+        self._listing = None
+
+    def _join_web(self, proxy: ProxySettings) -> BotIdentity:
+        """A join through ``/webapi/host/credentials``: always a new bot instance."""
+        onboarding = self._config.onboarding
+        key = keys.generate_key(proxy.signature_algorithm_suite)
+        id_token = None
+        token = onboarding.token
+        if onboarding.join_method == "token":
+            token = self._read_secret_token()
+        else:
+            id_token = self._read_service_account_token()
+        body = register_request(
+            token=token,
+            public_tls_key_pem=keys.tls_public_key_pem(key),
+            public_ssh_key=keys.ssh_public_key(key),
+            expires=self._clock() + self._bot_ttl,
+            id_token=id_token,
+        )
+        certs = self._web.register(body)
+        return self._identity(certs, key)
+
+    def _identity(self, certs: IssuedCerts, key: keys.PrivateKey) -> BotIdentity:
+        host_ca = self._host_ca or tuple(
+            c for pem in certs.tls_ca_certs_pem for c in split_pem_certificates(pem)
+        )
+        return BotIdentity.from_pem(certs.tls_cert_pem, keys.private_key_pem(key), host_ca)
+
+    def _read_secret_token(self) -> str:
+        token = self._config.onboarding.token
+        if not token.startswith("/"):
+            return token
+        try:
+            return Path(token).read_text().strip()
+        except OSError as exc:
+            raise JoinRejected(
+                "join", f"cannot read the join token file {token}: {exc.strerror}"
+            ) from None
+
+    def _read_service_account_token(self) -> str:
+        # Re-read at every join: the kubelet rotates the projected token.
+        path = self._env.get("KUBERNETES_TOKEN_PATH") or DEFAULT_KUBERNETES_TOKEN_PATH
+        try:
+            token = Path(path).read_text().strip()
+        except OSError as exc:
+            raise JoinRejected(
+                "join",
+                f"cannot read the service-account token {path} ({exc.strerror}): the chart "
+                "mounts a projected token there (KUBERNETES_TOKEN_PATH)",
+            ) from None
+        if not token:
+            raise JoinRejected("join", f"the service-account token file {path} is empty")
+        return token
+
+    # -- gRPC steps -------------------------------------------------------------------------
+
+    def _run(self, make: Callable[[], Awaitable[T]]) -> T:
+        async def main() -> T:
+            return await make()
+
+        return asyncio.run(main())
+
+    def _auth(self, cert_pem: bytes, key_pem: bytes) -> AuthClient:
+        proxy = self._proxy
+        assert proxy is not None
+        host_ca = self._host_ca or (self._bot.host_ca_pem if self._bot else ())
+        return AuthClient(
+            self._addr,
+            cluster_name=proxy.cluster_name,
+            host_ca_pem=host_ca,
+            cert_pem=cert_pem,
+            key_pem=key_pem,
+            via_proxy=self._via_proxy,
+        )
+
+    async def _renew(self, bot: BotIdentity, proxy: ProxySettings) -> BotIdentity:
+        key = keys.generate_key(proxy.signature_algorithm_suite)
+        async with self._auth(bot.cert_pem, bot.key_pem) as auth:
+            certs = await auth.generate_user_certs(
+                username=bot.username,
+                expires=self._clock() + self._bot_ttl,
+                tls_public_key=keys.tls_public_key_pem(key),
+                ssh_public_key=keys.ssh_public_key(key),
+            )
+        return self._identity(certs, key)
+
+    async def _rejoin(self, bot: BotIdentity, proxy: ProxySettings) -> BotIdentity:
+        key = keys.generate_key(proxy.signature_algorithm_suite)
+        async with self._auth(bot.cert_pem, bot.key_pem) as auth:
+            certs = await auth.rejoin(
+                token=self._config.onboarding.token,
+                id_token=self._read_service_account_token(),
+                tls_public_key=keys.tls_public_key_pem(key),
+                ssh_public_key=keys.ssh_public_key(key),
+                expires=self._clock() + self._bot_ttl,
+            )
+        return self._identity(certs, key)
+
+    async def _issue_output(self, bot: BotIdentity, ttl: dt.timedelta) -> Credential:
+        proxy = self._proxy
+        assert proxy is not None
+        bot_name = bot.bot_name or bot.username.removeprefix("bot-")
+        key = keys.generate_key(proxy.signature_algorithm_suite)
+        async with self._auth(bot.cert_pem, bot.key_pem) as auth:
+            roles = await auth.impersonable_roles(f"bot-{bot_name}")
+            if not roles:
+                raise RoleNotImpersonable(
+                    "issue output identity",
+                    f"the bot {bot_name!r} has no roles to impersonate: add the role with the "
+                    "Kubernetes access to the bot's spec.roles (see the chart's install notes)",
+                )
+            certs = await auth.generate_user_certs(
+                username=bot.username,
+                expires=self._clock() + ttl,
+                tls_public_key=keys.tls_public_key_pem(key),
+                ssh_public_key=keys.ssh_public_key(key),
+                route_to_cluster=proxy.cluster_name,
+                role_requests=roles,
+            )
+            host_ca = split_pem_certificates(await auth.host_ca())
+        return Credential.from_pem(
+            certs.tls_cert_pem, keys.private_key_pem(key), host_ca or self._host_ca, bot_name
+        )
+
+    async def _list(self, credential: Credential) -> list[KubeCluster]:
+        async with self._auth(credential.cert_pem, credential.key_pem) as auth:
+            return await auth.list_kube_clusters()

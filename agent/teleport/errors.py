@@ -1,0 +1,84 @@
+"""What can go wrong talking to Teleport, as a small exception tree.
+
+Transport errors (sockets, TLS, HTTP statuses, gRPC codes) are mapped to these classes at the
+boundary (``webapi.py``, ``auth.py``), so callers and logs never see a transport library's
+exception types. Every message is a sentence that says what happened and what to do.
+``final`` says that retrying without a change by a person cannot help (a rejected token, a
+locked bot); the daemon still retries with backoff, ``--oneshot`` and ``check`` stop.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BotLocked",
+    "ClusterInvisible",
+    "IdentityExpired",
+    "JoinRejected",
+    "ProxyUnreachable",
+    "RoleNotImpersonable",
+    "TeleportError",
+    "TeleportUnavailable",
+    "UntrustedCertificate",
+    "WrongAddress",
+]
+
+
+class TeleportError(Exception):
+    """A request to Teleport failed; ``operation`` names it for logs and metrics."""
+
+    final = False
+
+    def __init__(self, operation: str, message: str) -> None:
+        super().__init__(f"{operation}: {message}")
+        self.operation = operation
+        self.message = message
+
+
+class ProxyUnreachable(TeleportError):
+    """Nothing answered at the address (refused, DNS, timeout): usually transient."""
+
+
+class TeleportUnavailable(TeleportError):
+    """Teleport answered but could not serve the request now (5xx, UNAVAILABLE)."""
+
+
+class WrongAddress(TeleportError):
+    """Something answered, but it is not a Teleport proxy or Auth Service."""
+
+    final = True
+
+
+class UntrustedCertificate(TeleportError):
+    """The server's certificate does not verify: never skipped, a CA must be configured."""
+
+    final = True
+
+
+class JoinRejected(TeleportError):
+    """Teleport refused the join token or the service-account JWT; the message names the rule."""
+
+    final = True
+
+
+class BotLocked(TeleportError):
+    """The bot or its instance is locked (for example after an older identity was reused)."""
+
+    final = True
+
+
+class IdentityExpired(TeleportError):
+    """The stored bot identity has expired; the token join method cannot recover by itself."""
+
+    final = True
+
+
+class RoleNotImpersonable(TeleportError):
+    """The bot may not impersonate the roles it asked for."""
+
+    final = True
+
+
+class ClusterInvisible(TeleportError):
+    """The credential's roles do not allow this Kubernetes cluster (403/404 from the proxy)."""
+
+    final = True

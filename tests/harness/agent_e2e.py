@@ -1,0 +1,219 @@
+"""The end-to-end tier's pieces: the Teleport stand-in as a process, target API servers
+registered in it as Kubernetes clusters, and the agent run as its own process.
+
+The stand-in is built from ``tests/standin`` with the machine's Go toolchain (or taken from
+``TELEPORT_STANDIN_BIN``) and seeded with tctl-style YAML. Every line the agent prints is
+kept in ``AGENT_OUTPUT``, so the tier can assert that no key material was ever logged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.harness.kube import ControlPlane, HarnessError, Process
+
+ROOT = Path(__file__).resolve().parents[2]
+# Every captured stdout/stderr of agent runs in this session.
+AGENT_OUTPUT: list[str] = []
+
+
+def standin_binary(cache: Path) -> str:
+    """The stand-in binary: ``STANDIN_BIN`` (exported by make), ``TELEPORT_STANDIN_BIN``, or a
+    fresh ``go build``."""
+    if path := os.environ.get("STANDIN_BIN") or os.environ.get("TELEPORT_STANDIN_BIN"):
+        return path
+    out = cache / "teleport-standin"
+    subprocess.run(
+        ["go", "build", "-o", str(out), "./cmd/teleport-standin"],
+        cwd=ROOT / "tests" / "standin",
+        check=True,
+        capture_output=True,
+    )
+    return str(out)
+
+
+def kube_cluster_yaml(name: str, labels: dict[str, str], plane: ControlPlane) -> dict[str, Any]:
+    """A stand-in Kubernetes cluster in front of a real API server (admin credentials)."""
+    return {
+        "kind": "standin_kube_cluster",
+        "version": "v1",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "servers": 2,  # two kube services carry it: the listing must de-duplicate
+            "upstream": {
+                "server": plane.url,
+                "ca_file": str(plane.ca_path),
+                "client_cert_file": str(plane.admin_cert_path),
+                "client_key_file": str(plane.admin_key_path),
+            },
+        },
+    }
+
+
+@dataclass
+class StandIn:
+    """A running stand-in; ``admin`` calls its test interface."""
+
+    binary: str
+    workdir: Path
+    cluster_name: str = "root"
+    ready: dict[str, Any] = field(default_factory=dict)
+    process: Process | None = None
+
+    def start(self, resources: list[dict[str, Any]]) -> StandIn:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        seed = self.workdir / "resources.yaml"
+        seed.write_text(yaml.safe_dump_all(resources))
+        state = self.workdir / "state"
+        self.process = Process(
+            "teleport-standin",
+            [
+                self.binary,
+                "--config",
+                str(seed),
+                "--state-dir",
+                str(state),
+                "--cluster-name",
+                self.cluster_name,
+            ],
+            self.workdir / "standin.log",
+        )
+        self.process.start()
+        deadline = time.monotonic() + 30
+        while not (state / "ready.json").exists():
+            if not self.process.running() or time.monotonic() > deadline:
+                raise HarnessError("the stand-in did not start:\n" + self.process.tail())
+            time.sleep(0.1)
+        time.sleep(0.1)
+        self.ready = json.loads((state / "ready.json").read_text())
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+    @property
+    def proxy(self) -> str:
+        return str(self.ready["proxy_addr"])
+
+    @property
+    def web_ca(self) -> str:
+        return str(self.workdir / "state" / "web-ca.pem")
+
+    def admin(self, method: str, path: str, body: Any = None) -> Any:
+        data = None
+        headers = {}
+        if isinstance(body, str):
+            data = body.encode()
+        elif body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        request = urllib.request.Request(
+            f"http://{self.ready['admin_addr']}{path}", data=data, method=method, headers=headers
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            return json.loads(response.read() or b"null")
+
+    def create(self, *resources: dict[str, Any]) -> None:
+        self.admin("POST", "/v1/resources", yaml.safe_dump_all(resources))
+
+    def create_yaml(self, text: str) -> None:
+        self.admin("POST", "/v1/resources", text)
+
+    def instances(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.admin("GET", "/v1/bot-instances")
+        return result
+
+
+@dataclass
+class AgentRun:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def agent_env(kubeconfig: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
+    env.update(KUBECONFIG=str(kubeconfig), PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+def run_agent(args: list[str], *, kubeconfig: Path, timeout: float = 120, **env: str) -> AgentRun:
+    """Run ``teleport-argocd-agent ARGS`` to completion; its output is kept for the key scan."""
+    done = subprocess.run(
+        [sys.executable, "-m", "agent", *args],
+        cwd=ROOT,
+        env=agent_env(kubeconfig, **env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    AGENT_OUTPUT.extend([done.stdout, done.stderr])
+    return AgentRun(done.returncode, done.stdout, done.stderr)
+
+
+class AgentDaemon:
+    """``teleport-argocd-agent start`` as a process, JSON events on stderr."""
+
+    def __init__(self, args: list[str], *, kubeconfig: Path, **env: str) -> None:
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "agent", "start", *args, "--log-format", "json"],
+            cwd=ROOT,
+            env=agent_env(kubeconfig, **env),
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+        )
+        os.set_blocking(self.proc.stderr.fileno(), False)  # type: ignore[union-attr]
+
+    def _pump(self) -> None:
+        assert self.proc.stderr is not None
+        while line := self.proc.stderr.readline():
+            self.lines.append(line)
+            AGENT_OUTPUT.append(line)
+
+    def events(self) -> list[dict[str, Any]]:
+        self._pump()
+        out = []
+        for line in self.lines:
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+        return out
+
+    def wait_for(self, message: str, count: int = 1, timeout: float = 90) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [e for e in self.events() if str(e.get("message", "")).startswith(message)]
+            if len(found) >= count:
+                return found
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.2)
+        raise AssertionError(f"no {count}x {message!r}:\n" + "".join(self.lines[-30:]))
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(30)
+        time.sleep(0.1)
+        self._pump()
+        return code
