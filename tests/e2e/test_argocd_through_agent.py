@@ -1,0 +1,123 @@
+"""Argo CD deploys through the secrets the agent writes, and through nothing else.
+
+The agent joins the Teleport stand-in and writes its cluster secrets into Argo CD's namespace;
+Argo CD then deploys to the target API servers with only what those secrets hold, through the
+stand-in's Kubernetes route.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from tests.e2e.test_agent_e2e import (  # noqa: F401 - module fixtures shared with that tier
+    SELECTORS,
+    Agent,
+    standin,
+    targets,
+)
+from tests.harness.agent_e2e import StandIn
+from tests.harness.argocd import ArgoCD, config_map_manifest
+from tests.harness.kube import ControlPlane, cluster_secret_data, grant_secret_verbs
+
+
+@pytest.fixture
+def argocd_agent(
+    kube: ControlPlane,
+    admin_api: k8s.ApiClient,
+    standin: StandIn,  # noqa: F811 - the fixture imported above
+    argo: ArgoCD,
+) -> Iterator[Agent]:
+    """An agent whose one service writes into Argo CD's namespace (its Role there: create and
+    patch on secrets, as the chart grants); its secrets and Applications go afterwards."""
+    agent = Agent(kube, admin_api, standin)
+    grant_secret_verbs(
+        admin_api,
+        argo.namespace,
+        ["create", "patch"],
+        service_account="agent",
+        service_account_namespace=agent.namespace,
+        name=f"writer-{agent.namespace}",
+    )
+    agent.bot_resources()
+    (agent.workdir / "token").write_text(agent.token_join())
+    agent.config(
+        services=[
+            {
+                "type": "kubernetes/argo-cd",
+                "selectors": SELECTORS,
+                "secret_namespace": argo.namespace,
+                "cluster_name_template": f"{{{{.KubeName}}}}-{agent.bot}",
+            }
+        ]
+    )
+    yield agent
+    for name in argo.application_names():
+        if name.endswith(agent.bot):
+            argo.delete("applications", name)
+    for name, _ in agent_secrets(argo, agent):
+        argo.delete_cluster_secret(name)
+
+
+def agent_secrets(argo: ArgoCD, agent: Agent) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (name, data)
+        for name, data in cluster_secret_data(agent.admin, argo.namespace)
+        if data["name"].endswith(agent.bot)
+    ]
+
+
+def _config_map(plane: ControlPlane, namespace: str, name: str) -> dict[str, str] | None:
+    api = plane.admin_client()
+    try:
+        found = k8s.CoreV1Api(api).read_namespaced_config_map(name, namespace)
+        return dict(found.data or {})
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+    finally:
+        api.close()
+
+
+def test_applications_deploy_to_each_selected_cluster_through_the_agents_secrets(
+    argo: ArgoCD,
+    argocd_agent: Agent,
+    targets: dict[str, ControlPlane],  # noqa: F811 - the fixture imported above
+):
+    agent, bot = argocd_agent, argocd_agent.bot
+    done = agent.run("start", "--oneshot")
+    assert done.code == 0, done.output
+    secrets = {data["name"]: data for _, data in agent_secrets(argo, agent)}
+    assert sorted(secrets) == [f"alpha-{bot}", f"beta-{bot}"]
+    for data in secrets.values():
+        # Argo CD gets the stand-in's address, never a target API server's.
+        assert data["server"].startswith(f"https://{agent.standin.proxy}/v1/teleport/")
+        assert all(plane.url not in data["server"] for plane in targets.values())
+
+    suffix = uuid.uuid4().hex[:6]
+    assert argo.repo is not None
+    argo.repo.commit({f"agent-{suffix}/cm.yaml": config_map_manifest("deployed", {"by": bot})})
+    # alpha by the cluster's name, beta by its server URL: both ways Argo CD resolves a cluster.
+    argo.create_application(
+        f"alpha-{bot}", path=f"agent-{suffix}", namespace=f"app-{suffix}", cluster=f"alpha-{bot}"
+    )
+    argo.create_application(
+        f"beta-{bot}",
+        path=f"agent-{suffix}",
+        namespace=f"app-{suffix}-beta",
+        server=secrets[f"beta-{bot}"]["server"],
+    )
+    argo.wait_synced(f"alpha-{bot}")
+    argo.wait_synced(f"beta-{bot}")
+
+    assert _config_map(targets["alpha"], f"app-{suffix}", "deployed") == {"by": bot}
+    assert _config_map(targets["beta"], f"app-{suffix}-beta", "deployed") == {"by": bot}
+    # Each went to its own cluster only.
+    assert _config_map(targets["beta"], f"app-{suffix}", "deployed") is None
+    assert _config_map(targets["alpha"], f"app-{suffix}-beta", "deployed") is None
