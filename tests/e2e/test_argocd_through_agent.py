@@ -21,7 +21,7 @@ from tests.e2e.test_agent_e2e import (  # noqa: F401 - module fixtures shared wi
     standin,
     targets,
 )
-from tests.harness.agent_e2e import StandIn
+from tests.harness.agent_e2e import StandIn, kube_cluster_yaml
 from tests.harness.argocd import ArgoCD, config_map_manifest
 from tests.harness.kube import ControlPlane, cluster_secret_data, grant_secret_verbs
 
@@ -121,3 +121,51 @@ def test_applications_deploy_to_each_selected_cluster_through_the_agents_secrets
     # Each went to its own cluster only.
     assert _config_map(targets["beta"], f"app-{suffix}", "deployed") is None
     assert _config_map(targets["alpha"], f"app-{suffix}-beta", "deployed") is None
+
+
+def test_application_set_follows_the_agents_labels_and_a_badly_labelled_cluster_never_reaches_it(
+    argo: ArgoCD,
+    argocd_agent: Agent,
+    targets: dict[str, ControlPlane],  # noqa: F811 - the fixture imported above
+):
+    agent, bot = argocd_agent, argocd_agent.bot
+    # Two clusters of this test's own fleet; one has a label that cannot be a label value.
+    agent.standin.create(
+        kube_cluster_yaml(f"good-{bot}", {"fleet": bot, "team": "blue"}, targets["alpha"]),
+        kube_cluster_yaml(f"bad-{bot}", {"fleet": bot, "team": "not valid!"}, targets["beta"]),
+    )
+    agent.config(
+        services=[
+            {
+                "type": "kubernetes/argo-cd",
+                "selectors": [{"labels": {"fleet": bot}}],
+                "secret_namespace": argo.namespace,
+                "secret_labels": {"fleet": bot, "team": '{{ index .Labels "team" }}'},
+                "cluster_name_template": "{{.KubeName}}",
+            }
+        ]
+    )
+    done = agent.run("start", "--oneshot")
+    # The bad cluster is reported and not written; the good one is.
+    assert done.code == 1, done.output
+    assert "not a valid label value" in done.output
+    assert f"bad-{bot}" in done.output
+    assert [data["name"] for _, data in agent_secrets(argo, agent)] == [f"good-{bot}"]
+
+    suffix = uuid.uuid4().hex[:6]
+    assert argo.repo is not None
+    argo.repo.commit({f"fleet-{suffix}/cm.yaml": config_map_manifest("fleet", {"team": "blue"})})
+    appset = f"fleet-{bot}"
+    argo.cluster_generator_set(
+        appset, selector={"fleet": bot}, path=f"fleet-{suffix}", namespace=f"fleet-{suffix}"
+    )
+    try:
+        argo.wait_synced(f"{appset}-good-{bot}")
+        # Every secret Argo CD sees parses: the ApplicationSet controller keeps listing clusters.
+        argo.wait_application_set_condition(appset, "ErrorOccurred", "False")
+        assert [n for n in argo.application_names() if n.startswith(appset)] == [
+            f"{appset}-good-{bot}"
+        ]
+        assert _config_map(targets["alpha"], f"fleet-{suffix}", "fleet") == {"team": "blue"}
+    finally:
+        argo.delete("applicationsets", appset)
