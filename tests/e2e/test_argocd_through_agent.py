@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
@@ -169,3 +170,75 @@ def test_application_set_follows_the_agents_labels_and_a_badly_labelled_cluster_
         assert _config_map(targets["alpha"], f"fleet-{suffix}", "fleet") == {"team": "blue"}
     finally:
         argo.delete("applicationsets", appset)
+
+
+def test_project_namespaces_and_cluster_resources_from_the_agent_scope_what_argocd_deploys(
+    argo: ArgoCD,
+    argocd_agent: Agent,
+    targets: dict[str, ControlPlane],  # noqa: F811 - the fixture imported above
+):
+    agent, bot = argocd_agent, argocd_agent.bot
+    allowed = f"allowed-{uuid.uuid4().hex[:6]}"
+    api = targets["alpha"].admin_client()
+    k8s.CoreV1Api(api).create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=allowed)))
+    project = f"proj-{bot}"
+    argo.create_project(
+        project,
+        destinations=[{"name": f"alpha-{bot}", "namespace": "*"}],
+        cluster_resources=[{"group": "*", "kind": "*"}],
+    )
+    agent.config(
+        services=[
+            {
+                "type": "kubernetes/argo-cd",
+                "selectors": [{"name": "alpha"}],
+                "secret_namespace": argo.namespace,
+                "cluster_name_template": f"{{{{.KubeName}}}}-{bot}",
+                "project": project,
+                "namespaces": [allowed],
+                "cluster_resources": False,
+            }
+        ]
+    )
+    done = agent.run("start", "--oneshot")
+    assert done.code == 0, done.output
+    ((_, data),) = agent_secrets(argo, agent)
+    assert (data["project"], data["namespaces"], data["clusterResources"]) == (
+        project,
+        allowed,
+        "false",
+    )
+
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": f"role-{bot}"},
+        "rules": [],
+    }
+    suffix = uuid.uuid4().hex[:6]
+    assert argo.repo is not None
+    argo.repo.commit(
+        {
+            f"proj-{suffix}/cm/cm.yaml": config_map_manifest("scoped", {"a": "b"}),
+            f"proj-{suffix}/role/role.yaml": yaml.safe_dump(role),
+        }
+    )
+    cluster, path = f"alpha-{bot}", f"proj-{suffix}"
+    argo.create_application(
+        f"in-{bot}", path=f"{path}/cm", namespace=allowed, cluster=cluster, project=project
+    )
+    argo.create_application(
+        f"out-{bot}", path=f"{path}/cm", namespace=f"o-{suffix}", cluster=cluster, project=project
+    )
+    argo.create_application(
+        f"role-{bot}", path=f"{path}/role", namespace=allowed, cluster=cluster, project=project
+    )
+
+    argo.wait_synced(f"in-{bot}")
+    assert _config_map(targets["alpha"], allowed, "scoped") == {"a": "b"}
+    argo.wait_application_condition(f"out-{bot}", f'namespace "o-{suffix}" for ConfigMap')
+    argo.wait_application_condition(f"role-{bot}", f'cluster level ClusterRole "role-{bot}"')
+    with pytest.raises(ApiException, match="Not Found"):
+        k8s.RbacAuthorizationV1Api(api).read_cluster_role(f"role-{bot}")
+    api.close()
+    argo.delete("appprojects", project)
