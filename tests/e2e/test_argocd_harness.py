@@ -1,7 +1,9 @@
 """Argo CD runs here for real: it deploys through a cluster secret, and it is strict about them.
 
 These tests write cluster secrets by hand, pointing straight at a target API server, so they pin
-what Argo CD itself does with a secret before the agent is involved.
+what Argo CD itself does with a secret before the agent is involved. Each test removes its
+secrets and Applications: server URLs must be unique across cluster secrets, and these tests
+point several at the one target.
 """
 
 from __future__ import annotations
@@ -10,14 +12,31 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from tests.harness.argocd import ArgoCD, argocd, config_map_manifest, tls_client_config
 from tests.harness.kube import ControlPlane
+
+
+@pytest.fixture
+def suffix(argo: ArgoCD) -> Iterator[str]:
+    """A name suffix for this test's objects; its secrets and Applications go afterwards."""
+    value = uuid.uuid4().hex[:6]
+    yield value
+    for name in argo.application_names():
+        if name.endswith(value):
+            argo.delete("applications", name)
+    api = argo.plane.admin_client()
+    for secret in k8s.CoreV1Api(api).list_namespaced_secret(argo.namespace).items:
+        if secret.metadata.name.endswith(value):
+            argo.delete_cluster_secret(secret.metadata.name)
+    api.close()
 
 
 def _config_map(plane: ControlPlane, namespace: str, name: str) -> k8s.V1ConfigMap | None:
@@ -32,28 +51,33 @@ def _config_map(plane: ControlPlane, namespace: str, name: str) -> k8s.V1ConfigM
         api.close()
 
 
-def test_application_syncs_a_manifest_into_the_cluster_of_a_hand_written_secret(
-    argo: ArgoCD, target: ControlPlane
+def test_applications_sync_into_the_cluster_of_a_hand_written_secret_by_server_and_by_name(
+    argo: ArgoCD, target: ControlPlane, suffix: str
 ):
-    suffix = uuid.uuid4().hex[:6]
     assert argo.repo is not None
-    argo.repo.commit(
-        {f"hello-{suffix}/cm.yaml": config_map_manifest("hello", {"greeting": suffix})}
-    )
+    argo.repo.commit({f"hello-{suffix}/cm.yaml": config_map_manifest("hello", {"greet": suffix})})
     argo.write_cluster_secret(
         f"target-{suffix}", server=target.url, config=tls_client_config(target)
     )
     started = time.monotonic()
     argo.create_application(
-        f"hello-{suffix}", path=f"hello-{suffix}", namespace=f"hello-{suffix}", server=target.url
+        f"by-server-{suffix}", path=f"hello-{suffix}", namespace=f"s-{suffix}", server=target.url
+    )
+    argo.create_application(
+        f"by-name-{suffix}",
+        path=f"hello-{suffix}",
+        namespace=f"n-{suffix}",
+        cluster=f"target-{suffix}",
     )
 
-    argo.wait_synced(f"hello-{suffix}")
+    argo.wait_synced(f"by-server-{suffix}")
     synced_after = time.monotonic() - started
+    argo.wait_synced(f"by-name-{suffix}")
 
-    deployed = _config_map(target, f"hello-{suffix}", "hello")
-    assert deployed is not None
-    assert deployed.data == {"greeting": suffix}
+    for namespace in (f"s-{suffix}", f"n-{suffix}"):
+        deployed = _config_map(target, namespace, "hello")
+        assert deployed is not None
+        assert deployed.data == {"greet": suffix}
     # Startup and memory, printed for the README's numbers (pytest -s shows them).
     rss = argo.rss_bytes("argocd-application-controller") >> 20
     print(
@@ -62,19 +86,75 @@ def test_application_syncs_a_manifest_into_the_cluster_of_a_hand_written_secret(
     )
 
 
+def test_secret_namespaces_and_cluster_resources_limit_what_argocd_deploys(
+    argo: ArgoCD, target: ControlPlane, suffix: str
+):
+    # The secret's `namespaces` and `clusterResources` are what the agent writes for a service's
+    # `namespaces` / `cluster_resources`; Argo CD treats only the exact string "true" as true.
+    allowed = f"allowed-{suffix}"
+    api = target.admin_client()
+    k8s.CoreV1Api(api).create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=allowed)))
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": f"role-{suffix}"},
+        "rules": [],
+    }
+    assert argo.repo is not None
+    argo.repo.commit(
+        {
+            f"scoped-{suffix}/cm/cm.yaml": config_map_manifest("scoped", {"a": "b"}),
+            f"scoped-{suffix}/role/role.yaml": yaml.safe_dump(role),
+        }
+    )
+    cluster = f"scoped-{suffix}"
+
+    def secret(cluster_resources: str) -> None:
+        argo.write_cluster_secret(
+            cluster,
+            server=target.url,
+            config=tls_client_config(target),
+            extra={"namespaces": allowed, "clusterResources": cluster_resources},
+        )
+
+    secret("True")
+    path = f"scoped-{suffix}"
+    argo.create_application(f"in-{suffix}", path=f"{path}/cm", namespace=allowed, cluster=cluster)
+    argo.create_application(
+        f"out-{suffix}", path=f"{path}/cm", namespace=f"other-{suffix}", cluster=cluster
+    )
+    argo.create_application(
+        f"role-{suffix}", path=f"{path}/role", namespace=allowed, cluster=cluster
+    )
+
+    argo.wait_synced(f"in-{suffix}")
+    assert _config_map(target, allowed, "scoped") is not None
+    argo.wait_application_condition(
+        f"out-{suffix}", f'namespace "other-{suffix}" for ConfigMap "scoped" is not managed'
+    )
+    argo.wait_application_condition(
+        f"role-{suffix}", f'cluster level ClusterRole "role-{suffix}" can not be managed'
+    )
+    with pytest.raises(ApiException, match="Not Found"):
+        k8s.RbacAuthorizationV1Api(api).read_cluster_role(f"role-{suffix}")
+
+    secret("true")
+    argo.refresh_application(f"role-{suffix}")
+    argo.wait_synced(f"role-{suffix}")
+    assert k8s.RbacAuthorizationV1Api(api).read_cluster_role(f"role-{suffix}")
+    api.close()
+
+
 def test_unparsable_cluster_config_stops_the_application_set_controller_listing_clusters(
-    argo: ArgoCD, target: ControlPlane
+    argo: ArgoCD, target: ControlPlane, suffix: str
 ):
     # Why the agent must never write a config Argo CD cannot parse: one such secret, even one no
     # ApplicationSet selects, makes every ApplicationSet fail until it is gone.
-    suffix = uuid.uuid4().hex[:6]
     assert argo.repo is not None
     argo.repo.commit({f"set-{suffix}/cm.yaml": config_map_manifest("from-set", {"a": "b"})})
     argo.write_cluster_secret(
         f"good-{suffix}",
-        # The same API server under a URL of its own: server URLs must be unique across secrets.
-        server=target.url.replace("127.0.0.1", "localhost"),
-        cluster_name=f"good-{suffix}",
+        server=target.url,
         config=tls_client_config(target),
         labels={"set": suffix},
     )

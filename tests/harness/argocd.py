@@ -69,7 +69,7 @@ def module_dir() -> Path:
     those of the version the binary was built from.
     """
     pins = tool_versions()
-    env = {**os.environ, "GOTOOLCHAIN": pins["ARGOCD_GO_TOOLCHAIN"], "GOFLAGS": "-mod=mod"}
+    env = {**os.environ, "GOTOOLCHAIN": pins["ARGOCD_GO_TOOLCHAIN"]}
     try:
         out = subprocess.run(
             ["go", "mod", "download", "-json", ARGOCD_MODULE],
@@ -364,6 +364,17 @@ class ArgoCD:
             {"metadata": {"annotations": {"tests/refreshed": uuid.uuid4().hex}}},
         )
 
+    def refresh_application(self, name: str) -> None:
+        """Ask the application controller to compare ``name`` with git and the cluster now."""
+        k8s.CustomObjectsApi(self._api).patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            self.namespace,
+            "applications",
+            name,
+            {"metadata": {"annotations": {"argocd.argoproj.io/refresh": "normal"}}},
+        )
+
     # -- waiting ---------------------------------------------------------------------------
 
     def wait_synced(self, name: str, timeout: float = 90.0) -> dict[str, Any]:
@@ -383,6 +394,23 @@ class ArgoCD:
 
         return self.wait_for(
             synced, f"Application {name} to be Synced and Healthy", timeout, ("applications", name)
+        )
+
+    def wait_application_condition(
+        self, name: str, message: str, timeout: float = 60.0
+    ) -> dict[str, Any]:
+        """Wait until Application ``name`` has a condition whose message contains ``message``
+        (how Argo CD reports what it refuses to deploy); return the condition."""
+
+        def found() -> dict[str, Any] | None:
+            app = self._get_or_none("applications", name) or {}
+            for cond in app.get("status", {}).get("conditions", []):
+                if message in cond.get("message", ""):
+                    return dict(cond)
+            return None
+
+        return self.wait_for(
+            found, f"Application {name} condition {message!r}", timeout, ("applications", name)
         )
 
     def wait_application_set_condition(
@@ -447,7 +475,7 @@ class ArgoCD:
             obj = self._get_or_none(*dump)
             status = yaml.safe_dump((obj or {}).get("status", {}), sort_keys=False)
             parts.append(f"--- {dump[0]}/{dump[1]} status:\n{status if obj else '(not found)'}")
-        for proc in self.processes.values():
+        for proc in reversed(list(self.processes.values())):
             parts.append(f"--- {proc.name} log ({proc.log_path}), last lines:\n{proc.tail(30)}")
         return "\n".join(parts)
 
@@ -525,12 +553,15 @@ class ArgoCD:
             if time.monotonic() > deadline:
                 raise HarnessError(f"Argo CD's CRDs were not established: {names}")
             time.sleep(0.1)
-        with contextlib.suppress(ApiException):
+        try:
             self.create_project(
                 "default",
                 destinations=[{"server": "*", "name": "*", "namespace": "*"}],
                 cluster_resources=[{"group": "*", "kind": "*"}],
             )
+        except ApiException as err:
+            if err.status != 409:
+                raise
 
     @staticmethod
     def _established(ext: k8s.ApiextensionsV1Api, name: str) -> bool:
