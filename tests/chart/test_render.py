@@ -208,6 +208,7 @@ def test_guide_values_render_the_expected_config(rendered_ci):
         "storage": {"type": "memory"},
         "instance": "argocd/rel",
         "diag_addr": "0.0.0.0:3001",
+        "admission_policy": True,
         "services": [
             {
                 "type": "kubernetes/argo-cd",
