@@ -366,8 +366,8 @@ def test_renewals_in_the_middle_of_syncs_never_fail_a_sync(
 
     with running(agent) as daemon:
         argo.create_application(apps[0], path=path, namespace=namespace, cluster=apps[0])
-        beta_server = dict(agent_secrets(argo, agent))
-        server = next(d["server"] for d in beta_server.values() if d["name"] == apps[1])
+        # alpha by name, beta by server URL, as in the first test.
+        server = next(d["server"] for _, d in agent_secrets(argo, agent) if d["name"] == apps[1])
         argo.create_application(apps[1], path=path, namespace=namespace, server=server)
         for app in apps:
             argo.wait_synced(app)
