@@ -38,9 +38,11 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from agent.argocd import DesiredSecret
 from agent.config import AgentConfig
 from agent.diagnostics import DiagnosticsServer, Metrics
 from agent.kube import SecretWriter
+from agent.labels import ANNOTATION_UPDATED
 from agent.logs import logger
 from agent.plan import CyclePlan, plan_cycle
 from agent.schedule import (
@@ -112,6 +114,9 @@ class _Group:
     effective_interval: dt.timedelta | None = None
     # Secrets that hold the current credential; cleared at every renewal.
     written: set[SecretKey] = field(default_factory=set)
+    # What each written secret holds (see _content): a discovery rewrites a secret whose cluster
+    # changed in Teleport (labels feeding secret_labels, ...) instead of waiting for the renewal.
+    contents: dict[SecretKey, int] = field(default_factory=dict)
     # The expiry of the credential each secret written by this process holds.
     held: dict[SecretKey, dt.datetime] = field(default_factory=dict)
     # Secrets waiting for their slot in the rotation window: monotonic time they are due.
@@ -409,13 +414,21 @@ class Runtime:
             work = _only_new(plan, set(group.pending), prune=True)
         else:
             waiting = {k for k, due in group.pending.items() if due > mono}
-            work = _only_new(plan, group.written | waiting, prune=bool(group.desired - desired))
+            unchanged = {
+                (s.namespace, s.name)
+                for s in plan.secrets
+                if group.contents.get((s.namespace, s.name)) == _content(s)
+            }
+            work = _only_new(
+                plan, (group.written & unchanged) | waiting, prune=bool(group.desired - desired)
+            )
             if not work.secrets and not any(s.prune for s in work.services):
                 self._record(group, plan)
                 return
         report = apply_plan(
             work, self._writer, metrics=self.metrics, should_stop=self._stopping, budget=budget
         )
+        written = {(s.namespace, s.name): s for s in work.secrets}
         for service in report.services:
             for result in service.writes:
                 key = (result.namespace, result.name)
@@ -423,6 +436,8 @@ class Runtime:
                 if result.ok:
                     group.written.add(key)
                     group.held[key] = credential.expires
+                    if key in written:
+                        group.contents[key] = _content(written[key])
                 else:
                     group.written.discard(key)
         self._record(group, plan)
@@ -443,6 +458,7 @@ class Runtime:
         with self._lock:
             group.desired = frozenset((s.namespace, s.name) for s in plan.secrets)
             group.held = {k: v for k, v in group.held.items() if k in group.desired}
+            group.contents = {k: v for k, v in group.contents.items() if k in group.desired}
             group.pending = {k: v for k, v in group.pending.items() if k in group.desired}
             for service in plan.services:
                 group.selector_problems[service.name] = dict(service.selector_problems)
@@ -488,6 +504,18 @@ class Runtime:
                 reasons += [r for r in state.reasons if r not in reasons]
                 warnings += [w for w in state.warnings if w not in warnings]
         return Readiness(not reasons, tuple(reasons), tuple(warnings))
+
+
+def _content(secret: DesiredSecret) -> int:
+    """What a secret holds, but for its write time (which alone never warrants a write)."""
+    annotations = {k: v for k, v in secret.annotations.items() if k != ANNOTATION_UPDATED}
+    return hash(
+        (
+            tuple(sorted(secret.labels.items())),
+            tuple(sorted(annotations.items())),
+            tuple(sorted(secret.data.items())),
+        )
+    )
 
 
 def _only_new(plan: CyclePlan, skip: set[SecretKey], *, prune: bool) -> CyclePlan:

@@ -7,6 +7,9 @@ stand-in's Kubernetes route.
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -22,7 +25,7 @@ from tests.e2e.test_agent_e2e import (  # noqa: F401 - module fixtures shared wi
     standin,
     targets,
 )
-from tests.harness.agent_e2e import StandIn, kube_cluster_yaml
+from tests.harness.agent_e2e import AgentDaemon, StandIn, kube_cluster_yaml
 from tests.harness.argocd import ArgoCD, config_map_manifest
 from tests.harness.kube import ControlPlane, cluster_secret_data, grant_secret_verbs
 
@@ -71,6 +74,21 @@ def agent_secrets(argo: ArgoCD, agent: Agent) -> list[tuple[str, dict[str, Any]]
         for name, data in cluster_secret_data(agent.admin, argo.namespace)
         if data["name"].endswith(agent.bot)
     ]
+
+
+@contextlib.contextmanager
+def running(agent: Agent) -> Iterator[AgentDaemon]:
+    """The agent as the chart runs it: ``start`` without ``--oneshot``, stopped by SIGTERM."""
+    daemon = AgentDaemon(
+        ["-c", str(agent.workdir / "config.yaml")],
+        kubeconfig=agent.kubeconfig,
+        POD_NAMESPACE=agent.namespace,
+    )
+    try:
+        daemon.wait_for("sync finished")
+        yield daemon
+    finally:
+        assert daemon.stop() == 0, "".join(daemon.lines[-30:])
 
 
 def _config_map(plane: ControlPlane, namespace: str, name: str) -> dict[str, str] | None:
@@ -242,3 +260,187 @@ def test_project_namespaces_and_cluster_resources_from_the_agent_scope_what_argo
         k8s.RbacAuthorizationV1Api(api).read_cluster_role(f"role-{bot}")
     api.close()
     argo.delete("appprojects", project)
+
+
+def test_a_cluster_added_or_relabelled_in_teleport_reaches_the_application_set_while_running(
+    argo: ArgoCD,
+    argocd_agent: Agent,
+    targets: dict[str, ControlPlane],  # noqa: F811 - the fixture imported above
+):
+    agent, bot = argocd_agent, argocd_agent.bot
+    one, two = f"one-{bot}", f"two-{bot}"
+    agent.standin.create(kube_cluster_yaml(one, {"fleet": bot, "team": "blue"}, targets["alpha"]))
+    agent.config(
+        services=[
+            {
+                "type": "kubernetes/argo-cd",
+                "selectors": [{"labels": {"fleet": bot}}],
+                "secret_namespace": argo.namespace,
+                "secret_labels": {"fleet": bot, "team": '{{ index .Labels "team" }}'},
+                "cluster_name_template": "{{.KubeName}}",
+                # Short, so the test is quick; the default is 30s.
+                "discovery_interval": "2s",
+            }
+        ]
+    )
+    suffix = uuid.uuid4().hex[:6]
+    assert argo.repo is not None
+    argo.repo.commit({f"team-{suffix}/cm.yaml": config_map_manifest("team", {"team": "blue"})})
+    appset = f"blue-{bot}"
+    argo.cluster_generator_set(
+        appset,
+        selector={"fleet": bot, "team": "blue"},
+        path=f"team-{suffix}",
+        namespace=f"team-{suffix}",
+    )
+    try:
+        with running(agent) as daemon:
+            argo.wait_synced(f"{appset}-{one}")
+
+            # Added in Teleport: the running agent's next discovery writes its secret, the
+            # ApplicationSet generates its Application, which syncs to the cluster behind it.
+            added = time.monotonic()
+            agent.standin.create(
+                kube_cluster_yaml(two, {"fleet": bot, "team": "blue"}, targets["beta"])
+            )
+            argo.wait_synced(f"{appset}-{two}")
+            print(f"added cluster synced in {time.monotonic() - added:.1f}s")
+            assert _config_map(targets["beta"], f"team-{suffix}", "team") == {"team": "blue"}
+
+            # Relabelled out of the selector, then back in: the templated secret label follows
+            # Teleport's label, and the ApplicationSet removes, then regenerates, the Application.
+            agent.standin.admin(
+                "PUT", f"/v1/clusters/{one}/labels", {"labels": {"fleet": bot, "team": "red"}}
+            )
+            argo.wait_for(
+                lambda: True if f"{appset}-{one}" not in argo.application_names() else None,
+                f"Application {appset}-{one} to be removed",
+                60,
+            )
+            assert f"{appset}-{two}" in argo.application_names()
+            agent.standin.admin(
+                "PUT", f"/v1/clusters/{one}/labels", {"labels": {"fleet": bot, "team": "blue"}}
+            )
+            argo.wait_synced(f"{appset}-{one}")
+            # No restart: one process, one credential, only discoveries since.
+            assert len([e for e in daemon.events() if e["message"] == "credential issued"]) == 1
+    finally:
+        argo.delete("applicationsets", appset)
+        for name in (one, two):
+            agent.standin.admin("DELETE", f"/v1/resources/standin_kube_cluster/{name}")
+
+
+def _invalidations(argo: ArgoCD) -> int:
+    """How often the application controller dropped a cluster's cache for changed credentials."""
+    log = argo.processes["argocd-application-controller"].log_path
+    return log.read_text(errors="replace").count("Invalidated cluster")
+
+
+def test_renewals_in_the_middle_of_syncs_never_fail_a_sync(
+    argo: ArgoCD,
+    argocd_agent: Agent,
+    targets: dict[str, ControlPlane],  # noqa: F811 - the fixture imported above
+):
+    agent, bot = argocd_agent, argocd_agent.bot
+    # Renewal every 20s (jitter only makes it earlier) with the default rotation window (5s
+    # here): over the minute below, two or three renewals and one SIGUSR1, all while Argo CD
+    # syncs a new commit every few seconds.
+    agent.config(
+        credential_ttl="2m",
+        renewal_interval="20s",
+        services=[
+            {
+                "type": "kubernetes/argo-cd",
+                "selectors": SELECTORS,
+                "secret_namespace": argo.namespace,
+                "cluster_name_template": f"{{{{.KubeName}}}}-{bot}",
+            }
+        ],
+    )
+    suffix = uuid.uuid4().hex[:6]
+    path, namespace = f"renew-{suffix}", f"renew-{suffix}"
+    assert argo.repo is not None
+    argo.repo.commit({f"{path}/cm.yaml": config_map_manifest("renew", {"round": "0"})})
+    apps = [f"alpha-{bot}", f"beta-{bot}"]
+    watch = _Watch(argo, agent, apps)
+
+    with running(agent) as daemon:
+        argo.create_application(apps[0], path=path, namespace=namespace, cluster=apps[0])
+        # alpha by name, beta by server URL, as in the first test.
+        server = next(d["server"] for _, d in agent_secrets(argo, agent) if d["name"] == apps[1])
+        argo.create_application(apps[1], path=path, namespace=namespace, server=server)
+        for app in apps:
+            argo.wait_synced(app)
+        invalidated = _invalidations(argo)
+        start, rounds, usr1 = time.monotonic(), 0, False
+        while time.monotonic() - start < 55:
+            rounds += 1
+            argo.repo.commit(
+                {f"{path}/cm.yaml": config_map_manifest("renew", {"round": f"{rounds}"})}
+            )
+            for app in apps:
+                argo.refresh_application(app)
+            if not usr1 and time.monotonic() - start > 30:
+                # Every secret rewritten at once, not spread over the window.
+                daemon.proc.send_signal(signal.SIGUSR1)
+                usr1 = True
+            until = time.monotonic() + 4
+            while time.monotonic() < until:
+                watch.sample()
+                time.sleep(0.5)
+        for app in apps:
+            argo.refresh_application(app)
+            argo.wait_for(
+                lambda app=app: (
+                    True
+                    if _config_map_round(targets[app.split("-", 1)[0]], namespace) == str(rounds)
+                    else None
+                ),
+                f"{app} to deploy round {rounds}",
+                90,
+                ("applications", app),
+            )
+            argo.wait_synced(app)
+        renewals = [e for e in daemon.events() if e["message"] == "credential issued"]
+        watch.sample()
+
+    assert watch.problems == [], "\n".join(watch.problems)
+    # The renewals happened and reached Argo CD: new certificates in every secret, and the
+    # controller dropped its cluster caches for them.
+    assert len(renewals) >= 3, renewals
+    assert all(len(certs) >= 3 for certs in watch.certs.values()), {
+        k: len(v) for k, v in watch.certs.items()
+    }
+    assert _invalidations(argo) - invalidated >= 4
+    print(f"{rounds} commits, {len(renewals)} credentials, {len(watch.problems)} problems")
+
+
+def _config_map_round(plane: ControlPlane, namespace: str) -> str | None:
+    return (_config_map(plane, namespace, "renew") or {}).get("round")
+
+
+class _Watch:
+    """Samples the Applications and the agent's secrets while renewals go on."""
+
+    def __init__(self, argo: ArgoCD, agent: Agent, apps: list[str]) -> None:
+        self.argo, self.agent, self.apps = argo, agent, apps
+        self.certs: dict[str, set[str]] = {}  # secret -> every certData it held
+        self.problems: list[str] = []
+
+    def sample(self) -> None:
+        for name, data in agent_secrets(self.argo, self.agent):
+            self.certs.setdefault(name, set()).add(data["config"]["tlsClientConfig"]["certData"])
+        for app in self.apps:
+            status = self.argo.get("applications", app).get("status", {})
+            health = status.get("health", {}).get("status")
+            sync = status.get("sync", {}).get("status")
+            phase = status.get("operationState", {}).get("phase", "Succeeded")
+            conditions = [c.get("type", "") for c in status.get("conditions", [])]
+            # OutOfSync for a moment after each commit is Argo CD at work; Unknown (it cannot
+            # compare), a failed operation or an error condition would be the rotation's doing.
+            if health not in ("Healthy", "Progressing") or sync == "Unknown":
+                self.problems.append(f"{app}: health {health}, sync {sync}")
+            if phase in ("Failed", "Error"):
+                self.problems.append(f"{app}: {phase}: {status['operationState'].get('message')}")
+            if any("Error" in c or "Warning" in c for c in conditions):
+                self.problems.append(f"{app}: conditions {status['conditions']}")

@@ -287,6 +287,10 @@ class ArgoCD:
             name,
             {
                 "generators": [{"clusters": {"selector": {"matchLabels": dict(selector)}}}],
+                # Otherwise the generated Applications get Argo CD's resources finalizer, whose
+                # foreground deletion waits for a garbage collector the target API servers here
+                # do not run: an Application whose cluster leaves the selector would never go.
+                "syncPolicy": {"preserveResourcesOnDeletion": True},
                 "template": {
                     "metadata": {"name": f"{name}-{{{{name}}}}"},
                     "spec": {"project": project, **template},

@@ -461,3 +461,31 @@ def test_cluster_whose_template_stops_rendering_keeps_its_working_secret(
     rt.step()  # a renewal: a full write and prune
     assert secrets(admin_api, namespace) == {"a": 1, "b": 2}, "a kept, not pruned"
     assert any("failed to write" in r for r in rt.readiness().reasons)
+
+
+def test_a_relabelled_cluster_reaches_its_secret_at_the_next_discovery(
+    admin_api, namespace, writer, clock
+):
+    labels = {"team": '{{ index .Labels "team" }}'}
+    source = InventorySource(
+        clock=lambda: clock.now,
+        clusters=[KubeCluster("a", {"env": "prod", "team": "red"}), *prod("b")],
+    )
+    rt = runtime(make_config(namespace, secret_labels=labels), source, writer, clock)
+    rt.step()
+    clock.advance(seconds=31)
+    rt.step()  # a discovery with nothing changed writes nothing
+    assert (writes(rt, "created"), writes(rt, "updated")) == (2, 0)
+
+    # Argo CD's ApplicationSets select on these labels: waiting for the renewal would leave a
+    # relabelled cluster in the wrong set for up to renewal_interval.
+    source.clusters = [KubeCluster("a", {"env": "prod", "team": "blue"}), *prod("b")]
+    clock.advance(seconds=31)
+    rt.step()
+    assert len(source.issued) == 1, "a discovery must not renew"
+    assert (writes(rt, "created"), writes(rt, "updated")) == (2, 1), "only a rewritten"
+    teams = {
+        base64.b64decode(i.data["name"]).decode(): (i.metadata.labels or {}).get("team")
+        for i in k8s.CoreV1Api(admin_api).list_namespaced_secret(namespace).items
+    }
+    assert teams == {"root-a": "blue", "root-b": None}
