@@ -28,6 +28,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 FORCE:
 
@@ -102,7 +103,8 @@ demo: tools
 	  && python -m tests.harness.demo
 
 bench: tools
-	source $(TOOL_ENV) && python -m tests.bench
+	source $(TOOL_ENV) && export STANDIN_BIN=$$(tools/install.sh teleport-standin) \
+	  && python -m tests.bench $(BENCH_ARGS)
 	@bytes=$$($(MAKE) --no-print-directory image-size | tail -n 1); \
 	  echo "image size: $$((bytes / 1000000)) MB uncompressed ($$bytes bytes; target < 150 MB)"
 

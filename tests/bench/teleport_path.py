@@ -1,0 +1,264 @@
+"""The agent on the real path: ``start`` with the real Teleport client against the stand-in.
+
+Every Teleport cluster here is a ``standin_kube_cluster`` whose upstream is one shared API server,
+so a fleet of 1,000 clusters costs one kube-apiserver. The agent joins with a token, keeps its
+bot identity in a Secret, lists the clusters through ListResources paging and writes its Argo CD
+cluster secrets as a least-privilege ServiceAccount, as the chart runs it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import signal
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client as k8s
+
+from tests.harness.agent_e2e import AgentDaemon
+from tests.harness.kube import (
+    ControlPlane,
+    grant_secret_verbs,
+    service_account_token,
+    unique_namespace,
+)
+from tests.harness.standin import StandIn, bot_doc, kube_cluster_doc, role_doc, standin, token_doc
+
+ACCESS_ROLE = "bench-access"
+
+
+def fleet(names: Sequence[str], upstream: ControlPlane, labels: Mapping[str, str]) -> list[Any]:
+    """Stand-in resources: the role the bots get, and one cluster per name on ``upstream``."""
+    return [
+        role_doc(ACCESS_ROLE, kubernetes_labels={"*": "*"}, kubernetes_groups=["system:masters"]),
+        *(kube_cluster_doc(name, upstream, labels=labels, servers=1) for name in names),
+    ]
+
+
+@contextmanager
+def fleet_standin(count: int, upstream: ControlPlane) -> Iterator[StandIn]:
+    with standin(fleet([f"c-{i:04d}" for i in range(count)], upstream, {"env": "bench"})) as s:
+        yield s
+
+
+class BenchAgent:
+    """One agent installation on ``plane``: its namespace, ServiceAccount, Roles (create and
+    patch on secrets where it writes; its identity Secret by name), a bot and a join token."""
+
+    def __init__(
+        self,
+        plane: ControlPlane,
+        admin: k8s.ApiClient,
+        teleport: StandIn,
+        *,
+        secret_namespace: str | None = None,
+    ) -> None:
+        self.teleport = teleport
+        self.namespace = unique_namespace(admin, prefix="agent")
+        self.secret_namespace = secret_namespace or self.namespace
+        self.workdir = Path(tempfile.mkdtemp(prefix="bench-agent-"))
+        grant_secret_verbs(
+            admin,
+            self.secret_namespace,
+            ["create", "patch"],
+            service_account="agent",
+            service_account_namespace=self.namespace,
+            name=f"writer-{self.namespace}",
+        )
+        rbac = k8s.RbacAuthorizationV1Api(admin)
+        # The chart's identity Role: the one Secret by name, plus create.
+        rbac.create_namespaced_role(
+            self.namespace,
+            k8s.V1Role(
+                metadata=k8s.V1ObjectMeta(name="identity"),
+                rules=[
+                    k8s.V1PolicyRule(
+                        api_groups=[""],
+                        resources=["secrets"],
+                        resource_names=["agent-identity"],
+                        verbs=["get", "update", "patch"],
+                    ),
+                    k8s.V1PolicyRule(api_groups=[""], resources=["secrets"], verbs=["create"]),
+                ],
+            ),
+        )
+        rbac.create_namespaced_role_binding(
+            self.namespace,
+            k8s.V1RoleBinding(
+                metadata=k8s.V1ObjectMeta(name="identity"),
+                role_ref=k8s.V1RoleRef(
+                    api_group="rbac.authorization.k8s.io", kind="Role", name="identity"
+                ),
+                subjects=[
+                    k8s.RbacV1Subject(kind="ServiceAccount", name="agent", namespace=self.namespace)
+                ],
+            ),
+        )
+        token = service_account_token(admin, self.namespace, "agent")
+        self.kubeconfig = plane.kubeconfig(self.workdir / "kubeconfig", token=token)
+        bot = f"bench-{uuid.uuid4().hex[:6]}"
+        join = uuid.uuid4().hex
+        teleport.create([bot_doc(bot, [ACCESS_ROLE]), token_doc(join, bot)])
+        (self.workdir / "token").write_text(join)
+
+    def configure(self, service: Mapping[str, Any], **top: Any) -> Path:
+        config: dict[str, Any] = {
+            "version": "v2",
+            "proxy_server": self.teleport.proxy_addr,
+            "proxy_ca_path": str(self.teleport.web_ca_path),
+            "onboarding": {"join_method": "token", "token": str(self.workdir / "token")},
+            "storage": {"type": "kubernetes_secret", "name": "agent-identity"},
+            "instance": f"{self.namespace}/agent",
+            "services": [
+                {
+                    "type": "kubernetes/argo-cd",
+                    "secret_namespace": self.secret_namespace,
+                    "cluster_name_template": "{{.KubeName}}",
+                    **service,
+                }
+            ],
+            **top,
+        }
+        path = self.workdir / "config.yaml"
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+    def start(self) -> tuple[AgentDaemon, float]:
+        """The daemon and the wall-clock time (epoch seconds) just before it was spawned."""
+        spawned = time.time()
+        daemon = AgentDaemon(
+            ["-c", str(self.workdir / "config.yaml")],
+            kubeconfig=self.kubeconfig,
+            POD_NAMESPACE=self.namespace,
+        )
+        return daemon, spawned
+
+
+def event_time(event: Mapping[str, Any]) -> float:
+    """An agent log event's timestamp as epoch seconds."""
+    return dt.datetime.fromisoformat(str(event["time"])).timestamp()
+
+
+def wait_event(
+    daemon: AgentDaemon, message: str, *, after: int, timeout: float, **fields: Any
+) -> tuple[dict[str, Any], int]:
+    """The first event past index ``after`` whose message starts with ``message`` and whose
+    fields match; returns it and its index (to wait for the next one)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        events = daemon.events()
+        for index in range(after, len(events)):
+            event = events[index]
+            if str(event.get("message", "")).startswith(message) and all(
+                event.get(k) == v for k, v in fields.items()
+            ):
+                return event, index + 1
+        if daemon.proc.poll() is not None or time.monotonic() > deadline:
+            tail = "".join(daemon.lines[-20:])
+            raise RuntimeError(f"no {message!r} {fields} from the agent:\n{tail}")
+        time.sleep(0.05)
+
+
+def vm_hwm_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmHWM for process {pid}")
+
+
+def stop(daemon: AgentDaemon) -> None:
+    try:
+        daemon.stop()
+    finally:
+        if daemon.proc.poll() is None:
+            daemon.proc.kill()
+
+
+def cold_starts(
+    plane: ControlPlane, admin: k8s.ApiClient, upstream: ControlPlane, counts: Sequence[int]
+) -> dict[int, list[tuple[float, float]]]:
+    """Process start to the first complete sync (join, output identity, listing, every write),
+    each fleet size twice in mirrored order (1, 100, 1000, 1000, 100, 1) so load drifting over
+    the run hits every size alike. Each result: (seconds to the "agent started" line, i.e. the
+    interpreter and imports; seconds to the first complete sync)."""
+    results: dict[int, list[tuple[float, float]]] = {n: [] for n in counts}
+    for count in [*counts, *reversed(counts)]:
+        with fleet_standin(count, upstream) as teleport:
+            agent = BenchAgent(plane, admin, teleport)
+            agent.configure({"selectors": [{"labels": {"env": "bench"}}]})
+            daemon, spawned = agent.start()
+            try:
+                started, seen = wait_event(daemon, "agent started", after=0, timeout=120)
+                event, _ = wait_event(daemon, "sync finished", after=seen, timeout=300)
+            finally:
+                stop(daemon)
+            written = int(event.get("created", 0)) + int(event.get("updated", 0))
+            if written != count:
+                raise RuntimeError(f"first sync wrote {written} of {count}: {event}")
+            results[count].append((event_time(started) - spawned, event_time(event) - spawned))
+            print(
+                f"cold start, {count:>5} clusters: first sync {results[count][-1][1]:.2f}s "
+                f"(loop started at {results[count][-1][0]:.2f}s)",
+                flush=True,
+            )
+    return results
+
+
+def daemon_at_scale(
+    plane: ControlPlane, admin: k8s.ApiClient, upstream: ControlPlane, count: int, *, additions: int
+) -> dict[str, Any]:
+    """One daemon with ``count`` clusters and a 5 s discovery interval: clusters added in the
+    stand-in one at a time (time to the agent's write of their secret), then one renewal of
+    every secret by SIGUSR1; the peak RSS (VmHWM) over all of it."""
+    interval = 5
+    with fleet_standin(count, upstream) as teleport:
+        agent = BenchAgent(plane, admin, teleport)
+        agent.configure(
+            {
+                "selectors": [{"labels": {"env": "bench"}}],
+                "discovery_interval": f"{interval}s",
+            }
+        )
+        daemon, _ = agent.start()
+        try:
+            _, seen = wait_event(daemon, "sync finished", after=0, timeout=300)
+            after_first = vm_hwm_kib(daemon.proc.pid)
+            delays = []
+            for i in range(additions):
+                # A random phase against the discovery timer, as a real addition would have.
+                time.sleep(1.3 * (i + 1))
+                teleport.add_cluster(f"new-{i}", upstream, labels={"env": "bench"}, servers=1)
+                added = time.time()
+                event, seen = wait_event(
+                    daemon, "sync finished", after=seen, timeout=60, kind="discovery", created=1
+                )
+                delays.append(event_time(event) - added)
+            daemon.proc.send_signal(signal.SIGUSR1)
+            renewal, seen = wait_event(
+                daemon, "sync finished", after=seen, timeout=300, kind="renewal"
+            )
+            peak = vm_hwm_kib(daemon.proc.pid)
+        finally:
+            stop(daemon)
+    print(
+        f"daemon, {count} clusters: new cluster to secret {[round(d, 1) for d in delays]} s "
+        f"(discovery every {interval}s); SIGUSR1 renewal of {count + additions} secrets "
+        f"{renewal.get('seconds')} s; VmHWM {after_first / 1024:.0f} MiB after the first sync, "
+        f"{peak / 1024:.0f} MiB at the end",
+        flush=True,
+    )
+    return {
+        "clusters": count,
+        "discovery_interval_s": interval,
+        "new_cluster_to_secret_s": delays,
+        "renewal_seconds": renewal.get("seconds"),
+        "renewal_written": int(renewal.get("updated", 0)) + int(renewal.get("unchanged", 0)),
+        "rss_after_first_sync_kib": after_first,
+        "rss_peak_kib": peak,
+    }
