@@ -110,6 +110,8 @@ class _Group:
     due_wall: dt.datetime | None = None
     due_mono: float = 0.0
     failures: int = 0
+    # The last renewal failure while ``failures`` > 0, so readiness can say why.
+    renewal_error: TeleportError | None = None
     # The renewal interval in force: shorter than configured when Teleport capped the lifetime.
     effective_interval: dt.timedelta | None = None
     # Secrets that hold the current credential; cleared at every renewal.
@@ -193,6 +195,7 @@ class Runtime:
         # assignment needs no lock; the first step gets the same allowance as any other.
         self._live_until = time.monotonic() + self._stuck_after
         self._step_failures = 0
+        self._listing_error: TeleportError | None = None
         self._lock = threading.Lock()  # readiness is read from the diagnostics thread
 
     # -- control ------------------------------------------------------------------------
@@ -331,17 +334,21 @@ class Runtime:
             self._teleport_failed(exc)
             with self._lock:
                 self._listing_failed = True
+                self._listing_error = exc
             return
         with self._lock:
             self._clusters = clusters
             self._listing_failed = False
+            self._listing_error = None
 
     def _renew(self, group: _Group) -> bool:
         try:
             credential = self._source.issue_credential(group.ttl)
         except TeleportError as exc:
             self._teleport_failed(exc)
-            group.failures += 1
+            with self._lock:
+                group.failures += 1
+                group.renewal_error = exc
             delay = retry_delay(
                 group.failures, first=RETRY_FIRST, cap=min(RETRY_CAP, group.interval), rng=self._rng
             )
@@ -349,7 +356,9 @@ class Runtime:
             return False
         now = self._clock()
         group.credential = credential
-        group.failures = 0
+        with self._lock:
+            group.failures = 0
+            group.renewal_error = None
         group.written.clear()
         lifetime = credential.expires - now
         # Teleport may cap the lifetime below the requested TTL (the role's max_session_ttl):
@@ -492,8 +501,16 @@ class Runtime:
         warnings: list[str] = []
         with self._lock:
             if self._listing_failed:
-                reasons.append("the last cluster listing from Teleport failed")
+                reasons.append(
+                    "the last cluster listing from Teleport failed"
+                    + (f": {_why(self._listing_error)}" if self._listing_error else "")
+                )
             for group in self._groups:
+                if group.renewal_error is not None:
+                    reasons.append(
+                        f"renewing the credential failed {group.failures} time(s) in a row: "
+                        f"{_why(group.renewal_error)}"
+                    )
                 state = readiness(
                     now=now,
                     credential_expires=group.oldest_expiry(),
@@ -516,6 +533,11 @@ def _content(secret: DesiredSecret) -> int:
             tuple(sorted(secret.data.items())),
         )
     )
+
+
+def _why(exc: TeleportError) -> str:
+    """A Teleport failure for a person: what kind, then the client's sentence of what to do."""
+    return f"{exc.summary}: {exc}"
 
 
 def _only_new(plan: CyclePlan, skip: set[SecretKey], *, prune: bool) -> CyclePlan:

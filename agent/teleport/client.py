@@ -34,10 +34,12 @@ from agent.logs import logger
 from agent.teleport import keys
 from agent.teleport.auth import AuthClient
 from agent.teleport.errors import (
+    BotLocked,
     IdentityExpired,
     JoinRejected,
     RoleNotImpersonable,
     TeleportError,
+    UntrustedCertificate,
 )
 from agent.teleport.identity import BotIdentity, Credential, split_pem_certificates
 from agent.teleport.inventory import KubeCluster
@@ -180,13 +182,34 @@ class TeleportClient:
         if now - (bot.not_before + _BACKDATE) < RENEW_MIN_AGE:
             return bot
         if method == "token":
-            renewed = self._run(lambda: self._renew(bot, proxy))
+            try:
+                renewed = self._run(lambda: self._renew(bot, proxy))
+            except BotLocked as exc:
+                renewed = self._join_after_lock(proxy, exc)
         else:
             try:
                 renewed = self._run(lambda: self._rejoin(bot, proxy))
             except IdentityExpired:
                 renewed = self._join_web(proxy)
+            except JoinRejected as exc:
+                token = self._config.onboarding.token
+                raise JoinRejected(
+                    exc.operation,
+                    f"{exc.message}. The bot identity stays valid until "
+                    f"{bot.expires.isoformat()}; check that the join token {token!r} still "
+                    f"exists (tctl get token/{token}) and allows this service account",
+                ) from None
         return self._keep(renewed)
+
+    def _join_after_lock(self, proxy: ProxySettings, locked: BotLocked) -> BotIdentity:
+        """A locked bot instance never renews again; with the token method an administrator
+        recovers it by putting a new join token into the token Secret. So join with whatever
+        the token file holds now: a new bot instance. The spent token is refused (harmlessly)
+        and the lock is reported as it was."""
+        try:
+            return self._join_web(proxy)
+        except JoinRejected:
+            raise locked from None
 
     def _keep(self, identity: BotIdentity) -> BotIdentity:
         """Adopt a new identity: saved first, so a crash never leaves only the older one."""
@@ -259,7 +282,27 @@ class TeleportClient:
         async def main() -> T:
             return await make()
 
-        return asyncio.run(main())
+        try:
+            return asyncio.run(main())
+        except UntrustedCertificate:
+            if not self._refresh_host_ca():
+                raise
+            return asyncio.run(main())
+
+    def _refresh_host_ca(self) -> bool:
+        """Auth's certificate did not verify against the Host CA held: Teleport may have
+        rotated it while the agent ran. Read it again from the proxy, trusted as at start
+        (the web certificate); true when it changed, so the call is worth one more try."""
+        if not self._via_proxy:
+            return False
+        fresh = self._web.host_ca()
+        if set(fresh) == set(self._host_ca):
+            return False
+        logger.info(
+            "Host CA changed in Teleport; trusting the current one", certificates=len(fresh)
+        )
+        self._host_ca = fresh
+        return True
 
     def _auth(self, cert_pem: bytes, key_pem: bytes) -> AuthClient:
         proxy = self._proxy
@@ -319,6 +362,10 @@ class TeleportClient:
                 role_requests=roles,
             )
             host_ca = split_pem_certificates(await auth.host_ca())
+        if host_ca:
+            # Auth's own answer over the verified connection: during a rotation it carries the
+            # new CA before Auth's certificate is signed by it, so the next connection trusts it.
+            self._host_ca = host_ca
         return Credential.from_pem(
             certs.tls_cert_pem, keys.private_key_pem(key), host_ca or self._host_ca, bot_name
         )

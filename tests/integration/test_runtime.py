@@ -132,7 +132,15 @@ def test_teleport_down_deletes_nothing_and_readiness_recovers(admin_api, namespa
     assert secrets(admin_api, namespace) == {"a": 1, "b": 1}, "nothing pruned, nothing rewritten"
     state = rt.readiness()
     assert not state.ready
-    assert "the last cluster listing from Teleport failed" in state.reasons
+    # Each reason says what failed and why, in the client's words.
+    assert (
+        "the last cluster listing from Teleport failed: Teleport request failed: "
+        "list_clusters: connection refused" in state.reasons
+    )
+    assert (
+        "renewing the credential failed 1 time(s) in a row: Teleport request failed: "
+        "issue_credential: connection refused" in state.reasons
+    )
     errors = rt.metrics.registry.get_sample_value(
         "teleport_argocd_agent_teleport_request_errors_total", {"operation": "list_clusters"}
     )

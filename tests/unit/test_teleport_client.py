@@ -368,3 +368,74 @@ def test_identity_for_another_cluster_is_refused():
     store.save(identity(cluster="other", age=dt.timedelta(minutes=10)))
     with pytest.raises(E.TeleportError, match="is for the cluster 'other'"):
         client.bot_identity()
+
+
+def test_a_locked_instance_reports_the_lock_until_a_new_token_joins_a_new_instance():
+    client, store, steps = make_client()
+    store.save(identity(generation=4, instance="locked", age=dt.timedelta(minutes=10)))
+
+    def locked(bot: BotIdentity, proxy: ProxySettings) -> BotIdentity:
+        raise E.BotLocked("renew", "lock targeting BotInstanceID:locked is in force")
+
+    def spent(proxy: ProxySettings) -> BotIdentity:
+        steps.calls.append("join refused")
+        raise E.JoinRejected("join", "token expired or not found")
+
+    client._renew = locked  # type: ignore[method-assign,assignment]
+    client._join_web = spent  # type: ignore[method-assign]
+    # The token file still holds the spent token: the lock is what is reported.
+    with pytest.raises(E.BotLocked, match="is in force"):
+        client.bot_identity()
+    assert store.load().instance_id == "locked"  # type: ignore[union-attr]
+    # An administrator put a new token there: a new instance, saved before it is used.
+    client._join_web = steps.join  # type: ignore[method-assign]
+    bot = client.bot_identity()
+    assert steps.calls == ["join refused", "join"]
+    assert bot.instance_id == "new"
+    assert store.load() is bot
+
+
+def test_a_refused_kubernetes_rejoin_names_the_token_and_how_long_the_identity_lasts():
+    client, store, _ = make_client("kubernetes")
+    store.save(identity(age=dt.timedelta(minutes=30)))
+
+    def refused(bot: BotIdentity, proxy: ProxySettings) -> BotIdentity:
+        raise E.JoinRejected("re-join", "Teleport rejected the re-join: token expired or not found")
+
+    client._rejoin = refused  # type: ignore[method-assign,assignment]
+    with pytest.raises(E.JoinRejected) as caught:
+        client.bot_identity()
+    assert "token expired or not found" in caught.value.message
+    assert "check that the join token 't' still exists (tctl get token/t)" in caught.value.message
+    assert "stays valid until" in caught.value.message
+
+
+class _Web:
+    def __init__(self, host_ca: tuple[bytes, ...]) -> None:
+        self.host_ca_pems = host_ca
+
+    def host_ca(self) -> tuple[bytes, ...]:
+        return self.host_ca_pems
+
+
+def test_an_auth_call_is_retried_once_with_the_host_ca_the_proxy_serves_now():
+    client, _, _ = make_client()
+    client = TeleportClient(client._config)
+    client._host_ca = (b"OLD",)
+    client._web = _Web((b"NEW", b"OLD"))  # type: ignore[assignment]
+    trusted: list[tuple[bytes, ...]] = []
+
+    async def call() -> str:
+        trusted.append(client._host_ca)
+        if b"NEW" not in client._host_ca:
+            raise E.UntrustedCertificate("list clusters", "Host CA does not verify")
+        return "answer"
+
+    # Rotated in Teleport while the agent ran: trust what the proxy serves now, try once more.
+    assert client._run(call) == "answer"
+    assert trusted == [(b"OLD",), (b"NEW", b"OLD")]
+    # Not a rotation (the proxy serves what is already trusted): the error stands, no loop.
+    client._host_ca = (b"OTHER",)
+    client._web = _Web((b"OTHER",))  # type: ignore[assignment]
+    with pytest.raises(E.UntrustedCertificate):
+        client._run(call)
