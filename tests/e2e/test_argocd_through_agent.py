@@ -180,7 +180,7 @@ def test_application_set_follows_the_agents_labels_and_a_badly_labelled_cluster_
         appset, selector={"fleet": bot}, path=f"fleet-{suffix}", namespace=f"fleet-{suffix}"
     )
     try:
-        argo.wait_synced(f"{appset}-good-{bot}")
+        argo.wait_generated_and_synced(appset, f"{appset}-good-{bot}")
         # Every secret Argo CD sees parses: the ApplicationSet controller keeps listing clusters.
         argo.wait_application_set_condition(appset, "ErrorOccurred", "False")
         assert [n for n in argo.application_names() if n.startswith(appset)] == [
