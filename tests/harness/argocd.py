@@ -400,6 +400,29 @@ class ArgoCD:
             synced, f"Application {name} to be Synced and Healthy", timeout, ("applications", name)
         )
 
+    def wait_generated_and_synced(
+        self, appset: str, name: str, timeout: float = 90.0
+    ) -> dict[str, Any]:
+        """Wait for ApplicationSet ``appset`` to generate Application ``name`` and for it to sync.
+
+        The ApplicationSet controller reacts to a new cluster secret at once, but validates the
+        generated Application against a cluster cache of its own that may not hold the secret
+        yet; it then gives up ("error getting cluster by server") and retries only after 3
+        minutes. The secret is in place by then, so this asks for the retry every 10 s.
+        """
+        deadline = time.monotonic() + timeout
+        refresh = time.monotonic() + 10
+        while name not in self.application_names():
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{name} not generated\n{self.report(('applicationsets', appset))}"
+                )
+            if time.monotonic() > refresh:
+                self.refresh_application_set(appset)
+                refresh = time.monotonic() + 10
+            time.sleep(0.5)
+        return self.wait_synced(name, timeout=max(deadline - time.monotonic(), 30))
+
     def wait_application_condition(
         self, name: str, message: str, timeout: float = 60.0
     ) -> dict[str, Any]:

@@ -286,7 +286,7 @@ def main() -> int:  # noqa: PLR0915 - one linear script, read top to bottom
             namespace="guestbook",
         )
         for _, data in secrets:
-            argo.wait_synced(f"guestbook-{data['name']}", timeout=120)
+            argo.wait_generated_and_synced("guestbook", f"guestbook-{data['name']}", timeout=120)
         print("\n# An ApplicationSet (cluster generator) deploys to every cluster; all synced")
         print(f"$ kubectl -n {NAMESPACE} get applications")
         print(indent(table([("NAME", "SYNC", "HEALTH", "DESTINATION"), *applications(argo)])))
