@@ -460,8 +460,9 @@ def test_teleport_down_longer_than_a_renewal_interval_recovers_by_itself(
             time.sleep(max(0.0, RENEWAL_SECONDS + 5 - (time.monotonic() - down_at)))
             reasons = agent.wait_not_ready("Teleport")
             assert agent.readyz()[0] == 503
+            # Counted by operation: the listings between renewals and the renewal's ping.
             errors = agent.teleport_errors()
-            assert sum(errors.values()) >= 2, errors
+            assert {"list clusters", "ping"} <= set(errors), errors
             during = agent.secrets()
             assert_same_objects(before, during)
             assert {n: expiry(s) for n, s in during.items()} == {
@@ -503,8 +504,9 @@ def test_locked_bot_touches_no_secret_says_so_and_recovers_when_unlocked(
     time.sleep(RENEWAL_SECONDS + 2)  # a renewal comes and goes
     assert agent.versions() == versions, "a locked bot must not touch any secret"
     assert_same_objects(before, agent.secrets())
+    # Counted by operation: the listings with the locked credential and the renewal.
     errors = agent.teleport_errors()
-    assert errors, "the failures show in teleport_request_errors by operation"
+    assert {"list clusters", "renew bot identity"} <= set(errors), errors
     assert agent.readyz()[0] == 503
 
     teleport.unlock(instance["id"])
