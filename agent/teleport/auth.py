@@ -352,8 +352,9 @@ def map_status(operation: str, status: Status, message: str) -> TeleportError:
             return BotLocked(
                 operation,
                 f"Teleport says: {message}. The bot is locked; an administrator must remove "
-                "the lock (tctl get locks; tctl rm locks/<id>) and, for the token join "
-                "method, create a new join token",
+                "the lock (tctl get locks; tctl rm locks/<id>) or, with the token join "
+                "method, put a new join token into the token Secret (the agent then joins as "
+                "a new bot instance)",
             )
         if operation == "issue output identity":
             return RoleNotImpersonable(

@@ -8,9 +8,11 @@ kept in ``AGENT_OUTPUT``, so the tier can assert that no key material was ever l
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -20,6 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from kubernetes import client as k8s
 
 from tests.harness.kube import ControlPlane, HarnessError, Process
 
@@ -217,3 +222,96 @@ class AgentDaemon:
         time.sleep(0.1)
         self._pump()
         return code
+
+
+@dataclass(frozen=True)
+class ReadableSecret:
+    """An Argo CD cluster secret that parsed the way Argo CD reads it."""
+
+    uid: str
+    server: str
+    host_cas: list[x509.Certificate]
+    certificate: x509.Certificate
+    annotations: dict[str, str]
+
+
+def _pem_certificates(b64: str, what: str) -> list[x509.Certificate]:
+    pem = base64.b64decode(b64, validate=True)
+    certs = x509.load_pem_x509_certificates(pem)
+    assert certs, f"{what}: no certificate"
+    return certs
+
+
+def argocd_readable_secrets(api: k8s.ApiClient, namespace: str) -> dict[str, ReadableSecret]:
+    """Every cluster secret in ``namespace``, each asserted whole as Argo CD reads it (only
+    ``data``; ``config`` JSON with a ``tlsClientConfig`` whose ``caData``/``certData``/
+    ``keyData`` are base64 of PEM, the key belonging to the certificate). Read as the admin."""
+    found: dict[str, ReadableSecret] = {}
+    for item in k8s.CoreV1Api(api).list_namespaced_secret(namespace).items:
+        meta = item.metadata or k8s.V1ObjectMeta()
+        if (meta.labels or {}).get("argocd.argoproj.io/secret-type") != "cluster":
+            continue
+        name = str(meta.name)
+        data = {k: base64.b64decode(v).decode() for k, v in (item.data or {}).items()}
+        assert data.get("server", "").startswith("https://"), (name, sorted(data))
+        assert data.get("name"), name
+        tls = json.loads(data["config"])["tlsClientConfig"]
+        assert tls.get("insecure", False) is False, name
+        host_cas = _pem_certificates(tls["caData"], f"{name} caData")
+        (certificate,) = _pem_certificates(tls["certData"], f"{name} certData")
+        # The key's own consistency checks cost ~50 ms per RSA key; that it pairs with the
+        # certificate is what Argo CD needs, and is checked below.
+        key = serialization.load_pem_private_key(
+            base64.b64decode(tls["keyData"]), None, unsafe_skip_rsa_key_validation=True
+        )
+        spki = serialization.PublicFormat.SubjectPublicKeyInfo
+        pem = serialization.Encoding.PEM
+        assert key.public_key().public_bytes(pem, spki) == certificate.public_key().public_bytes(
+            pem, spki
+        ), f"{name}: keyData does not belong to certData"
+        found[name] = ReadableSecret(
+            str(meta.uid), data["server"], host_cas, certificate, dict(meta.annotations or {})
+        )
+    return found
+
+
+def jwks(plane: ControlPlane) -> str:
+    """The API server's service-account JWKS (``kubectl get --raw /openid/v1/jwks``)."""
+    ctx = ssl.create_default_context(cafile=str(plane.ca_path))
+    ctx.load_cert_chain(str(plane.admin_cert_path), str(plane.admin_key_path))
+    with urllib.request.urlopen(plane.url + "/openid/v1/jwks", context=ctx) as r:  # noqa: S310
+        return str(r.read().decode())
+
+
+def pod_bound_token(
+    api: k8s.ApiClient, namespace: str, *, service_account: str = "agent", audience: str
+) -> str:
+    """The projected token the chart mounts for the kubernetes join method: ``audience`` = the
+    Teleport cluster, bound to a pod of ``service_account`` (created here; nothing runs it)."""
+    core = k8s.CoreV1Api(api)
+    name = f"{service_account}-{os.urandom(3).hex()}"
+    pod = core.create_namespaced_pod(
+        namespace,
+        k8s.V1Pod(
+            metadata=k8s.V1ObjectMeta(name=name),
+            spec=k8s.V1PodSpec(
+                service_account_name=service_account,
+                automount_service_account_token=False,
+                containers=[k8s.V1Container(name="agent", image="agent:test")],
+            ),
+        ),
+    )
+    assert pod.metadata is not None
+    spec = k8s.V1TokenRequestSpec(
+        audiences=[audience],
+        expiration_seconds=600,
+        bound_object_ref=k8s.V1BoundObjectReference(
+            api_version="v1", kind="Pod", name=name, uid=pod.metadata.uid
+        ),
+    )
+    answer = core.create_namespaced_service_account_token(
+        service_account, namespace, k8s.AuthenticationV1TokenRequest(spec=spec)
+    )
+    if answer.status is None:
+        raise HarnessError(f"TokenRequest for {namespace}/{service_account} returned no token")
+    return str(answer.status.token)

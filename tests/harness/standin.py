@@ -60,6 +60,7 @@ __all__ = [
     "kube_request",
     "kubernetes_token_doc",
     "output_identity",
+    "renew_bot",
     "role_doc",
     "standin",
     "standin_binary",
@@ -524,6 +525,30 @@ def output_identity(
     ttl: dt.timedelta = dt.timedelta(hours=1),
 ) -> IssuedIdentity:
     """The role-impersonated output identity of §6, asked over the proxy's auth route."""
+    return _user_certs(server, bot, roles, workdir=workdir, ttl=ttl)
+
+
+def renew_bot(
+    server: StandIn,
+    bot: IssuedIdentity,
+    *,
+    workdir: Path,
+    ttl: dt.timedelta = dt.timedelta(hours=1),
+) -> IssuedIdentity:
+    """A renewal of a bot identity (§5): ``GenerateUserCerts`` for itself, no role requests.
+    Presenting an identity older than the newest one is a generation mismatch: Teleport
+    refuses (``grpclib.exceptions.GRPCError``) and locks the bot instance."""
+    return _user_certs(server, bot, (), workdir=workdir, ttl=ttl)
+
+
+def _user_certs(
+    server: StandIn,
+    bot: IssuedIdentity,
+    roles: Sequence[str],
+    *,
+    workdir: Path,
+    ttl: dt.timedelta,
+) -> IssuedIdentity:
     _, key_pem, tls_pub, ssh_pub = _new_key()
     host, port = server.proxy_addr.rsplit(":", 1)
     username = bot.certificate.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value
@@ -534,7 +559,7 @@ def output_identity(
         Expires=expires,
         RouteToCluster=server.cluster_name,
         RoleRequests=list(roles),
-        UseRoleRequests=True,
+        UseRoleRequests=bool(roles),
         SSHPublicKey=ssh_pub,
         TLSPublicKey=tls_pub,
     )
