@@ -120,7 +120,9 @@ def tls_client_config(plane: ControlPlane) -> dict[str, Any]:
 def config_map_manifest(name: str, data: Mapping[str, str]) -> str:
     """A ConfigMap as YAML, the smallest object Argo CD syncs and reports Healthy."""
     doc = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": dict(data)}
-    return yaml.safe_dump(doc)
+    # JSON, which is YAML too, quotes every string: PyYAML leaves a value such as 574e25 bare
+    # (a string to YAML 1.1), and Argo CD's YAML reader takes that for a number.
+    return json.dumps(doc, indent=2) + "\n"
 
 
 # -- git repository --------------------------------------------------------------------------
