@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 from kubernetes import client as k8s
 
-from tests.harness.agent_e2e import AgentDaemon
+from tests.harness.agent_e2e import AgentDaemon, grant_identity_secret
 from tests.harness.kube import (
     ControlPlane,
     grant_secret_verbs,
@@ -71,35 +71,7 @@ class BenchAgent:
             service_account_namespace=self.namespace,
             name=f"writer-{self.namespace}",
         )
-        rbac = k8s.RbacAuthorizationV1Api(admin)
-        # The chart's identity Role: the one Secret by name, plus create.
-        rbac.create_namespaced_role(
-            self.namespace,
-            k8s.V1Role(
-                metadata=k8s.V1ObjectMeta(name="identity"),
-                rules=[
-                    k8s.V1PolicyRule(
-                        api_groups=[""],
-                        resources=["secrets"],
-                        resource_names=["agent-identity"],
-                        verbs=["get", "update", "patch"],
-                    ),
-                    k8s.V1PolicyRule(api_groups=[""], resources=["secrets"], verbs=["create"]),
-                ],
-            ),
-        )
-        rbac.create_namespaced_role_binding(
-            self.namespace,
-            k8s.V1RoleBinding(
-                metadata=k8s.V1ObjectMeta(name="identity"),
-                role_ref=k8s.V1RoleRef(
-                    api_group="rbac.authorization.k8s.io", kind="Role", name="identity"
-                ),
-                subjects=[
-                    k8s.RbacV1Subject(kind="ServiceAccount", name="agent", namespace=self.namespace)
-                ],
-            ),
-        )
+        grant_identity_secret(admin, self.namespace)
         token = service_account_token(admin, self.namespace, "agent")
         self.kubeconfig = plane.kubeconfig(self.workdir / "kubeconfig", token=token)
         bot = f"bench-{uuid.uuid4().hex[:6]}"

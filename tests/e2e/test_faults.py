@@ -35,6 +35,7 @@ from tests.harness.agent_e2e import (
     AgentDaemon,
     ReadableSecret,
     argocd_readable_secrets,
+    grant_identity_secret,
     jwks,
     pod_bound_token,
 )
@@ -144,34 +145,7 @@ class Installation:
             service_account_namespace=self.namespace,
             name=f"agent-{self.namespace}",
         )
-        rbac = k8s.RbacAuthorizationV1Api(admin)
-        rbac.create_namespaced_role(
-            self.namespace,
-            k8s.V1Role(
-                metadata=k8s.V1ObjectMeta(name="identity"),
-                rules=[
-                    k8s.V1PolicyRule(
-                        api_groups=[""],
-                        resources=["secrets"],
-                        resource_names=["agent-identity"],
-                        verbs=["get", "update", "patch"],
-                    ),
-                    k8s.V1PolicyRule(api_groups=[""], resources=["secrets"], verbs=["create"]),
-                ],
-            ),
-        )
-        rbac.create_namespaced_role_binding(
-            self.namespace,
-            k8s.V1RoleBinding(
-                metadata=k8s.V1ObjectMeta(name="identity"),
-                role_ref=k8s.V1RoleRef(
-                    api_group="rbac.authorization.k8s.io", kind="Role", name="identity"
-                ),
-                subjects=[
-                    k8s.RbacV1Subject(kind="ServiceAccount", name="agent", namespace=self.namespace)
-                ],
-            ),
-        )
+        grant_identity_secret(admin, self.namespace)
         token = service_account_token(admin, self.namespace, "agent")
         self.kubeconfig = kube.kubeconfig(self.workdir / "kubeconfig", token=token)
         teleport.create(

@@ -315,3 +315,41 @@ def pod_bound_token(
     if answer.status is None:
         raise HarnessError(f"TokenRequest for {namespace}/{service_account} returned no token")
     return str(answer.status.token)
+
+
+IDENTITY_SECRET = "agent-identity"
+
+
+def grant_identity_secret(
+    admin: k8s.ApiClient, namespace: str, *, service_account: str = "agent"
+) -> None:
+    """The chart's identity Role for the token method, bound to ``service_account``: the one
+    identity Secret by name (get, update, patch), plus create."""
+    rbac = k8s.RbacAuthorizationV1Api(admin)
+    rbac.create_namespaced_role(
+        namespace,
+        k8s.V1Role(
+            metadata=k8s.V1ObjectMeta(name="identity"),
+            rules=[
+                k8s.V1PolicyRule(
+                    api_groups=[""],
+                    resources=["secrets"],
+                    resource_names=[IDENTITY_SECRET],
+                    verbs=["get", "update", "patch"],
+                ),
+                k8s.V1PolicyRule(api_groups=[""], resources=["secrets"], verbs=["create"]),
+            ],
+        ),
+    )
+    rbac.create_namespaced_role_binding(
+        namespace,
+        k8s.V1RoleBinding(
+            metadata=k8s.V1ObjectMeta(name="identity"),
+            role_ref=k8s.V1RoleRef(
+                api_group="rbac.authorization.k8s.io", kind="Role", name="identity"
+            ),
+            subjects=[
+                k8s.RbacV1Subject(kind="ServiceAccount", name=service_account, namespace=namespace)
+            ],
+        ),
+    )
