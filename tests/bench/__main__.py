@@ -10,12 +10,15 @@
 
 Numbers are measurements printed side by side, never assertions: the machine is shared, so
 compare ratios within a run. For the writes: for 1, 100 and 1,000 clusters the agent renders
-and writes every secret (a create cycle,
-then an update cycle with a renewed credential) as a least-privilege ServiceAccount. The
-baseline, in the same run against the same server, sends the same server-side applies
-straight through urllib3 with the same concurrency and no agent logic at all. Each side
-runs twice per phase in alternating order and the faster run counts, so a noisy neighbour
-hurts both sides alike. Ratios (agent throughput / baseline throughput) are printed; they
+and writes every secret (a create cycle, then an update cycle with a renewed credential) in
+two modes: "policy", the chart's default install (helm installs its ServiceAccount, Role and
+admission policy; the agent and the baseline both write as that ServiceAccount, so both pay the
+policy's admission cost), and "rbac only" (``admissionPolicy.enabled: false``: a least-privilege
+ServiceAccount, and the agent's first write of each existing secret is preceded by a dry run that
+decides ownership). The baseline, in the same run against the same server, sends the same
+server-side applies straight through urllib3 with the same concurrency and no agent logic at
+all. Each side runs twice per phase in alternating order and the faster run counts, so a noisy
+neighbour hurts both sides alike. Ratios (agent throughput / baseline throughput) are printed; they
 are measurements, not assertions.
 """
 
@@ -33,6 +36,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -46,6 +50,7 @@ from agent.teleport.identity import Credential
 from agent.teleport.inventory import KubeCluster
 from agent.teleport.webapi import ProxySettings
 from tests.bench import rotation, teleport_path
+from tests.chart.helm import CHART, Helm
 from tests.harness.kube import (
     ControlPlane,
     agent_namespace,
@@ -53,10 +58,13 @@ from tests.harness.kube import (
     grant_secret_verbs,
     service_account_token,
     unique_namespace,
+    wait_for_admission_policy,
 )
 from tests.harness.pki import CertificateAuthority
 
 CONCURRENCY = 16
+# The chart's release name in the policy mode; also its ServiceAccount's name.
+CHART_RELEASE = "teleport-argocd-agent"
 PROXY = ProxySettings("bench.example.com", "teleport.example.com:443", tls_routing=True)
 
 
@@ -65,7 +73,14 @@ def make_credential(ca: CertificateAuthority, serial: int) -> Credential:
     return Credential.from_pem(pair.cert_pem, pair.key_pem, (ca.cert_pem,), "argocd")
 
 
-def render_all(namespace: str, count: int, credential: Credential) -> list[DesiredSecret]:
+def render_all(
+    namespace: str,
+    count: int,
+    credential: Credential,
+    *,
+    instance: str = "bench/agent",
+    cluster_prefix: str = "cluster",
+) -> list[DesiredSecret]:
     service = parse_config(
         {
             "proxy_server": "teleport.example.com:443",
@@ -85,9 +100,9 @@ def render_all(namespace: str, count: int, credential: Credential) -> list[Desir
         render_secret(
             service=service,
             service_name="argo-cd",
-            instance="bench/agent",
+            instance=instance,
             proxy=PROXY,
-            cluster=KubeCluster(f"cluster-{i:04d}", {"env": "bench", "team": f"t{i % 7}"}),
+            cluster=KubeCluster(f"{cluster_prefix}-{i:04d}", {"env": "bench", "team": f"t{i % 7}"}),
             credential=credential,
             agent_version="bench",
             now=now,
@@ -134,86 +149,149 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def agent_cycle(writer: SecretWriter, namespace: str, count: int, credential: Credential) -> None:
+def agent_cycle(writer: SecretWriter, render: Callable[[], list[DesiredSecret]]) -> None:
     """What one agent cycle costs: render every secret, then write them."""
-    results = writer.write(render_all(namespace, count, credential))
+    results = writer.write(render())
     failed = [r for r in results if not r.ok]
     if failed:
         raise RuntimeError(f"agent write failed: {failed[0]}")
+
+
+@dataclass(frozen=True)
+class WriteSetup:
+    """Where one mode's agent and baseline write, and as whom."""
+
+    mode: str
+    agent_ns: str
+    base_ns: str
+    token: str
+    instance: str
+    ownership_enforced: bool
+
+
+def policy_setup(plane: ControlPlane, admin: k8s.ApiClient, helm: Helm) -> WriteSetup:
+    """The chart's default install: its ServiceAccount, Role and admission policy, installed by
+    helm. The agent and the baseline write as that ServiceAccount into its namespace (distinct
+    secret names), so both pay the policy's admission cost and the ratio shows the agent's."""
+    namespace = unique_namespace(admin, prefix="policy")
+    helm.run(
+        "install",
+        CHART_RELEASE,
+        str(CHART),
+        "--namespace",
+        namespace,
+        *helm.values_args(
+            [
+                {
+                    "clusterName": "teleport.example.com",
+                    "teleportProxyAddress": "teleport.example.com:443",
+                    "token": "bench-bot",
+                    "argocd": {"clusterSelectors": [{"labels": {"env": "bench"}}]},
+                }
+            ]
+        ),
+    )
+    wait_for_admission_policy(plane, namespace, CHART_RELEASE)
+    return WriteSetup(
+        "policy",
+        namespace,
+        namespace,
+        service_account_token(admin, namespace, CHART_RELEASE, create=False),
+        f"{namespace}/{CHART_RELEASE}",
+        ownership_enforced=True,
+    )
+
+
+def rbac_setup(admin: k8s.ApiClient) -> WriteSetup:
+    """RBAC only (admissionPolicy.enabled: false): the agent's first write of each secret is a
+    dry run first, to decide ownership itself."""
+    agent_ns = unique_namespace(admin, prefix="agent")
+    base_ns = unique_namespace(admin, prefix="base")
+    for ns in (agent_ns, base_ns):
+        grant_secret_verbs(
+            admin,
+            ns,
+            ["create", "patch"],
+            service_account="writer",
+            service_account_namespace=agent_ns,
+            name="writer",
+        )
+    token = service_account_token(admin, agent_ns, "writer")
+    return WriteSetup("rbac only", agent_ns, base_ns, token, "bench/agent", False)
 
 
 def run(counts: Sequence[int]) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     with control_plane(Path(tempfile.mkdtemp(prefix="bench-"))) as plane:
         admin = plane.admin_client()
+        home = Path(tempfile.mkdtemp(prefix="bench-helm-"))
+        helm = Helm(home, plane.kubeconfig(home / "kubeconfig"))
         ca = CertificateAuthority("bench-teleport-host-ca")
         credentials = [make_credential(ca, i) for i in range(4)]
         print(f"control plane up in {plane.startup_seconds:.1f}s; concurrency {CONCURRENCY}")
         for count in counts:
-            agent_ns = unique_namespace(admin, prefix="agent")
-            base_ns = unique_namespace(admin, prefix="base")
-            # The agent writes as a ServiceAccount with create + patch only, like in production.
-            for ns in (agent_ns, base_ns):
-                grant_secret_verbs(
-                    admin,
-                    ns,
-                    ["create", "patch"],
-                    service_account="writer",
-                    service_account_namespace=agent_ns,
-                    name="writer",
-                )
-            token = service_account_token(admin, agent_ns, "writer")
-            cfg = plane.configuration(token=token)
-            cfg.connection_pool_maxsize = CONCURRENCY
-            writer = SecretWriter(k8s.ApiClient(cfg), concurrency=CONCURRENCY)
-            raw = RawApplier(plane, token)
-
-            for phase, (cred_a, cred_b) in (
-                ("create", (credentials[0], credentials[1])),
-                ("update", (credentials[2], credentials[3])),
-            ):
-                # Baseline bodies are pre-rendered and pre-serialized: the floor of the cost.
-                bodies_a = [
-                    (s.namespace, s.name, json.dumps(s.apply_body()).encode())
-                    for s in render_all(base_ns, count, cred_a)
-                ]
-                bodies_b = [
-                    (s.namespace, s.name, json.dumps(s.apply_body()).encode())
-                    for s in render_all(base_ns, count, cred_b)
-                ]
-                # Order B, A, A, B. In the create phase only the first run of each side creates
-                # (the second updates), so the first runs are compared; in the update phase
-                # every run updates and the faster of two counts.
-                base_t = timed(partial(raw.apply, bodies_a))
-                agent_t = timed(partial(agent_cycle, writer, agent_ns, count, cred_a))
-                agent_t2 = timed(partial(agent_cycle, writer, agent_ns, count, cred_b))
-                base_t2 = timed(partial(raw.apply, bodies_b))
-                if phase == "create":
-                    base_best, agent_best = base_t, agent_t
-                else:
-                    base_best, agent_best = min(base_t, base_t2), min(agent_t, agent_t2)
-                rows.append(
-                    {
-                        "clusters": count,
-                        "phase": phase,
-                        "baseline_s": base_best,
-                        "agent_s": agent_best,
-                        "baseline_wps": count / base_best,
-                        "agent_wps": count / agent_best,
-                        "ratio": base_best / agent_best,
-                    }
-                )
-                row = rows[-1]
-                print(
-                    f"{count:>6} {phase:<7} baseline {row['baseline_s']:7.3f}s "
-                    f"({row['baseline_wps']:7.1f}/s)  agent {row['agent_s']:7.3f}s "
-                    f"({row['agent_wps']:7.1f}/s)  ratio {row['ratio']:.2f}",
-                    flush=True,
-                )
+            for setup in (policy_setup(plane, admin, helm), rbac_setup(admin)):
+                rows += compare_writes(plane, setup, count, credentials)
         rss_ns = agent_namespace(admin, "rss", ["create", "patch"])
         rows.append({"peak_rss_kib": peak_rss(plane, admin, rss_ns, max(counts), ca)})
         rows.append({"profile": profile_update(plane, admin, max(counts), ca)})
         admin.close()  # type: ignore[no-untyped-call]
+    return rows
+
+
+def compare_writes(
+    plane: ControlPlane, setup: WriteSetup, count: int, credentials: Sequence[Credential]
+) -> list[dict[str, object]]:
+    """A create cycle, then an update cycle, of ``count`` secrets: agent beside baseline."""
+    cfg = plane.configuration(token=setup.token)
+    cfg.connection_pool_maxsize = CONCURRENCY
+    writer = SecretWriter(
+        k8s.ApiClient(cfg), concurrency=CONCURRENCY, ownership_enforced=setup.ownership_enforced
+    )
+    raw = RawApplier(plane, setup.token)
+    agent = partial(render_all, setup.agent_ns, count, instance=setup.instance)
+
+    def baseline_bodies(credential: Credential) -> list[tuple[str, str, bytes]]:
+        # Pre-rendered and pre-serialized: the floor of the cost.
+        secrets = render_all(
+            setup.base_ns, count, credential, instance=setup.instance, cluster_prefix="base"
+        )
+        return [(s.namespace, s.name, json.dumps(s.apply_body()).encode()) for s in secrets]
+
+    rows: list[dict[str, object]] = []
+    for phase, (cred_a, cred_b) in (
+        ("create", (credentials[0], credentials[1])),
+        ("update", (credentials[2], credentials[3])),
+    ):
+        bodies_a, bodies_b = baseline_bodies(cred_a), baseline_bodies(cred_b)
+        # Order B, A, A, B. In the create phase only the first run of each side creates
+        # (the second updates), so the first runs are compared; in the update phase
+        # every run updates and the faster of two counts.
+        base_t = timed(partial(raw.apply, bodies_a))
+        agent_t = timed(partial(agent_cycle, writer, partial(agent, cred_a)))
+        agent_t2 = timed(partial(agent_cycle, writer, partial(agent, cred_b)))
+        base_t2 = timed(partial(raw.apply, bodies_b))
+        if phase == "create":
+            base_best, agent_best = base_t, agent_t
+        else:
+            base_best, agent_best = min(base_t, base_t2), min(agent_t, agent_t2)
+        row: dict[str, object] = {
+            "clusters": count,
+            "mode": setup.mode,
+            "phase": phase,
+            "baseline_s": base_best,
+            "agent_s": agent_best,
+            "baseline_wps": count / base_best,
+            "agent_wps": count / agent_best,
+            "ratio": base_best / agent_best,
+        }
+        rows.append(row)
+        print(
+            f"{count:>6} {setup.mode:<9} {phase:<7} baseline {base_best:7.3f}s "
+            f"({count / base_best:7.1f}/s)  agent {agent_best:7.3f}s "
+            f"({count / agent_best:7.1f}/s)  ratio {base_best / agent_best:.2f}",
+            flush=True,
+        )
     return rows
 
 
@@ -259,12 +337,12 @@ def profile_update(
     namespace = agent_namespace(admin, "profile", ["create", "patch"])
     cfg = plane.configuration(token=service_account_token(admin, namespace, "agent"))
     writer = SecretWriter(k8s.ApiClient(cfg), concurrency=1)
-    agent_cycle(writer, namespace, count, make_credential(ca, 100))
+    agent_cycle(writer, partial(render_all, namespace, count, make_credential(ca, 100)))
     profiler = cProfile.Profile()
     credential = make_credential(ca, 101)
     started = time.perf_counter()
     profiler.enable()
-    agent_cycle(writer, namespace, count, credential)
+    agent_cycle(writer, partial(render_all, namespace, count, credential))
     profiler.disable()
     seconds = time.perf_counter() - started
     out = io.StringIO()
@@ -277,13 +355,13 @@ def profile_update(
 
 def writes_table(rows: Sequence[dict[str, object]]) -> None:
     print(
-        f"{'clusters':>8} {'phase':<7} {'cycle (agent)':>14} {'writes/s agent':>15} "
+        f"{'clusters':>8} {'mode':<9} {'phase':<7} {'cycle (agent)':>14} {'writes/s agent':>15} "
         f"{'writes/s raw':>13} {'ratio':>6}"
     )
     for row in rows:
         if "clusters" in row:
             print(
-                f"{row['clusters']:>8} {row['phase']:<7} {row['agent_s']:>13.3f}s "
+                f"{row['clusters']:>8} {row['mode']:<9} {row['phase']:<7} {row['agent_s']:>13.3f}s "
                 f"{row['agent_wps']:>15.1f} {row['baseline_wps']:>13.1f} {row['ratio']:>6.2f}"
             )
         elif "peak_rss_kib" in row:
