@@ -383,18 +383,18 @@ def teleport_section(counts: Sequence[int], additions: int) -> dict[str, object]
             plane, admin, upstream, max(counts), additions=additions
         )
         admin.close()  # type: ignore[no-untyped-call]
-    return {"cold_starts": {str(k): v for k, v in starts.items()}, "daemon": daemon}
+    return {"cold_starts": starts, "daemon": daemon}
 
 
 def teleport_tables(result: dict[str, object]) -> None:
     starts = result["cold_starts"]
     assert isinstance(starts, dict)
     print("cold start: process start -> first complete sync, real client against the stand-in")
-    print(f"{'clusters':>8} {'first sync (runs)':>22} {'best':>6} {'loop up (best)':>15}")
+    print(f"{'clusters':>16} {'first sync (runs)':>22} {'best':>6} {'loop up (best)':>15}")
     for count, runs in starts.items():
         syncs = ", ".join(f"{r[1]:.2f}" for r in runs)
         print(
-            f"{count:>8} {syncs + ' s':>22} {min(r[1] for r in runs):>5.2f}s "
+            f"{count:>16} {syncs + ' s':>22} {min(r[1] for r in runs):>5.2f}s "
             f"{min(r[0] for r in runs):>14.2f}s"
         )
     daemon = result["daemon"]
