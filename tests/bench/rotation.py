@@ -110,6 +110,13 @@ def peak_cpu(samples: Sequence[Sample], window: float = 5.0) -> float:
     return best
 
 
+def mean_cpu(samples: Sequence[Sample]) -> float:
+    """Average CPU (cores) from the first sample to the last."""
+    if len(samples) < 2 or samples[-1].mono <= samples[0].mono:
+        return 0.0
+    return (samples[-1].cpu_s - samples[0].cpu_s) / (samples[-1].mono - samples[0].mono)
+
+
 def peak_rate(times: Sequence[float], window: float = 5.0) -> int:
     """Most events in any ``window`` seconds."""
     ordered = sorted(times)
@@ -141,6 +148,7 @@ class Phase:
 class Result:
     kind: str
     cpu_peak: float
+    cpu_idle: float  # the controller's own background load in the 10 s before the phase
     rss_peak_mib: float
     requests_peak_5s: int
     requests_total: int
@@ -327,6 +335,7 @@ def _result(phase: Phase, sampler: Sampler, argo: ArgoCD, clusters: int) -> Resu
     return Result(
         kind=phase.kind,
         cpu_peak=peak_cpu(samples),
+        cpu_idle=mean_cpu(sampler.between(phase.start - 10, phase.start)),
         rss_peak_mib=max((s.rss_kib for s in samples), default=0) / 1024,
         requests_peak_5s=peak_rate(phase.requests),
         requests_total=len(phase.requests),
