@@ -413,19 +413,24 @@ def teleport_tables(result: dict[str, object]) -> None:
     )
 
 
+def worst_vs_mildest(spread: Sequence[float], burst: Sequence[float]) -> float:
+    """The largest spread value over the smallest burst one; nan when the burst is zero."""
+    mildest = min(burst)
+    return max(spread) / mildest if mildest > 0 else float("nan")
+
+
 def rotation_table(result: dict[str, object]) -> None:
     phases = result["phases"]
     assert isinstance(phases, list)
     print(
         f"rotation of {phases[0]['apps']} secrets with Argo CD (window {result['window_s']}s): "
-        "controller peak CPU (5 s) and idle CPU before the phase, peak RSS, kube-route "
-        "requests (peak 5 s / total), "
-        "cache rebuilds (count, median, max), fewest Applications Synced+Healthy"
+        "controller peak CPU (5 s) and idle CPU before the phase, peak RSS, "
+        "kube-route requests (peak 5 s / total), cache rebuilds (count, median, max), "
+        "fewest Applications Synced+Healthy"
     )
     print(
         f"{'phase':<12} {'writes over':>11} {'cpu peak':>9} {'idle':>6} {'rss peak':>9} "
-        f"{'req/5s':>7} "
-        f"{'req total':>9} {'rebuilds':>8} {'median':>7} {'max':>6} {'healthy':>8}"
+        f"{'req/5s':>7} {'req total':>9} {'rebuilds':>8} {'median':>7} {'max':>6} {'healthy':>8}"
     )
     for p in phases:
         print(
@@ -439,14 +444,13 @@ def rotation_table(result: dict[str, object]) -> None:
     burst = [p for p in phases if p["kind"] == "all at once"]
     spread = [p for p in phases if p["kind"] == "spread"]
     for key in ("cpu_peak", "requests_peak_5s", "rss_peak_mib", "rebuild_median_s"):
-        worst_spread = max(float(p[key]) for p in spread)
-        best_burst = min(float(p[key]) for p in burst)
-        ratio = worst_spread / best_burst if best_burst else float("nan")
+        ratio = worst_vs_mildest([float(p[key]) for p in spread], [float(p[key]) for p in burst])
         print(f"  spread / all at once, {key}: {ratio:.2f} (worst spread vs mildest burst)")
     # The peak includes the controller's own background work (relists, status refreshes),
     # which no write schedule changes; above that, the rebuilds' own load.
-    above = max(float(p["cpu_peak"]) - float(p["cpu_idle"]) for p in spread) / min(
-        float(p["cpu_peak"]) - float(p["cpu_idle"]) for p in burst
+    above = worst_vs_mildest(
+        [float(p["cpu_peak"]) - float(p["cpu_idle"]) for p in spread],
+        [float(p["cpu_peak"]) - float(p["cpu_idle"]) for p in burst],
     )
     print(f"  spread / all at once, cpu_peak above idle: {above:.2f}")
     new = result["new_cluster"]
