@@ -55,6 +55,10 @@ BOT_TTL_CAP = dt.timedelta(hours=24)
 RENEW_MIN_AGE = dt.timedelta(seconds=5)
 # The listing credential is reissued when less than this is left.
 LISTING_MARGIN = dt.timedelta(minutes=2)
+# An output credential the listing had to issue is handed to the next issue_credential for
+# the same TTL if no older than this: at start-up (and whenever the listing needs a new one)
+# the renewal that follows in the same cycle then costs no second key and round trip.
+SPARE_MAX_AGE = dt.timedelta(seconds=30)
 # NotBefore is backdated one minute by Teleport (§4): the issue time is NotBefore + 1 min.
 _BACKDATE = dt.timedelta(minutes=1)
 
@@ -91,6 +95,8 @@ class TeleportClient:
         self._unsaved: BotIdentity | None = None  # issued, not yet persisted: not usable
         self._loaded = False
         self._listing: Credential | None = None
+        # (requested TTL, issued at, credential): issued for the listing, not yet handed out.
+        self._spare: tuple[dt.timedelta, dt.datetime, Credential] | None = None
         ttls = [config.credential_ttl] + [
             s.credential_ttl for s in config.services if s.credential_ttl is not None
         ]
@@ -110,6 +116,9 @@ class TeleportClient:
 
     def issue_credential(self, ttl: dt.timedelta) -> Credential:
         """Join or renew the bot as needed, then issue an output credential for ``ttl``."""
+        spare, self._spare = self._spare, None
+        if spare is not None and spare[0] == ttl and self._clock() - spare[1] < SPARE_MAX_AGE:
+            return spare[2]
         bot = self.bot_identity()
         credential = self._run(lambda: self._issue_output(bot, ttl))
         self._listing = credential
@@ -119,7 +128,9 @@ class TeleportClient:
         now = self._clock()
         if self._listing is None or self._listing.expires - now < LISTING_MARGIN:
             bot = self.bot_identity()
-            self._listing = self._run(lambda: self._issue_output(bot, self._config.credential_ttl))
+            ttl = self._config.credential_ttl
+            self._listing = self._run(lambda: self._issue_output(bot, ttl))
+            self._spare = (ttl, now, self._listing)
         credential = self._listing
         return self._run(lambda: self._list(credential))
 
@@ -223,6 +234,7 @@ class TeleportClient:
         self._unsaved = None
         self._bot = identity
         self._listing = None
+        self._spare = None
 
     def _join_web(self, proxy: ProxySettings) -> BotIdentity:
         """A join through ``/webapi/host/credentials``: always a new bot instance."""

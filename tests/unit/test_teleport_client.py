@@ -21,7 +21,7 @@ from agent.teleport.auth import (
     map_status,
     map_tls_alert,
 )
-from agent.teleport.client import TeleportClient
+from agent.teleport.client import SPARE_MAX_AGE, TeleportClient
 from agent.teleport.identity import (
     OID_BOT_INSTANCE,
     OID_BOT_NAME,
@@ -29,6 +29,7 @@ from agent.teleport.identity import (
     OID_RENEWABLE,
     OID_TELEPORT_CLUSTER,
     BotIdentity,
+    Credential,
     split_pem_certificates,
 )
 from agent.teleport.inventory import KubeCluster
@@ -328,6 +329,33 @@ def test_a_fresh_identity_is_not_renewed_twice_in_one_step():
     first = client.bot_identity()
     assert client.bot_identity() is first
     assert steps.calls == ["join"]
+
+
+def test_the_credential_issued_for_the_listing_serves_the_renewal_right_after_it():
+    client, _, _ = make_client()
+    now = [dt.datetime.now(dt.UTC)]
+    client._clock = lambda: now[0]
+    issued: list[dt.timedelta] = []
+
+    def issue(bot: BotIdentity, ttl: dt.timedelta) -> Credential:
+        issued.append(ttl)
+        return Credential(b"CERT-%d" % len(issued), b"KEY", (b"CA",), "bot", now[0] + ttl)
+
+    client._issue_output = issue  # type: ignore[method-assign,assignment]
+    client._list = lambda credential: []  # type: ignore[method-assign,assignment,return-value]
+    ttl = client._config.credential_ttl
+
+    client.list_clusters()
+    assert client.issue_credential(ttl).cert_pem == b"CERT-1"  # start-up: one issue, not two
+    assert client.issue_credential(ttl).cert_pem == b"CERT-2"  # handed out once only
+    client._listing = None
+    client.list_clusters()
+    assert client.issue_credential(ttl * 2).cert_pem == b"CERT-4"  # another TTL: its own
+    client._listing = None
+    client.list_clusters()
+    now[0] += SPARE_MAX_AGE
+    assert client.issue_credential(ttl).cert_pem == b"CERT-6"  # too old to hand out
+    assert len(issued) == 6
 
 
 def test_kubernetes_method_rejoins_while_valid_and_joins_after_expiry():
