@@ -95,8 +95,8 @@ class TeleportClient:
         self._unsaved: BotIdentity | None = None  # issued, not yet persisted: not usable
         self._loaded = False
         self._listing: Credential | None = None
-        # (requested TTL, issued at, credential): issued for the listing, not yet handed out.
-        self._spare: tuple[dt.timedelta, dt.datetime, Credential] | None = None
+        # When the listing issued ``_listing`` for itself (not yet handed out), else None.
+        self._listing_spare_since: dt.datetime | None = None
         ttls = [config.credential_ttl] + [
             s.credential_ttl for s in config.services if s.credential_ttl is not None
         ]
@@ -116,9 +116,15 @@ class TeleportClient:
 
     def issue_credential(self, ttl: dt.timedelta) -> Credential:
         """Join or renew the bot as needed, then issue an output credential for ``ttl``."""
-        spare, self._spare = self._spare, None
-        if spare is not None and spare[0] == ttl and self._clock() - spare[1] < SPARE_MAX_AGE:
-            return spare[2]
+        since, self._listing_spare_since = self._listing_spare_since, None
+        spare = self._listing
+        if (
+            spare is not None
+            and since is not None
+            and ttl == self._config.credential_ttl
+            and self._clock() - since < SPARE_MAX_AGE
+        ):
+            return spare
         bot = self.bot_identity()
         credential = self._run(lambda: self._issue_output(bot, ttl))
         self._listing = credential
@@ -128,9 +134,8 @@ class TeleportClient:
         now = self._clock()
         if self._listing is None or self._listing.expires - now < LISTING_MARGIN:
             bot = self.bot_identity()
-            ttl = self._config.credential_ttl
-            self._listing = self._run(lambda: self._issue_output(bot, ttl))
-            self._spare = (ttl, now, self._listing)
+            self._listing = self._run(lambda: self._issue_output(bot, self._config.credential_ttl))
+            self._listing_spare_since = now
         credential = self._listing
         return self._run(lambda: self._list(credential))
 
@@ -234,7 +239,7 @@ class TeleportClient:
         self._unsaved = None
         self._bot = identity
         self._listing = None
-        self._spare = None
+        self._listing_spare_since = None
 
     def _join_web(self, proxy: ProxySettings) -> BotIdentity:
         """A join through ``/webapi/host/credentials``: always a new bot instance."""
