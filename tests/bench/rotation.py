@@ -174,75 +174,93 @@ def environment(workdir: Path) -> Iterator[tuple[ControlPlane, ControlPlane, Arg
         yield kube, target, argo
 
 
-def run(clusters: int, window: int, rounds: int) -> dict[str, Any]:
-    """The whole rotation benchmark; returns one result per phase and the new-cluster path."""
+def run(clusters: int, windows: Sequence[tuple[int, int]]) -> dict[str, Any]:
+    """The whole rotation benchmark, one Argo CD for all of it: for each (window, rounds), the
+    agent (re)started with that ``rotation_window`` and ``rounds`` pairs of phases; then the
+    new-cluster path. Returns the phases of each window and the new-cluster numbers."""
     workdir = Path(tempfile.mkdtemp(prefix="bench-rotation-"))
     names = [f"c-{i:03d}" for i in range(clusters)]
     with environment(workdir) as (kube, target, argo), standin(fleet(names, target, LABELS)) as s:
         print(f"Argo CD up in {argo.startup_seconds:.0f}s; {clusters} clusters", flush=True)
         admin = kube.admin_client()
         agent = BenchAgent(kube, admin, s, secret_namespace=argo.namespace)
-        # The window may be at most half of the shorter of the renewal interval and ttl -
-        # interval (agent/config.py). Three windows between renewals leave room for a phase and
-        # the settling after it before the next scheduled renewal.
-        interval = 3 * window
-        agent.configure(
-            {
-                "selectors": [{"labels": LABELS}],
-                "secret_labels": LABELS,
-                "discovery_interval": "5s",
-            },
-            credential_ttl=f"{2 * interval + 60}s",
-            renewal_interval=f"{interval}s",
-            rotation_window=f"{window}s",
-        )
         assert argo.repo is not None
         argo.repo.commit({"bench/cm.yaml": config_map_manifest("bench", {"what": "rotation"})})
         argo.cluster_generator_set("rot", selector=LABELS, path="bench", namespace="app-{{name}}")
-        daemon, _ = agent.start()
-        sampler: Sampler | None = None
+        proc = argo.processes[CONTROLLER].popen
+        assert proc is not None
+        sampler = Sampler(proc.pid, admin, argo.namespace)
+        measured: list[dict[str, Any]] = []
+        added: dict[str, float] = {}
         try:
-            _, seen = wait_event(daemon, "sync finished", after=0, timeout=300)
-            started = time.monotonic()
-            argo.wait_for(
-                lambda: _all_synced(admin, argo.namespace, clusters),
-                f"{clusters} Applications",
-                timeout=900,
-            )
-            print(
-                f"all {clusters} Applications Synced/Healthy after "
-                f"{time.monotonic() - started:.0f}s",
-                flush=True,
-            )
-            proc = argo.processes[CONTROLLER].popen
-            assert proc is not None
-            sampler = Sampler(proc.pid, admin, argo.namespace)
-            _settle(sampler)
-            phases: list[Phase] = []
-            for _ in range(rounds):
-                for kind in ("all at once", "spread"):
-                    phase, seen = _phase(
-                        kind,
-                        daemon=daemon,
-                        seen=seen,
-                        teleport=s,
-                        argo=argo,
-                        window=window,
-                        clusters=clusters,
+            for window, rounds in windows:
+                daemon = _start_agent(agent, window)
+                try:
+                    # The first cycle of a process writes every secret at once (it cannot read
+                    # what they hold); the phases start once Argo CD has settled from it.
+                    _, seen = wait_event(daemon, "sync finished", after=0, timeout=300)
+                    started = time.monotonic()
+                    argo.wait_for(
+                        lambda: _all_synced(admin, argo.namespace, clusters),
+                        f"{clusters} Applications",
+                        timeout=900,
                     )
-                    phases.append(phase)
                     print(
-                        f"{kind}: {phase.writes} writes over {phase.write_span_s:.1f}s", flush=True
+                        f"window {window}s: all {clusters} Applications Synced/Healthy after "
+                        f"{time.monotonic() - started:.0f}s",
+                        flush=True,
                     )
                     _settle(sampler)
-            results = [_result(p, sampler, argo, clusters) for p in phases]
-            added = _new_cluster(daemon, seen, s, argo, target)
+                    phases: list[Phase] = []
+                    for _ in range(rounds):
+                        for kind in ("all at once", "spread"):
+                            phase, seen = _phase(
+                                kind,
+                                daemon=daemon,
+                                seen=seen,
+                                teleport=s,
+                                argo=argo,
+                                window=window,
+                                clusters=clusters,
+                            )
+                            phases.append(phase)
+                            print(
+                                f"window {window}s, {kind}: {phase.writes} writes over "
+                                f"{phase.write_span_s:.1f}s",
+                                flush=True,
+                            )
+                            _settle(sampler)
+                    results = [_result(p, sampler, argo, clusters) for p in phases]
+                    measured.append({"window_s": window, "phases": [r.row() for r in results]})
+                    if (window, rounds) == windows[-1]:
+                        added = _new_cluster(daemon, seen, s, argo, target)
+                finally:
+                    stop(daemon)
         finally:
-            if sampler is not None:
-                sampler.stop()
-            stop(daemon)
+            sampler.stop()
             admin.close()  # type: ignore[no-untyped-call]
-    return {"phases": [r.row() for r in results], "new_cluster": added, "window_s": window}
+    return {"windows": measured, "new_cluster": added}
+
+
+def _start_agent(agent: BenchAgent, window: int) -> AgentDaemon:
+    """The agent with ``rotation_window`` = ``window``, renewing on its own schedule; a restart
+    continues from the bot identity it stored."""
+    # The window may be at most half of the shorter of the renewal interval and ttl - interval
+    # (agent/config.py). The interval also leaves room for a phase (the window plus 30 s) and
+    # the settling after it before the next scheduled renewal.
+    interval = max(2 * window, window + 150)
+    agent.configure(
+        {
+            "selectors": [{"labels": LABELS}],
+            "secret_labels": LABELS,
+            "discovery_interval": "5s",
+        },
+        credential_ttl=f"{2 * interval + 60}s",
+        renewal_interval=f"{interval}s",
+        rotation_window=f"{window}s",
+    )
+    daemon, _ = agent.start()
+    return daemon
 
 
 def _count_healthy(listing: Any) -> int:

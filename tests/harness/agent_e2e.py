@@ -178,6 +178,10 @@ class AgentDaemon:
 
     def __init__(self, args: list[str], *, kubeconfig: Path, **env: str) -> None:
         self.lines: list[str] = []
+        # Parsed once as they arrive: a poller that re-parsed every line each time would burn
+        # CPU that the agent and its API server share (a 1,000-secret sync logs 1,000 lines).
+        self._events: list[dict[str, Any]] = []
+        self._partial = ""
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "agent", "start", *args, "--log-format", "json"],
             cwd=ROOT,
@@ -190,19 +194,26 @@ class AgentDaemon:
 
     def _pump(self) -> None:
         assert self.proc.stderr is not None
-        while line := self.proc.stderr.readline():
+        while chunk := self.proc.stderr.readline():
+            # A non-blocking read can end inside a line the agent is still writing: keep the
+            # start until the rest arrives.
+            self._partial += chunk
+            if not chunk.endswith("\n"):
+                continue
+            line, self._partial = self._partial, ""
             self.lines.append(line)
             AGENT_OUTPUT.append(line)
-
-    def events(self) -> list[dict[str, Any]]:
-        self._pump()
-        out = []
-        for line in self.lines:
             try:
-                out.append(json.loads(line))
+                event = json.loads(line)
             except ValueError:
                 continue
-        return out
+            if isinstance(event, dict):
+                self._events.append(event)
+
+    def events(self) -> list[dict[str, Any]]:
+        """Every JSON event so far (a copy: callers may keep it while more arrive)."""
+        self._pump()
+        return list(self._events)
 
     def wait_for(self, message: str, count: int = 1, timeout: float = 90) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
@@ -221,6 +232,10 @@ class AgentDaemon:
         code = self.proc.wait(30)
         time.sleep(0.1)
         self._pump()
+        if self._partial:  # the last line, unterminated
+            self.lines.append(self._partial)
+            AGENT_OUTPUT.append(self._partial)
+            self._partial = ""
         return code
 
 
