@@ -1,5 +1,7 @@
 """Rolling rotation against real Argo CD: every renewal all at once (SIGUSR1) beside the same
-renewal spread over ``rotation_window`` (the scheduled renewal), alternated in one run.
+renewal spread over ``rotation_window`` (the scheduled renewal), alternated in one run, for each
+window asked for (by default 60 s, the window of the issue's own measurement, and 5 min, the
+agent's default for the default 1 h / 20 m).
 
 Argo CD (application controller, repo-server, ApplicationSet controller) runs against the
 management API server; an ApplicationSet with a cluster generator makes one Application per
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import math
 import os
 import re
 import signal
@@ -44,6 +47,9 @@ CONTROLLER = "argocd-application-controller"
 LABELS = {"bench": "rotation"}
 TICKS = os.sysconf("SC_CLK_TCK")
 # gitops-engine's line when a cluster cache sync ends (pkg/cache/cluster.go, v3.6.1).
+# Argo CD restarts (and relists) every watch of a cluster cache after this long; a rebuild
+# restarts them (clusterCacheWatchResyncDuration, controller/cache/cache.go, v3.6.1).
+WATCH_RESYNC_S = 600
 SYNCED = re.compile(r'msg="Cluster successfully synced".*?total_ms=(\d+)')
 
 
@@ -242,13 +248,28 @@ def run(clusters: int, windows: Sequence[tuple[int, int]]) -> dict[str, Any]:
     return {"windows": measured, "new_cluster": added}
 
 
+def renewal_interval_for(window: int) -> int:
+    """The agent's renewal interval (seconds) for a phase pair with ``window``.
+
+    The window may be at most half of the shorter of the renewal interval and ttl - interval
+    (agent/config.py); the interval also leaves room for the all-at-once phase (the window plus
+    30 s) and the settling after it. And the spread phase, which begins at the scheduled
+    renewal (up to 10 % early: jitter), must stay clear of the wave of relists that the
+    all-at-once phase set up: every rebuild restarts the cluster's watches, which Argo CD
+    relists after WATCH_RESYNC_S, so all 30 relist together then. That wave is the cost of
+    writing all at once; measured inside the spread phase it would be charged to the spread.
+    """
+    interval = max(2 * window, window + 150)
+    first, last = 0.9 * interval, interval + window + 30  # when the spread phase can run
+    if first < WATCH_RESYNC_S + 60 and last > WATCH_RESYNC_S:
+        interval = max(interval, math.ceil((WATCH_RESYNC_S + 60) / 0.9))
+    return interval
+
+
 def _start_agent(agent: BenchAgent, window: int) -> AgentDaemon:
     """The agent with ``rotation_window`` = ``window``, renewing on its own schedule; a restart
     continues from the bot identity it stored."""
-    # The window may be at most half of the shorter of the renewal interval and ttl - interval
-    # (agent/config.py). The interval also leaves room for a phase (the window plus 30 s) and
-    # the settling after it before the next scheduled renewal.
-    interval = max(2 * window, window + 150)
+    interval = renewal_interval_for(window)
     agent.configure(
         {
             "selectors": [{"labels": LABELS}],
