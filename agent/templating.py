@@ -48,7 +48,10 @@ class _Label:
 
 _Part = str | _Field | _Label
 
-_ACTION = re.compile(r"\{\{(-\s)?(.*?)(\s-)?\}\}", re.DOTALL)
+# A quoted key may hold "{{" or "}}" (Go's lexer reads a string as one token), so an action
+# runs to the first "}}" outside a string.
+_QUOTED = r'"(?:[^"\\]|\\.)*"|`[^`]*`'
+_ACTION = re.compile(rf"\{{\{{(-\s)?((?:{_QUOTED}|(?!\}}\}})[^\"`])*?)(\s-)?\}}\}}", re.DOTALL)
 _FIELD = re.compile(r"\.(ClusterName|KubeName)")
 _INDEX = re.compile(r'index\s+\.Labels\s+("(?:[^"\\]|\\.)*"|`[^`]*`)')
 _HELP = 'use {{.ClusterName}}, {{.KubeName}} or {{ index .Labels "key" }}'
@@ -89,7 +92,7 @@ class Template:
             if text:
                 parts.append(text)
             action = match.group(2).strip()
-            if "{{" in action:
+            if "{{" in re.sub(_QUOTED, "", action):
                 raise TemplateError(f"unterminated action in template {source!r}")
             if m := _FIELD.fullmatch(action):
                 parts.append(_Field(m.group(1)))

@@ -37,6 +37,7 @@ def test_supported_subset_renders(source, expected):
         pytest.param('{{ printf "%s" .KubeName }}', id="function-call"),
         pytest.param("{{ if .KubeName }}x{{ end }}", id="control-flow"),
         pytest.param('{{ index .Labels "a }}', id="unterminated-string"),
+        pytest.param("{{ .KubeName {{ .KubeName }}", id="action-opened-inside-action"),
     ],
 )
 def test_anything_else_is_rejected_with_the_supported_forms(source):
