@@ -53,7 +53,7 @@ _Part = str | _Field | _Label
 _QUOTED = r'"(?:[^"\\]|\\.)*"|`[^`]*`'
 _ACTION = re.compile(rf"\{{\{{(-\s)?((?:{_QUOTED}|(?!\}}\}})[^\"`])*?)(\s-)?\}}\}}", re.DOTALL)
 _FIELD = re.compile(r"\.(ClusterName|KubeName)")
-_INDEX = re.compile(r'index\s+\.Labels\s+("(?:[^"\\]|\\.)*"|`[^`]*`)')
+_INDEX = re.compile(rf"index\s+\.Labels\s+({_QUOTED})")
 _HELP = 'use {{.ClusterName}}, {{.KubeName}} or {{ index .Labels "key" }}'
 
 

@@ -37,6 +37,7 @@ from typing import Any
 
 from kubernetes import client as k8s
 
+from agent.schedule import JITTER_FRACTION
 from tests.bench.teleport_path import BenchAgent, event_time, fleet, stop, wait_event
 from tests.harness.agent_e2e import AgentDaemon
 from tests.harness.argocd import GROUP, VERSION, ArgoCD, argocd, config_map_manifest
@@ -46,10 +47,10 @@ from tests.harness.standin import StandIn, kube_cluster_doc, standin
 CONTROLLER = "argocd-application-controller"
 LABELS = {"bench": "rotation"}
 TICKS = os.sysconf("SC_CLK_TCK")
-# gitops-engine's line when a cluster cache sync ends (pkg/cache/cluster.go, v3.6.1).
 # Argo CD restarts (and relists) every watch of a cluster cache after this long; a rebuild
 # restarts them (clusterCacheWatchResyncDuration, controller/cache/cache.go, v3.6.1).
 WATCH_RESYNC_S = 600
+# gitops-engine's line when a cluster cache sync ends (pkg/cache/cluster.go, v3.6.1).
 SYNCED = re.compile(r'msg="Cluster successfully synced".*?total_ms=(\d+)')
 
 
@@ -182,8 +183,9 @@ def environment(workdir: Path) -> Iterator[tuple[ControlPlane, ControlPlane, Arg
 
 def run(clusters: int, windows: Sequence[tuple[int, int]]) -> dict[str, Any]:
     """The whole rotation benchmark, one Argo CD for all of it: for each (window, rounds), the
-    agent (re)started with that ``rotation_window`` and ``rounds`` pairs of phases; then the
-    new-cluster path. Returns the phases of each window and the new-cluster numbers."""
+    agent (re)started with that ``rotation_window`` and ``rounds`` pairs of phases; then, under
+    the last agent, the new-cluster path. Returns the phases of each window and the new-cluster
+    numbers."""
     workdir = Path(tempfile.mkdtemp(prefix="bench-rotation-"))
     names = [f"c-{i:03d}" for i in range(clusters)]
     with environment(workdir) as (kube, target, argo), standin(fleet(names, target, LABELS)) as s:
@@ -199,46 +201,33 @@ def run(clusters: int, windows: Sequence[tuple[int, int]]) -> dict[str, Any]:
         measured: list[dict[str, Any]] = []
         added: dict[str, float] = {}
         try:
-            for window, rounds in windows:
+            for index, (window, rounds) in enumerate(windows):
                 daemon = _start_agent(agent, window)
                 try:
-                    # The first cycle of a process writes every secret at once (it cannot read
-                    # what they hold); the phases start once Argo CD has settled from it.
-                    _, seen = wait_event(daemon, "sync finished", after=0, timeout=300)
-                    started = time.monotonic()
-                    argo.wait_for(
-                        lambda: _all_synced(admin, argo.namespace, clusters),
-                        f"{clusters} Applications",
-                        timeout=900,
+                    seen = _settled_start(
+                        daemon, sampler, argo, admin, clusters=clusters, window=window
                     )
-                    print(
-                        f"window {window}s: all {clusters} Applications Synced/Healthy after "
-                        f"{time.monotonic() - started:.0f}s",
-                        flush=True,
-                    )
-                    _settle(sampler)
                     phases: list[Phase] = []
-                    for _ in range(rounds):
-                        for kind in ("all at once", "spread"):
-                            phase, seen = _phase(
-                                kind,
-                                daemon=daemon,
-                                seen=seen,
-                                teleport=s,
-                                argo=argo,
-                                window=window,
-                                clusters=clusters,
-                            )
-                            phases.append(phase)
-                            print(
-                                f"window {window}s, {kind}: {phase.writes} writes over "
-                                f"{phase.write_span_s:.1f}s",
-                                flush=True,
-                            )
-                            _settle(sampler)
-                    results = [_result(p, sampler, argo, clusters) for p in phases]
-                    measured.append({"window_s": window, "phases": [r.row() for r in results]})
-                    if (window, rounds) == windows[-1]:
+                    for kind in ("all at once", "spread") * rounds:
+                        phase, seen = _phase(
+                            kind,
+                            daemon=daemon,
+                            seen=seen,
+                            teleport=s,
+                            argo=argo,
+                            window=window,
+                            clusters=clusters,
+                        )
+                        phases.append(phase)
+                        print(
+                            f"window {window}s, {kind}: {phase.writes} writes over "
+                            f"{phase.write_span_s:.1f}s",
+                            flush=True,
+                        )
+                        _settle(sampler)
+                    results = [_result(p, sampler, argo, clusters).row() for p in phases]
+                    measured.append({"window_s": window, "phases": results})
+                    if index == len(windows) - 1:
                         added = _new_cluster(daemon, seen, s, argo, target)
                 finally:
                     stop(daemon)
@@ -248,21 +237,50 @@ def run(clusters: int, windows: Sequence[tuple[int, int]]) -> dict[str, Any]:
     return {"windows": measured, "new_cluster": added}
 
 
+def _settled_start(
+    daemon: AgentDaemon,
+    sampler: Sampler,
+    argo: ArgoCD,
+    admin: k8s.ApiClient,
+    *,
+    clusters: int,
+    window: int,
+) -> int:
+    """Wait out a fresh agent's first cycle, which writes every secret at once (it cannot read
+    what they hold), until every Application is Synced and Healthy and the controller has
+    settled. Returns the index of the next agent event to look at."""
+    _, seen = wait_event(daemon, "sync finished", after=0, timeout=300)
+    started = time.monotonic()
+    argo.wait_for(
+        lambda: _all_synced(admin, argo.namespace, clusters),
+        f"{clusters} Applications",
+        timeout=900,
+    )
+    print(
+        f"window {window}s: all {clusters} Applications Synced/Healthy after "
+        f"{time.monotonic() - started:.0f}s",
+        flush=True,
+    )
+    _settle(sampler)
+    return seen
+
+
 def renewal_interval_for(window: int) -> int:
     """The agent's renewal interval (seconds) for a phase pair with ``window``.
 
     The window may be at most half of the shorter of the renewal interval and ttl - interval
     (agent/config.py); the interval also leaves room for the all-at-once phase (the window plus
     30 s) and the settling after it. And the spread phase, which begins at the scheduled
-    renewal (up to 10 % early: jitter), must stay clear of the wave of relists that the
+    renewal (up to JITTER_FRACTION early), must stay clear of the wave of relists that the
     all-at-once phase set up: every rebuild restarts the cluster's watches, which Argo CD
     relists after WATCH_RESYNC_S, so all 30 relist together then. That wave is the cost of
     writing all at once; measured inside the spread phase it would be charged to the spread.
     """
+    earliest = 1 - JITTER_FRACTION  # of the interval: the renewal's earliest moment
     interval = max(2 * window, window + 150)
-    first, last = 0.9 * interval, interval + window + 30  # when the spread phase can run
+    first, last = earliest * interval, interval + window + 30  # when the spread phase can run
     if first < WATCH_RESYNC_S + 60 and last > WATCH_RESYNC_S:
-        interval = max(interval, math.ceil((WATCH_RESYNC_S + 60) / 0.9))
+        interval = max(interval, math.ceil((WATCH_RESYNC_S + 60) / earliest))
     return interval
 
 
