@@ -166,7 +166,6 @@ def plan(config: AgentConfig, *, now: dt.datetime) -> int:
                 request.namespace,
                 request.owner,
                 request.keep_hashes,
-                listing_complete=True,
                 dry_run=True,
             )
             for name in result.deleted:

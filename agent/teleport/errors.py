@@ -23,6 +23,10 @@ __all__ = [
 ]
 
 
+# The operations (as errors name them) that obtain the bot identity.
+BOT_IDENTITY_OPERATIONS = frozenset({"join", "re-join", "renew bot identity", "export host CA"})
+
+
 class TeleportError(Exception):
     """A request to Teleport failed; ``operation`` names it for logs and metrics, ``summary``
     says in two or three words what kind of failure it is (readiness reasons lead with it)."""
@@ -34,6 +38,12 @@ class TeleportError(Exception):
         super().__init__(f"{operation}: {message}")
         self.operation = operation
         self.message = message
+
+    @property
+    def of_bot_identity(self) -> bool:
+        """The request was for the bot's own identity (a join or renewal): every other
+        request that needs the bot identity would fail the same way until it works."""
+        return self.operation in BOT_IDENTITY_OPERATIONS
 
 
 class ProxyUnreachable(TeleportError):
