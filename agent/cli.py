@@ -17,13 +17,8 @@ from typing import Literal
 
 from agent import __version__
 from agent.config import AgentConfig, ConfigError, format_duration, load_config
+from agent.exitcodes import EXIT_CONFIG, EXIT_KUBERNETES, EXIT_OK
 from agent.logs import configure_logging, logger
-
-EXIT_OK = 0
-EXIT_INCOMPLETE = 1
-EXIT_CONFIG = 2
-EXIT_TELEPORT = 3
-EXIT_KUBERNETES = 4
 
 
 def build_parser() -> argparse.ArgumentParser:

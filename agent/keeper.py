@@ -34,9 +34,7 @@ from agent.schedule import renewal_delay, retry_delay
 from agent.state import AgentState, GroupState
 from agent.sync import apply_plan
 from agent.teleport.errors import TeleportError
-from agent.teleport.identity import Credential
-from agent.teleport.inventory import KubeCluster
-from agent.teleport.webapi import ProxySettings
+from agent.teleport.model import Credential, KubeCluster, ProxySettings
 
 __all__ = ["CredentialGroup", "Keeper", "credential_groups"]
 

@@ -12,9 +12,7 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Protocol
 
 from agent.argocd import DesiredSecret
-from agent.teleport.identity import Credential
-from agent.teleport.inventory import KubeCluster
-from agent.teleport.webapi import ProxySettings
+from agent.teleport.model import Credential, KubeCluster, ProxySettings
 from agent.writes import PruneResult, WriteResult
 
 __all__ = ["SecretSink", "TeleportSource"]

@@ -13,11 +13,7 @@ Failures are mapped to ``agent.teleport.errors`` here, so callers never see grpc
 from __future__ import annotations
 
 import datetime as dt
-import os
 import ssl
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -39,11 +35,11 @@ from agent.teleport.errors import (
     UntrustedCertificate,
     WrongAddress,
 )
-from agent.teleport.inventory import KubeCluster
+from agent.teleport.keys import pem_file
+from agent.teleport.model import IssuedCerts, KubeCluster, split_address
 from agent.teleport.proto import authservice_pb2 as pb
 from agent.teleport.proto import types_pb2
 from agent.teleport.proto.authservice_grpc import AuthServiceStub, JoinServiceStub
-from agent.teleport.webapi import IssuedCerts, split_address
 
 __all__ = [
     "AuthClient",
@@ -51,7 +47,6 @@ __all__ = [
     "auth_server_name",
     "auth_ssl_context",
     "kube_clusters_from_page",
-    "pem_file",
 ]
 
 CALL_TIMEOUT = 30.0
@@ -70,23 +65,6 @@ def auth_alpn(cluster_name: str, *, via_proxy: bool) -> list[str]:
     if via_proxy:
         return [f"teleport-auth@{auth_server_name(cluster_name)}", "h2"]
     return ["h2"]
-
-
-@contextmanager
-def pem_file(data: bytes) -> Iterator[str]:
-    """A path the ssl module can read key material from, never on a real disk if avoidable."""
-    if hasattr(os, "memfd_create"):
-        fd = os.memfd_create("teleport-identity", 0)
-        try:
-            os.write(fd, data)
-            yield f"/proc/self/fd/{fd}"
-        finally:
-            os.close(fd)
-        return
-    with tempfile.NamedTemporaryFile(prefix="teleport-identity-") as handle:  # pragma: no cover
-        handle.write(data)
-        handle.flush()
-        yield handle.name
 
 
 def auth_ssl_context(

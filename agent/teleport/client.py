@@ -41,10 +41,16 @@ from agent.teleport.errors import (
     TeleportError,
     UntrustedCertificate,
 )
-from agent.teleport.identity import BotIdentity, Credential, split_pem_certificates
-from agent.teleport.inventory import KubeCluster
+from agent.teleport.model import (
+    BotIdentity,
+    Credential,
+    IssuedCerts,
+    KubeCluster,
+    ProxySettings,
+    split_pem_certificates,
+)
 from agent.teleport.storage import IdentityStore, MemoryStore
-from agent.teleport.webapi import IssuedCerts, ProxySettings, WebClient, register_request
+from agent.teleport.webapi import WebClient, register_request
 
 __all__ = ["DEFAULT_KUBERNETES_TOKEN_PATH", "TeleportClient"]
 

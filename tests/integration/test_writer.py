@@ -18,9 +18,7 @@ from kubernetes.client.rest import ApiException
 from agent.argocd import DesiredSecret, owner_id, render_secret
 from agent.config import parse_config
 from agent.kube import SKIPPED_BUDGET, SKIPPED_UNREACHABLE, Outcome, SecretWriter, WriteResult
-from agent.teleport.identity import Credential
-from agent.teleport.inventory import KubeCluster
-from agent.teleport.webapi import ProxySettings
+from agent.teleport.model import Credential, KubeCluster, ProxySettings
 from tests.harness.kube import free_port, grant_secret_verbs, unique_namespace
 
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)

@@ -10,9 +10,7 @@ from agent.diagnostics import Metrics
 from agent.keeper import Keeper
 from agent.rotation import Clock
 from agent.teleport.errors import JoinRejected
-from agent.teleport.identity import Credential
-from agent.teleport.inventory import KubeCluster
-from agent.teleport.webapi import ProxySettings
+from agent.teleport.model import Credential, KubeCluster, ProxySettings
 from agent.writes import Outcome, PruneResult, WriteResult
 
 START = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)

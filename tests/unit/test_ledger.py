@@ -13,9 +13,7 @@ import pytest
 from agent.config import parse_config
 from agent.plan import plan_cycle
 from agent.rotation import Clock, Ledger, content_of, key_of
-from agent.teleport.identity import Credential
-from agent.teleport.inventory import KubeCluster
-from agent.teleport.webapi import ProxySettings
+from agent.teleport.model import Credential, KubeCluster, ProxySettings
 
 START = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
 TTL = dt.timedelta(hours=1)

@@ -22,7 +22,7 @@ from agent.teleport.auth import (
     map_tls_alert,
 )
 from agent.teleport.client import SPARE_MAX_AGE, TeleportClient
-from agent.teleport.identity import (
+from agent.teleport.model import (
     OID_BOT_INSTANCE,
     OID_BOT_NAME,
     OID_GENERATION,
@@ -30,13 +30,15 @@ from agent.teleport.identity import (
     OID_TELEPORT_CLUSTER,
     BotIdentity,
     Credential,
+    KubeCluster,
+    ProxySettings,
+    split_address,
     split_pem_certificates,
 )
-from agent.teleport.inventory import KubeCluster
 from agent.teleport.proto import authservice_pb2 as pb
 from agent.teleport.proto import types_pb2
 from agent.teleport.storage import MemoryStore
-from agent.teleport.webapi import ProxySettings, _error_message, split_address
+from agent.teleport.webapi import _error_message
 
 
 def teleport_cert(
