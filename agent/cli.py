@@ -63,9 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def describe(config: AgentConfig) -> str:
     """A short human summary of a valid configuration (no secrets)."""
-    target = f"proxy {config.proxy_server}" if config.proxy_server else f"auth {config.auth_server}"
     lines = [
-        f"Teleport: {target}, join method {config.onboarding.join_method}, "
+        f"Teleport: proxy {config.proxy_server}, join method {config.onboarding.join_method}, "
         f"credentials {format_duration(config.credential_ttl)} renewed every "
         f"{format_duration(config.renewal_interval)}",
     ]

@@ -2,10 +2,10 @@
 
 Through the proxy's one port, Auth is reached by offering the ALPN list
 ``teleport-auth@<hex(cluster)>.teleport.cluster.local``, ``h2`` with the SNI
-``<hex(cluster)>.teleport.cluster.local``; directly (``auth_server``) with ALPN ``h2`` and the
-same SNI. Either way the server certificate is verified against the cluster's Host CA and the
-client certificate is a bot or output identity. grpclib takes the caller's ``SSLContext`` as
-it is (grpcio cannot set the ALPN list), so the context built here decides all of that.
+``<hex(cluster)>.teleport.cluster.local``. The server certificate is verified against the
+cluster's Host CA and the client certificate is a bot or output identity. grpclib takes the
+caller's ``SSLContext`` as it is (grpcio cannot set the ALPN list), so the context built here
+decides all of that.
 
 Failures are mapped to ``agent.teleport.errors`` here, so callers never see grpclib's types.
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ssl
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -52,7 +51,6 @@ __all__ = [
 CALL_TIMEOUT = 30.0
 PAGE_SIZE = 500
 # Signature suites as Ping reports them (the enum of TELEPORT.md §3).
-_SUITES = {1: "legacy", 2: "balanced-v1", 3: "fips-v1", 4: "hsm-v1"}
 
 
 def auth_server_name(cluster_name: str) -> str:
@@ -60,11 +58,9 @@ def auth_server_name(cluster_name: str) -> str:
     return f"{cluster_name.encode().hex()}.teleport.cluster.local"
 
 
-def auth_alpn(cluster_name: str, *, via_proxy: bool) -> list[str]:
-    """Through the proxy the first ALPN entry routes to Auth; directly, plain ``h2``."""
-    if via_proxy:
-        return [f"teleport-auth@{auth_server_name(cluster_name)}", "h2"]
-    return ["h2"]
+def auth_alpn(cluster_name: str) -> list[str]:
+    """Through the proxy's one port, the first ALPN entry routes the connection to Auth."""
+    return [f"teleport-auth@{auth_server_name(cluster_name)}", "h2"]
 
 
 def auth_ssl_context(
@@ -73,7 +69,6 @@ def auth_ssl_context(
     host_ca_pem: tuple[bytes, ...],
     cert_pem: bytes | None,
     key_pem: bytes | None,
-    via_proxy: bool,
 ) -> ssl.SSLContext:
     """TLS to Auth: trust only the Host CA, present the identity, offer the routing ALPN."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -89,7 +84,7 @@ def auth_ssl_context(
     if cert_pem is not None and key_pem is not None:
         with pem_file(cert_pem) as cert_path, pem_file(key_pem) as key_path:
             ctx.load_cert_chain(cert_path, key_path)
-    ctx.set_alpn_protocols(auth_alpn(cluster_name, via_proxy=via_proxy))
+    ctx.set_alpn_protocols(auth_alpn(cluster_name))
     return ctx
 
 
@@ -127,18 +122,10 @@ def _certs(answer: pb.Certs) -> IssuedCerts:
     )
 
 
-@dataclass(frozen=True)
-class PingAnswer:
-    cluster_name: str
-    server_version: str
-    proxy_public_addr: str
-    signature_algorithm_suite: str
-
-
 class AuthClient:
     """One authenticated connection to Auth; use as ``async with``.
 
-    ``addr`` is the proxy's web address (``via_proxy``) or ``auth_server``.
+    ``addr`` is the proxy's public web address (``proxy_server``).
     """
 
     def __init__(
@@ -149,7 +136,6 @@ class AuthClient:
         host_ca_pem: tuple[bytes, ...],
         cert_pem: bytes | None,
         key_pem: bytes | None,
-        via_proxy: bool,
     ) -> None:
         self.addr = addr
         self._host, self._port = split_address(addr, 3025)
@@ -158,7 +144,6 @@ class AuthClient:
             host_ca_pem=host_ca_pem,
             cert_pem=cert_pem,
             key_pem=key_pem,
-            via_proxy=via_proxy,
         )
         self._server_name = auth_server_name(cluster_name)
         self._channel: Channel | None = None
@@ -185,15 +170,6 @@ class AuthClient:
             self._channel = None
 
     # -- calls ------------------------------------------------------------------------------
-
-    async def ping(self) -> PingAnswer:
-        answer = await self._call("ping", self._auth.Ping, pb.PingRequest())
-        return PingAnswer(
-            answer.ClusterName,
-            answer.ServerVersion,
-            answer.ProxyPublicAddr,
-            _SUITES.get(int(answer.signature_algorithm_suite), ""),
-        )
 
     async def generate_user_certs(
         self,
@@ -317,7 +293,7 @@ def map_tls_alert(operation: str, addr: str, reason: str) -> TeleportError:
         return WrongAddress(
             operation,
             f"{addr} does not route to the Auth Service (ALPN refused): the proxy needs TLS "
-            "routing, or set auth_server",
+            "routing (proxy_listener_mode: multiplex)",
         )
     return WrongAddress(operation, f"TLS with {addr} failed ({reason})")
 

@@ -92,8 +92,7 @@ class TeleportClient:
         self._read_only = read_only
         self._clock = clock
         self._env = os.environ if environ is None else environ
-        self._via_proxy = config.proxy_server is not None
-        self._addr = config.proxy_server or config.auth_server or ""
+        self._addr = config.proxy_server
         self._web = WebClient(self._addr, ca_path=config.proxy_ca_path or None)
         self._proxy: ProxySettings | None = None
         self._host_ca: tuple[bytes, ...] = ()
@@ -111,12 +110,6 @@ class TeleportClient:
     # -- TeleportSource ---------------------------------------------------------------------
 
     def proxy_settings(self) -> ProxySettings:
-        if not self._via_proxy:
-            raise TeleportError(
-                "ping",
-                "auth_server is not supported by this agent version: set proxy_server to the "
-                "Teleport proxy's public address",
-            )
         self._proxy = self._web.find()
         return self._proxy
 
@@ -153,7 +146,7 @@ class TeleportClient:
         now = self._clock()
         if self._unsaved is not None:
             self._persist(self._unsaved)  # never use an identity that a restart would lose
-        if not self._host_ca and self._via_proxy:
+        if not self._host_ca:
             self._host_ca = self._web.host_ca()
         if not self._loaded:
             self._loaded = True
@@ -316,8 +309,6 @@ class TeleportClient:
         """Auth's certificate did not verify against the Host CA held: Teleport may have
         rotated it while the agent ran. Read it again from the proxy, trusted as at start
         (the web certificate); true when it changed, so the call is worth one more try."""
-        if not self._via_proxy:
-            return False
         fresh = self._web.host_ca()
         if set(fresh) == set(self._host_ca):
             return False
@@ -337,7 +328,6 @@ class TeleportClient:
             host_ca_pem=host_ca,
             cert_pem=cert_pem,
             key_pem=key_pem,
-            via_proxy=self._via_proxy,
         )
 
     async def _renew(self, bot: BotIdentity, proxy: ProxySettings) -> BotIdentity:

@@ -58,9 +58,6 @@ class Credential:
         cert = x509.load_pem_x509_certificate(cert_pem)
         return cls(cert_pem, key_pem, ca_certs_pem, bot_name, cert.not_valid_after_utc)
 
-    def remaining(self, now: dt.datetime) -> dt.timedelta:
-        return self.expires - now
-
 
 def split_pem_certificates(pem: bytes) -> tuple[bytes, ...]:
     """Split concatenated PEM certificates (a CA during rotation) into one block each."""
