@@ -24,6 +24,7 @@ from agent.config import ArgoCDService
 from agent.names import label_value_problems
 from agent.teleport.model import Credential, KubeCluster, ProxySettings
 from agent.templating import TemplateContext
+from agent.writes import Held
 
 __all__ = [
     "DesiredSecret",
@@ -32,9 +33,11 @@ __all__ = [
     "connection_target",
     "deduplicate",
     "encode_path_component",
+    "held_by",
     "owner_id",
     "render_secret",
     "secret_name",
+    "shape_of",
 ]
 
 KUBE_SNI_PREFIX = "kube-teleport-proxy-alpn."
@@ -280,3 +283,64 @@ def deduplicate(
             servers[(secret.namespace, secret.server)] = secret
             kept.append(secret)
     return kept, dropped
+
+
+# What changes with every credential (and every write), and never by itself warrants a write;
+# nor does the agent's version: after an upgrade it reaches each secret with its next rotation.
+_CREDENTIAL_TLS_KEYS = frozenset({"certData", "keyData", "caData"})
+_WRITE_ANNOTATIONS = frozenset(
+    {L.ANNOTATION_UPDATED, L.ANNOTATION_CREDENTIAL_EXPIRES, L.ANNOTATION_VERSION}
+)
+
+
+def shape_of(secret: DesiredSecret) -> int | None:
+    """A secret's content but for its credential and write time: two secrets of one shape
+    differ only in what a rotation changes."""
+    return _shape(secret.labels, secret.annotations, secret.data)
+
+
+def held_by(secret: DesiredSecret, live: Mapping[str, Any]) -> Held:
+    """What the live object of ``secret`` (as the API server answered it) holds: its
+    credential's expiry and its shape, counting only the labels and annotations the agent
+    sets (others' survive every apply and are none of its business)."""
+    metadata = live.get("metadata") or {}
+    labels = metadata.get("labels") or {}
+    annotations = metadata.get("annotations") or {}
+    try:
+        data = {k: base64.b64decode(v).decode() for k, v in (live.get("data") or {}).items()}
+    except (ValueError, TypeError):
+        return Held(None, None)
+    try:
+        expires: dt.datetime | None = dt.datetime.fromisoformat(
+            str(annotations.get(L.ANNOTATION_CREDENTIAL_EXPIRES, ""))
+        )
+    except ValueError:
+        expires = None
+    if expires is not None and expires.tzinfo is None:
+        expires = None  # not what the agent writes
+    shape = _shape(
+        {k: str(labels.get(k, "")) for k in secret.labels},
+        {k: str(annotations.get(k, "")) for k in secret.annotations},
+        data,
+    )
+    return Held(expires, shape)
+
+
+def _shape(
+    labels: Mapping[str, str], annotations: Mapping[str, str], data: Mapping[str, str]
+) -> int | None:
+    try:
+        config = json.loads(data.get("config", ""))
+        tls = dict(config["tlsClientConfig"])
+    except (ValueError, KeyError, TypeError):
+        return None  # no config Argo CD can parse: nothing worth keeping
+    kept_tls = {k: v for k, v in tls.items() if k not in _CREDENTIAL_TLS_KEYS}
+    kept_config = {**config, "tlsClientConfig": kept_tls}
+    return hash(
+        (
+            tuple(sorted(labels.items())),
+            tuple(sorted((k, v) for k, v in annotations.items() if k not in _WRITE_ANNOTATIONS)),
+            tuple(sorted((k, v) for k, v in data.items() if k != "config")),
+            json.dumps(kept_config, sort_keys=True),
+        )
+    )

@@ -84,6 +84,13 @@ class Metrics:
             ["operation"],
             registry=self.registry,
         )
+        self.kubernetes_errors = Counter(
+            f"{_NS}_kubernetes_request_errors",
+            "Failed Kubernetes API requests outside the secret writes (the bot identity's "
+            "Secret) by operation.",
+            ["operation"],
+            registry=self.registry,
+        )
 
     def _seconds_left(self) -> float:
         if self._expires is None:

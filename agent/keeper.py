@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from agent.config import AgentConfig
 from agent.diagnostics import Metrics
+from agent.kubeapi import ApiError
 from agent.logs import logger
 from agent.plan import CyclePlan, plan_cycle
 from agent.ports import SecretSink, TeleportSource
@@ -33,10 +34,14 @@ from agent.rotation import Clock, Ledger
 from agent.schedule import renewal_delay, retry_delay
 from agent.state import AgentState, GroupState
 from agent.sync import apply_plan
-from agent.teleport.errors import TeleportError
+from agent.teleport.errors import BOT_IDENTITY_OPERATIONS, TeleportError
 from agent.teleport.model import Credential, KubeCluster, ProxySettings
 
 __all__ = ["CredentialGroup", "Keeper", "credential_groups"]
+
+# What a TeleportSource raises: Teleport's failures, and the Kubernetes API's for the Secret
+# the bot identity is stored in.
+SourceError = TeleportError | ApiError
 
 RETRY_FIRST = dt.timedelta(seconds=1)
 RETRY_CAP = dt.timedelta(minutes=1)
@@ -63,6 +68,8 @@ class CredentialGroup:
     renewal_error: str = ""
     # The renewal interval in force: shorter than configured when Teleport capped the lifetime.
     effective_interval: dt.timedelta | None = None
+    # What the secrets held when this process started has been read (once).
+    learned: bool = False
 
     def due(self, now: dt.datetime, mono: float) -> bool:
         return self.due_wall is None or now >= self.due_wall or mono >= self.due_mono
@@ -121,7 +128,7 @@ class Keeper:
         self._last_rotation = -ROTATION_TICK  # monotonic
         self._proxy: ProxySettings | None = None
         self._clusters: list[KubeCluster] | None = None  # the last good listing
-        self._listing_error: TeleportError | None = None
+        self._listing_error: SourceError | None = None
         self.state = AgentState(groups=tuple(g.state() for g in self.groups))
 
     def step(self, *, forced: bool, budget: float) -> None:
@@ -152,7 +159,7 @@ class Keeper:
             due += [g for g in self.groups if g.credential is None and g not in due]
         renewed = []
         for group in due:
-            if listing_error is not None and listing_error.of_bot_identity:
+            if listing_error is not None and listing_error.operation in BOT_IDENTITY_OPERATIONS:
                 # The listing could not get a bot identity; a renewal would try the same join.
                 self._renewal_failed(group, listing_error)
             elif self._renew(group):
@@ -181,9 +188,14 @@ class Keeper:
 
     # -- Teleport -------------------------------------------------------------------------
 
-    def _teleport_failed(self, exc: TeleportError) -> None:
-        self._metrics.teleport_errors.labels(operation=exc.operation).inc()
-        logger.bind(operation=exc.operation).warning("Teleport request failed: {}", exc)
+    def _teleport_failed(self, exc: SourceError) -> None:
+        if isinstance(exc, ApiError):
+            # The bot identity's Secret: a Kubernetes failure, not Teleport's.
+            self._metrics.kubernetes_errors.labels(operation=exc.operation).inc()
+        else:
+            self._metrics.teleport_errors.labels(operation=exc.operation).inc()
+        party = "Kubernetes API" if isinstance(exc, ApiError) else "Teleport"
+        logger.bind(operation=exc.operation).warning("{} request failed: {}", party, exc)
 
     def _discover(self, *, refresh_proxy: bool) -> None:
         try:
@@ -192,7 +204,7 @@ class Keeper:
             if refresh_proxy or self._proxy is None:
                 self._proxy = self._source.proxy_settings()
             self._clusters = self._source.list_clusters()
-        except TeleportError as exc:
+        except (TeleportError, ApiError) as exc:
             self._teleport_failed(exc)
             self._listing_error = exc
             return
@@ -201,7 +213,7 @@ class Keeper:
     def _renew(self, group: CredentialGroup) -> bool:
         try:
             credential = self._source.issue_credential(group.ttl)
-        except TeleportError as exc:
+        except (TeleportError, ApiError) as exc:
             self._teleport_failed(exc)
             self._renewal_failed(group, exc)
             return False
@@ -218,7 +230,7 @@ class Keeper:
         )
         return True
 
-    def _renewal_failed(self, group: CredentialGroup, exc: TeleportError) -> None:
+    def _renewal_failed(self, group: CredentialGroup, exc: SourceError) -> None:
         group.failures += 1
         group.renewal_error = _why(exc)
         cap = min(RETRY_CAP, group.interval)
@@ -260,6 +272,11 @@ class Keeper:
             services=group.services,
             listing_complete=self._listing_error is None,
         )
+        if renewal and spread and group.ledger.window and not group.learned:
+            # The first renewal of this process: what do the secrets hold already? Those with a
+            # valid credential wait for their slot, as after any renewal.
+            group.ledger.learn(plan, self._sink.read_held(plan.secrets))
+            group.learned = True
         if renewal:
             work: CyclePlan | None = group.ledger.renewal_work(plan, spread=spread)
         else:
@@ -306,6 +323,6 @@ class Keeper:
         return ",".join(self._config.service_name(i) for i in group.services)
 
 
-def _why(exc: TeleportError) -> str:
+def _why(exc: SourceError) -> str:
     """A Teleport failure for a person: what kind, then the client's sentence of what to do."""
     return f"{exc.summary}: {exc}"

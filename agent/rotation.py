@@ -3,7 +3,9 @@
 Every credential change makes Argo CD rebuild that cluster's cache, so a renewal does not
 rewrite every secret at once: secrets that still hold a valid older credential wait for their
 slot in the rotation window (``schedule.rotation_offsets``), the others (new clusters, failed
-writes, secrets this process knows nothing about) are written at once. Between renewals a
+writes, secrets found holding nothing usable at start) are written at once. What the secrets
+hold is read once when the process starts (``learn``), so a restart or an upgrade spreads its
+rewrites like any renewal. Between renewals a
 discovery writes only what changed: a new cluster, a failed write, a slot that came up, a
 secret whose rendered content differs from what it holds.
 
@@ -18,10 +20,11 @@ import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
-from agent.argocd import DesiredSecret
+from agent.argocd import DesiredSecret, shape_of
 from agent.labels import ANNOTATION_UPDATED
 from agent.plan import CyclePlan
 from agent.schedule import oldest_held, rotation_offsets
+from agent.writes import Held
 
 __all__ = ["Clock", "Ledger", "LedgerView", "SecretKey", "content_of", "key_of"]
 
@@ -89,6 +92,24 @@ class Ledger:
     def renewed(self) -> None:
         """A new credential was issued: no secret holds it yet."""
         self._current.clear()
+
+    def learn(self, plan: CyclePlan, held: Mapping[SecretKey, Held]) -> None:
+        """Take what the secrets hold (read once, at start) as a hint: a secret of the shape
+        the plan renders whose credential outlives the window counts as holding it, so the
+        next renewal gives it a slot in the window. Every other secret (missing, someone
+        else's, unreadable, expiring within the window, changed) holds nothing usable and is
+        written at once."""
+        horizon = self._clock.wall() + self.window
+        for secret in plan.secrets:
+            found = held.get(key_of(secret))
+            if (
+                found is not None
+                and found.expires is not None
+                and found.expires > horizon
+                and found.shape is not None
+                and found.shape == shape_of(secret)
+            ):
+                self._held[key_of(secret)] = found.expires
 
     def renewal_work(self, plan: CyclePlan, *, spread: bool = True) -> CyclePlan:
         """After a renewal: every secret of ``plan`` but those that still hold a valid older

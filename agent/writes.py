@@ -1,14 +1,16 @@
-"""What became of each write and prune: the results the writer reports and the loop reads.
+"""What became of each write and prune, and what a secret held before: the writer reports
+them, the loop reads them.
 
 Purely computational, no side-effects.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["Outcome", "PruneResult", "WriteResult"]
+__all__ = ["Held", "Outcome", "PruneResult", "WriteResult"]
 
 
 class Outcome(StrEnum):
@@ -42,3 +44,14 @@ class PruneResult:
     deleted: tuple[str, ...]
     skipped_reason: str = ""
     error: str = ""
+
+
+@dataclass(frozen=True)
+class Held:
+    """What one of the agent's own secrets holds, as read at start: a hint for the rotation
+    window, never trusted for more (a secret found holding nothing usable is written at once)."""
+
+    # The expiry of the credential in it (its credential-expires annotation), if readable.
+    expires: dt.datetime | None
+    # Its content but for the credential and the write time (``rotation.shape_of``).
+    shape: int | None
