@@ -37,6 +37,7 @@ from agent.names import dns_label_problems, dns_subdomain_problems, label_key_pr
 from agent.templating import Template, TemplateError
 
 __all__ = [
+    "DEFAULT_SERVICE_NAME",
     "ENV_PREFIX",
     "AgentConfig",
     "ArgoCDService",
@@ -49,6 +50,7 @@ __all__ = [
     "max_rotation_window",
     "parse_config",
     "parse_duration",
+    "pod_namespace",
 ]
 
 ENV_PREFIX = "TELEPORT_ARGOCD_AGENT_"
@@ -58,7 +60,13 @@ DEFAULT_CLUSTER_NAME_TEMPLATE = "{{.ClusterName}}-{{.KubeName}}"
 _SAMPLE_NAME_SUFFIX = ".0123456789abcdef"
 
 
-def _pod_namespace() -> str:
+# A service's name when it has none (in logs, metrics, /readyz and the ownership label).
+DEFAULT_SERVICE_NAME = "argo-cd"
+
+
+def pod_namespace() -> str:
+    """The namespace the agent runs in ($POD_NAMESPACE, set by the chart), else "default".
+    The one place the agent reads it."""
     return os.environ.get("POD_NAMESPACE") or "default"
 
 
@@ -325,7 +333,7 @@ class ArgoCDService(_Strict):
         # Read the environment once, here, so that the model (and everything computed from it)
         # is a plain value afterwards.
         if isinstance(data, dict) and not data.get("secret_namespace"):
-            return {**data, "secret_namespace": _pod_namespace()}
+            return {**data, "secret_namespace": pod_namespace()}
         return data
 
     @model_validator(mode="after")
@@ -474,7 +482,7 @@ class AgentConfig(BaseSettings):
     @classmethod
     def _default_instance(cls, data: Any) -> Any:
         if isinstance(data, dict) and not data.get("instance"):
-            return {**data, "instance": f"{_pod_namespace()}/teleport-argocd-agent"}
+            return {**data, "instance": f"{pod_namespace()}/teleport-argocd-agent"}
         return data
 
     @model_validator(mode="after")
@@ -491,7 +499,7 @@ class AgentConfig(BaseSettings):
                 "onboarding.join_method 'token' needs storage type kubernetes_secret: a join "
                 "token works once, so the identity must survive a restart"
             )
-        names = [s.name or "argo-cd" for s in self.services]
+        names = [s.name or DEFAULT_SERVICE_NAME for s in self.services]
         if len(self.services) > 1 and any(not s.name for s in self.services):
             raise ValueError(
                 "give every service a unique 'name' when there is more than one: the name "
@@ -547,7 +555,7 @@ class AgentConfig(BaseSettings):
         return self.instance or "default/teleport-argocd-agent"
 
     def service_name(self, index: int) -> str:
-        return self.services[index].name or "argo-cd"
+        return self.services[index].name or DEFAULT_SERVICE_NAME
 
 
 def max_rotation_window(ttl: timedelta, interval: timedelta) -> timedelta:

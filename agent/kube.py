@@ -1,8 +1,11 @@
 """Writes desired cluster secrets with server-side apply, safely and concurrently.
 
-Least privilege: the agent never reads secrets. Creating through apply is authorized as
-``create`` and updating as ``patch``; pruning is one label-selected ``deletecollection``
-call. So the Role needs only those verbs. RBAC cannot limit them to the agent's own secrets,
+Least privilege: the agent has no ``get`` or ``list`` on secrets. Creating through apply is
+authorized as ``create`` and updating as ``patch``; pruning is one label-selected
+``deletecollection`` call. So the Role needs only those verbs. What its own secrets hold is read
+from the answers to dry-run patches (``read_held`` at start, ``current`` for plan and check);
+``read_held``'s patch tests the owner label, so the API server answers with the object only
+when it is the agent's. RBAC cannot limit them to the agent's own secrets,
 though: a (dry-run) PATCH answers with the whole object, so ``patch`` reads any secret whose name
 is known, and ``create`` can make a token Secret for another ServiceAccount. The chart's
 ValidatingAdmissionPolicy closes both (chart/templates/admissionpolicy.yaml); without it the

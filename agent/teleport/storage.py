@@ -12,11 +12,11 @@ which Kubernetes cannot limit by name).
 from __future__ import annotations
 
 import base64
-import os
 from typing import Any, Protocol
 
 from kubernetes.client import ApiClient
 
+from agent.config import pod_namespace
 from agent.kubeapi import ApiError, KubeTransport
 from agent.teleport.model import BotIdentity, split_pem_certificates
 
@@ -67,7 +67,7 @@ class KubernetesSecretStore:
     def __init__(self, api: ApiClient, *, name: str, namespace: str | None = None) -> None:
         self._transport = KubeTransport(api)
         self.name = name
-        self.namespace = namespace or os.environ.get("POD_NAMESPACE") or "default"
+        self.namespace = namespace or pod_namespace()
         self._path = f"/api/v1/namespaces/{self.namespace}/secrets/{self.name}"
 
     def describe(self) -> str:
