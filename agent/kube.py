@@ -86,6 +86,15 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, ApiError) and exc.transient
 
 
+class _NotOurs(Exception):
+    """The secret belongs to another field manager: left untouched and reported."""
+
+    def __init__(self, detail: str, managers: Sequence[str] = ()) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.managers = tuple(managers)
+
+
 class _Breaker:
     """Opens after ``threshold`` consecutive attempts that reached no API server; any answer
     from the server closes it again. Shared by the workers of one ``write`` call."""
@@ -221,37 +230,9 @@ class SecretWriter:
 
         key = (secret.namespace, secret.name)
         try:
-            with self._versions_lock:
-                known = key in self._versions
-            if not known and not self._ownership_enforced:
-                foreign = self._foreign_managers(secret, apply)
-                if foreign:
-                    return result(
-                        Outcome.CONFLICT,
-                        "written by another field manager; left untouched",
-                        foreign,
-                    )
-            try:
-                status, body = apply(False)
-                adopted: list[str] = []
-            except ApiError as exc:
-                if exc.status != 409:
-                    raise
-                managers = _conflict_managers(exc.body)
-                foreign = sorted(set(managers) - self._adoptable - {secret.field_manager})
-                if foreign or not managers:
-                    return result(
-                        Outcome.CONFLICT,
-                        "owned by another field manager; left untouched "
-                        f"({exc.body.get('message', exc.reason)})",
-                        foreign or managers,
-                    )
-                adopted = sorted(set(managers))
-                status, body = apply(True)
-            leftovers = _leftover_data(body, self._adoptable, secret)
-            if leftovers:
-                status, body = self._remove_data(secret, body, leftovers, should_stop, on_attempt)
-                adopted = adopted or sorted(set(leftovers.values()))
+            status, body, adopted = self._write_owned(secret, apply, should_stop, on_attempt)
+        except _NotOurs as refused:
+            return result(Outcome.CONFLICT, refused.detail, refused.managers)
         except ApiError as exc:
             if _denied_by_policy(exc):
                 # The chart's admission policy decides ownership from the live object: a secret
@@ -274,6 +255,44 @@ class SecretWriter:
         if previous is not None and previous == version:
             return result(Outcome.UNCHANGED)
         return result(Outcome.UPDATED)
+
+    def _write_owned(
+        self,
+        secret: DesiredSecret,
+        apply: Callable[..., tuple[int, dict[str, Any]]],
+        should_stop: Callable[[], bool],
+        on_attempt: Callable[..., None],
+    ) -> tuple[int, dict[str, Any], list[str]]:
+        """Apply, unless another field manager owns the secret (``_NotOurs``); an adoptable
+        manager's fields are taken over and its leftover data keys removed. Returns the status,
+        the object answered and the managers adopted."""
+        with self._versions_lock:
+            known = (secret.namespace, secret.name) in self._versions
+        if not known and not self._ownership_enforced:
+            foreign = self._foreign_managers(secret, apply)
+            if foreign:
+                raise _NotOurs("written by another field manager; left untouched", foreign)
+        adopted: list[str] = []
+        try:
+            status, body = apply(False)
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+            managers = _conflict_managers(exc.body)
+            foreign = sorted(set(managers) - self._adoptable - {secret.field_manager})
+            if foreign or not managers:
+                raise _NotOurs(
+                    "owned by another field manager; left untouched "
+                    f"({exc.body.get('message', exc.reason)})",
+                    foreign or managers,
+                ) from None
+            adopted = sorted(set(managers))
+            status, body = apply(True)
+        leftovers = _leftover_data(body, self._adoptable, secret)
+        if leftovers:
+            status, body = self._remove_data(secret, body, leftovers, should_stop, on_attempt)
+            adopted = adopted or sorted(set(leftovers.values()))
+        return status, body, adopted
 
     def _foreign_managers(
         self, secret: DesiredSecret, apply: Callable[..., tuple[int, dict[str, Any]]]
