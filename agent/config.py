@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -212,6 +213,18 @@ class Selector(_Strict):
         return "labels=" + ",".join(f"{k}={v}" for k, v in sorted(self.labels.items()))
 
 
+def _checked_keys(
+    value: dict[str, Template], what: str, reserved: Callable[[str], bool]
+) -> dict[str, Template]:
+    """Label or annotation keys: valid Kubernetes keys, none of those the agent sets."""
+    for key in value:
+        if problems := label_key_problems(key):
+            raise ValueError(f"{what} key {key!r} {'; '.join(problems)}")
+        if reserved(key):
+            raise ValueError(f"{what} {key!r} is set by the agent and cannot be overridden")
+    return value
+
+
 class ArgoCDService(_Strict):
     """A ``kubernetes/argo-cd`` service: one Argo CD cluster secret per matching cluster."""
 
@@ -278,22 +291,12 @@ class ArgoCDService(_Strict):
     @field_validator("secret_labels")
     @classmethod
     def _label_keys(cls, value: dict[str, Template]) -> dict[str, Template]:
-        for key in value:
-            if problems := label_key_problems(key):
-                raise ValueError(f"label key {key!r} {'; '.join(problems)}")
-            if is_reserved_label(key):
-                raise ValueError(f"label {key!r} is set by the agent and cannot be overridden")
-        return value
+        return _checked_keys(value, "label", is_reserved_label)
 
     @field_validator("secret_annotations")
     @classmethod
     def _annotation_keys(cls, value: dict[str, Template]) -> dict[str, Template]:
-        for key in value:
-            if problems := label_key_problems(key):
-                raise ValueError(f"annotation key {key!r} {'; '.join(problems)}")
-            if is_reserved_annotation(key):
-                raise ValueError(f"annotation {key!r} is set by the agent and cannot be overridden")
-        return value
+        return _checked_keys(value, "annotation", is_reserved_annotation)
 
     @field_validator("secret_name_prefix")
     @classmethod

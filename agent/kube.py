@@ -473,25 +473,20 @@ class SecretWriter:
         for attempt in retrying:
             with attempt:
                 try:
-                    answer = self._call_once(method, path, query, body, content_type)
+                    answer = self._transport.call(
+                        method,
+                        path,
+                        query=query,
+                        body=body,
+                        content_type=content_type,
+                        operation="write",
+                    )
                 except ApiError as exc:
                     on_attempt(reached=exc.status != 0)
                     raise
                 on_attempt(reached=True)
                 return answer
         raise AssertionError("unreachable")  # pragma: no cover - Retrying reraises
-
-    def _call_once(
-        self,
-        method: str,
-        path: str,
-        query: list[tuple[str, str]],
-        body: bytes | dict[str, Any] | list[dict[str, str]] | None,
-        content_type: str | None,
-    ) -> tuple[int, dict[str, Any]]:
-        return self._transport.call(
-            method, path, query=query, body=body, content_type=content_type, operation="write"
-        )
 
 
 def _leftover_data(
