@@ -446,12 +446,19 @@ def rotation_table(result: dict[str, object]) -> None:
             )
     for measured in windows:
         spread = [p for p in measured["phases"] if p["kind"] == "spread"]
+        restart = [p for p in measured["phases"] if p["kind"] == "restart"]
         window = measured["window_s"]
         for key in ("cpu_peak", "requests_peak_5s", "rss_peak_mib", "rebuild_median_s"):
             ratio = worst_vs_mildest(
                 [float(p[key]) for p in spread], [float(p[key]) for p in bursts]
             )
             print(f"  spread over {window}s / all at once, {key}: {ratio:.2f} (worst vs mildest)")
+            if restart:
+                # A restart wrote every secret at once before the agent read what they hold.
+                ratio = worst_vs_mildest(
+                    [float(p[key]) for p in restart], [float(p[key]) for p in bursts]
+                )
+                print(f"  restart, window {window}s / all at once, {key}: {ratio:.2f}")
         # The peak includes the controller's own background work (relists, status refreshes),
         # which no write schedule changes; above that, the rebuilds' own load.
         above = worst_vs_mildest(
