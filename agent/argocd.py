@@ -22,7 +22,7 @@ from typing import Any
 from agent import labels as L
 from agent.config import ArgoCDService
 from agent.names import label_value_problems
-from agent.teleport.model import Credential, KubeCluster, ProxySettings
+from agent.teleport.model import Credential, KubeCluster, ProxySettings, split_pem_certificates
 from agent.templating import TemplateContext
 from agent.writes import Held
 
@@ -323,7 +323,21 @@ def held_by(secret: DesiredSecret, live: Mapping[str, Any]) -> Held:
         {k: str(annotations.get(k, "")) for k in secret.annotations},
         data,
     )
-    return Held(expires, shape)
+    credential = _credential_in(data, str(annotations.get(L.ANNOTATION_BOT_NAME, "")))
+    if credential is not None:
+        expires = credential.expires  # the certificate's own word over the annotation
+    return Held(expires, shape, credential)
+
+
+def _credential_in(data: Mapping[str, str], bot_name: str) -> Credential | None:
+    """The credential in a secret's ``config``, if it reads as a certificate, key and CA."""
+    try:
+        tls = json.loads(data["config"])["tlsClientConfig"]
+        cert, key, ca = (base64.b64decode(tls[k]) for k in ("certData", "keyData", "caData"))
+        cas = split_pem_certificates(ca)
+        return Credential.from_pem(cert, key, cas, bot_name) if cas else None
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _shape(

@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from agent.config import AgentConfig
@@ -30,7 +30,7 @@ from agent.kubeapi import ApiError
 from agent.logs import logger
 from agent.plan import CyclePlan, plan_cycle
 from agent.ports import SecretSink, TeleportSource
-from agent.rotation import Clock, Ledger
+from agent.rotation import Clock, Ledger, SecretKey, only
 from agent.schedule import renewal_delay, retry_delay
 from agent.state import AgentState, GroupState
 from agent.sync import apply_plan
@@ -275,8 +275,12 @@ class Keeper:
         if renewal and spread and group.ledger.window and not group.learned:
             # The first renewal of this process: what do the secrets hold already? Those with a
             # valid credential wait for their slot, as after any renewal.
-            group.ledger.learn(plan, self._sink.read_held(plan.secrets))
+            changed = group.ledger.learn(plan, self._sink.read_held(plan.secrets))
             group.learned = True
+            if changed:
+                self._rewrite_keeping_credentials(
+                    group, changed, proxy=proxy, clusters=clusters, budget=budget
+                )
         if renewal:
             work: CyclePlan | None = group.ledger.renewal_work(plan, spread=spread)
         else:
@@ -300,6 +304,46 @@ class Keeper:
             seconds=round(report.seconds, 3),
             **report.outcomes(),
         )
+
+    def _rewrite_keeping_credentials(
+        self,
+        group: CredentialGroup,
+        changed: Mapping[SecretKey, Credential],
+        *,
+        proxy: ProxySettings,
+        clusters: list[KubeCluster],
+        budget: float | None,
+    ) -> None:
+        """Write the new content of ``changed`` secrets with the credential each holds: a
+        config change (labels, project, namespaces...) reaches Argo CD at once, and the
+        credential rotates later, in the window, like every other."""
+        by_credential: dict[bytes, list[SecretKey]] = {}
+        for key, credential in changed.items():
+            by_credential.setdefault(credential.cert_pem, []).append(key)
+        for keys in by_credential.values():
+            credential = changed[keys[0]]
+            plan = plan_cycle(
+                self._config,
+                proxy=proxy,
+                clusters=clusters,
+                credential=credential,
+                agent_version=self._version,
+                now=self._clock.wall(),
+                services=group.services,
+                listing_complete=False,  # never a prune from this partial write
+            )
+            work = only(plan, set(keys))
+            report = apply_plan(
+                work, self._sink, metrics=self._metrics, should_stop=self._stopping, budget=budget
+            )
+            for service in report.services:
+                for result in service.writes:
+                    if result.ok:
+                        group.ledger.kept((result.namespace, result.name), credential.expires)
+            logger.bind(services=self._names(group)).info(
+                "content changed; rewritten with the credential each secret holds",
+                **report.outcomes(),
+            )
 
     def _record(self, group: CredentialGroup, plan: CyclePlan) -> None:
         view = group.ledger.record(plan)

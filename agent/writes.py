@@ -7,8 +7,10 @@ Purely computational, no side-effects.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
+
+from agent.teleport.model import Credential
 
 __all__ = ["Held", "Outcome", "PruneResult", "WriteResult"]
 
@@ -53,5 +55,8 @@ class Held:
 
     # The expiry of the credential in it (its credential-expires annotation), if readable.
     expires: dt.datetime | None
-    # Its content but for the credential and the write time (``rotation.shape_of``).
+    # Its content but for the credential and the write time (``argocd.shape_of``).
     shape: int | None
+    # The credential in it, when it reads as one: a secret whose other content changed is
+    # rewritten with it, so the change costs no credential rotation.
+    credential: Credential | None = field(default=None, repr=False)

@@ -18,6 +18,7 @@ from agent.kube import SecretWriter
 from agent.kubeapi import ApiError, KubeTransport
 from agent.labels import LABEL_OWNER
 from tests.harness.kube import cluster_secret_data
+from tests.harness.pki import CertificateAuthority
 from tests.harness.source import InventorySource
 from tests.integration.test_runtime import make_config, prod, runtime, secrets
 
@@ -153,3 +154,40 @@ def test_the_read_at_start_never_reads_a_secret_that_is_not_the_agents(
 def _secrets(admin_api, namespace):
     """(name, decoded data) of every cluster secret, by name."""
     return sorted(cluster_secret_data(admin_api, namespace), key=lambda item: item[0])
+
+
+def test_a_content_change_keeps_the_credential_each_secret_holds(
+    admin_api, namespace, writer, service_account_client, clock
+):
+    # Real certificates, so what a secret holds reads as a credential.
+    source = InventorySource(
+        clock=lambda: clock.now, clusters=prod("a", "b", "c"), ca=CertificateAuthority()
+    )
+    config = make_config(namespace, rotation_window=f"{WINDOW_SECONDS}s")
+    runtime(config, source, writer, clock).step()
+    first = _cert_data(admin_api, namespace)
+    clock.advance(minutes=2)
+
+    changed = make_config(
+        namespace, rotation_window=f"{WINDOW_SECONDS}s", secret_labels={"team": "platform"}
+    )
+    rt = restarted(changed, source, service_account_client, namespace, clock)
+    rt.step()
+
+    core = k8s.CoreV1Api(admin_api)
+    for name, _ in _secrets(admin_api, namespace):
+        assert core.read_namespaced_secret(name, namespace).metadata.labels["team"] == "platform"
+    kept = _cert_data(admin_api, namespace)
+    # At once: the new label everywhere; the new credential in one secret only (slot 0).
+    assert sum(kept[c] == first[c] for c in first) == 2
+    assert rt.readiness().ready
+
+    run_window(rt, clock)
+    assert all(cert != first[c] for c, cert in _cert_data(admin_api, namespace).items())
+
+
+def _cert_data(admin_api, namespace):
+    return {
+        data["name"].removeprefix("root-"): data["config"]["tlsClientConfig"]["certData"]
+        for _, data in _secrets(admin_api, namespace)
+    }

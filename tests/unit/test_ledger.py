@@ -327,3 +327,16 @@ def test_after_a_restart_readiness_sees_the_credentials_already_held():
     view = world.write(world.ledger.renewal_work(world.plan()))
     assert view.oldest_expiry == START + HOUR
     assert view.pending == 3
+
+
+def test_a_changed_secret_with_a_valid_credential_is_rewritten_with_it():
+    world = World()
+    plan = world.plan()
+    credential = world.credential
+    found = {key_of(s): Held(START + HOUR, shape_of(s)) for s in plan.secrets}
+    a = next(s for s in plan.secrets if s.cluster == "a")
+    found[key_of(a)] = Held(START + HOUR, 12345, credential)
+    assert world.ledger.learn(plan, found) == {key_of(a): credential}
+    world.ledger.kept(key_of(a), credential.expires)
+    # Rewritten with its own credential, it now waits for its slot like the others.
+    assert len(clusters(world.ledger.renewal_work(world.plan()))) == 1
