@@ -14,7 +14,7 @@ import base64
 import datetime as dt
 import hashlib
 import ipaddress
-import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +30,7 @@ from agent.templating import TemplateContext
 __all__ = [
     "DesiredSecret",
     "RenderError",
+    "cluster_config",
     "cluster_hash",
     "connection_target",
     "deduplicate",
@@ -41,6 +42,8 @@ __all__ = [
 
 KUBE_SNI_PREFIX = "kube-teleport-proxy-alpn."
 KUBE_SNI_FALLBACK = KUBE_SNI_PREFIX + "teleport.cluster.local"
+# A TLS server name the canonical config may carry: a DNS name, nothing JSON would escape.
+_SERVER_NAME = re.compile(r"[A-Za-z0-9.-]{1,253}")
 
 
 class RenderError(ValueError):
@@ -90,13 +93,13 @@ def connection_target(proxy: ProxySettings) -> tuple[str, str]:
             sni = KUBE_SNI_FALLBACK
         else:
             sni = KUBE_SNI_PREFIX + host
-        return f"https://{proxy.web_public_addr}", sni
-    if not proxy.kube_public_addr:
+        return f"https://{proxy.kube_addr}", sni
+    if not proxy.kube_addr:
         raise RenderError(
             "the Teleport proxy has TLS routing off and no Kubernetes listener address; "
             "enable kube_listen_addr or TLS routing on the proxy"
         )
-    return f"https://{proxy.kube_public_addr}", ""
+    return f"https://{proxy.kube_addr}", ""
 
 
 def _b64(data: bytes) -> str:
@@ -186,18 +189,15 @@ def render_secret(
         )
     if not credential.ca_certs_pem:
         raise RenderError("the credential carries no CA certificates to verify the proxy")
-    tls: dict[str, Any] = {
-        "insecure": False,
-        "caData": _b64(b"".join(_with_newline(c) for c in credential.ca_certs_pem)),
-        "certData": _b64(credential.cert_pem),
-        "keyData": _b64(credential.key_pem),
-    }
-    if server_name:
-        tls["serverName"] = server_name
     data = {
         "name": display_name,
         "server": server,
-        "config": json.dumps({"tlsClientConfig": tls}, separators=(",", ":")),
+        "config": cluster_config(
+            ca_pem=b"".join(_with_newline(c) for c in credential.ca_certs_pem),
+            cert_pem=credential.cert_pem,
+            key_pem=credential.key_pem,
+            server_name=server_name,
+        ),
     }
     if service.project:
         data["project"] = service.project
@@ -238,6 +238,31 @@ def render_secret(
         annotations=annotations,
         data=data,
     )
+
+
+def cluster_config(*, ca_pem: bytes, cert_pem: bytes, key_pem: bytes, server_name: str) -> str:
+    """The secret's ``config``: JSON in one canonical byte form, built here byte by byte.
+
+    ``{"tlsClientConfig":{"insecure":false,"caData":"<b64>","certData":"<b64>",
+    "keyData":"<b64>","serverName":"<name>"}}`` - this key order, no spaces, no other key,
+    ``serverName`` only when there is one. The chart's admission policy matches exactly this
+    form with an anchored regular expression (CEL has no JSON parser), so any other spelling
+    of the same JSON would be refused; standard base64 and a DNS name never need escaping.
+    """
+    if server_name and not _SERVER_NAME.fullmatch(server_name):
+        raise RenderError(
+            f"the TLS server name {server_name!r} derived from the proxy's public address is "
+            "not a DNS name; check the proxy's public_addr in Teleport"
+        )
+    fields = [
+        '"insecure":false',
+        f'"caData":"{_b64(ca_pem)}"',
+        f'"certData":"{_b64(cert_pem)}"',
+        f'"keyData":"{_b64(key_pem)}"',
+    ]
+    if server_name:
+        fields.append(f'"serverName":"{server_name}"')
+    return '{"tlsClientConfig":{' + ",".join(fields) + "}}"
 
 
 def _with_newline(pem: bytes) -> bytes:

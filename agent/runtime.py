@@ -54,7 +54,7 @@ from agent.schedule import (
     rotation_offsets,
 )
 from agent.sync import apply_plan
-from agent.teleport.errors import TeleportError
+from agent.teleport.errors import BotDeleted, TeleportError
 from agent.teleport.identity import Credential
 from agent.teleport.inventory import KubeCluster
 from agent.teleport.webapi import ProxySettings
@@ -321,6 +321,7 @@ class Runtime:
 
     def _teleport_failed(self, exc: TeleportError) -> None:
         self.metrics.teleport_errors.labels(operation=exc.operation).inc()
+        self.metrics.bot_deleted.set(isinstance(exc, BotDeleted))
         logger.bind(operation=exc.operation).warning("Teleport request failed: {}", exc)
 
     def _discover(self, *, refresh_proxy: bool) -> None:
@@ -359,6 +360,7 @@ class Runtime:
         with self._lock:
             group.failures = 0
             group.renewal_error = None
+        self.metrics.bot_deleted.set(0)
         group.written.clear()
         lifetime = credential.expires - now
         # Teleport may cap the lifetime below the requested TTL (the role's max_session_ttl):
@@ -391,6 +393,9 @@ class Runtime:
         credential, clusters, proxy = group.credential, self._clusters, self._proxy
         if credential is None or clusters is None or proxy is None:
             return  # nothing to write with yet; the reason was logged when it failed
+        if isinstance(group.renewal_error, BotDeleted):
+            # The bot was revoked in Teleport: write nothing more, keep what was written.
+            return
         now = self._clock()
         if credential.expires <= now:
             # Never write a credential that no longer works; existing secrets stay as they are.

@@ -10,12 +10,14 @@ locked bot); the daemon still retries with backoff, ``--oneshot`` and ``check`` 
 from __future__ import annotations
 
 __all__ = [
+    "BotDeleted",
     "BotLocked",
     "ClusterInvisible",
     "IdentityExpired",
     "JoinRejected",
     "ProxyUnreachable",
     "RoleNotImpersonable",
+    "ServerNotAllowed",
     "TeleportError",
     "TeleportUnavailable",
     "UntrustedCertificate",
@@ -74,6 +76,21 @@ class BotLocked(TeleportError):
 
     final = True
     summary = "bot locked"
+
+
+class BotDeleted(TeleportError):
+    """The bot's user no longer exists (the bot was deleted): nothing it holds renews again."""
+
+    final = True
+    summary = "bot deleted"
+
+
+class ServerNotAllowed(TeleportError):
+    """The proxy advertises an address the chart's admission policy does not allow in a
+    secret's ``server``: every write would be refused, so none is attempted."""
+
+    final = True
+    summary = "proxy address not allowed by the admission policy"
 
 
 class IdentityExpired(TeleportError):

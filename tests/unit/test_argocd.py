@@ -75,11 +75,13 @@ def render(svc=None, *, proxy=PROXY, cluster=CLUSTER, credential=CREDENTIAL) -> 
 def readable(secret: DesiredSecret) -> dict[str, Any]:
     body = secret.apply_body()
     data = {k: base64.b64decode(v).decode() for k, v in body["data"].items()}
-    config = json.loads(data.pop("config"))
+    raw = data.pop("config")
+    config = json.loads(raw)
     tls = config["tlsClientConfig"]
     for key in ("caData", "certData", "keyData"):
         tls[key] = base64.b64decode(tls[key]).decode()
-    return {**body, "data": data, "config (decoded)": config}
+    # The exact bytes too: the chart's admission policy accepts only this canonical form.
+    return {**body, "data": data, "config (bytes)": raw, "config (decoded)": config}
 
 
 CASES = {
@@ -149,6 +151,25 @@ def test_every_config_round_trips_as_json_with_base64_pem(case):
     assert set(config) == {"tlsClientConfig"}
     assert not dns_subdomain_problems(secret.name)
     assert secret.apply_body()["metadata"]["labels"]["argocd.argoproj.io/secret-type"] == "cluster"
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_config_is_the_one_canonical_byte_form(case):
+    # Fixed key order, no spaces, no other key: what the admission policy's regex matches.
+    raw = base64.b64decode(CASES[case]().apply_body()["data"]["config"]).decode()
+    tls = json.loads(raw)["tlsClientConfig"]
+    order = ["insecure", "caData", "certData", "keyData"] + (
+        ["serverName"] if "serverName" in tls else []
+    )
+    assert list(tls) == order
+    assert raw == json.dumps({"tlsClientConfig": {k: tls[k] for k in order}}, separators=(",", ":"))
+    assert " " not in raw
+    assert "\\" not in raw
+
+
+def test_server_name_that_is_not_a_dns_name_is_a_render_error():
+    with pytest.raises(RenderError, match="not a DNS name"):
+        render(proxy=ProxySettings("root", 'evil"host:443', tls_routing=True))
 
 
 def test_name_matches_tbot_and_teleport_guide():
