@@ -114,6 +114,15 @@ annotations:
 {{- fail "argocd.clusterResources is only applicable if argocd.namespaces is also set (without namespaces Argo CD already manages cluster-scoped resources). Set argocd.namespaces or remove argocd.clusterResources." }}
 {{- end }}
 {{- /* The same keys as agent/labels.py (tests/chart/test_values_rejected.py holds them to it). */}}
+{{- if .Values.admissionPolicy.enabled }}
+{{- $addr := include "teleport-argocd-agent.proxyPublicAddress" . }}
+{{- if not $addr }}
+{{- fail "admissionPolicy.proxyPublicAddress is empty and teleportProxyAddress is not set: the admission policy allows a secret's server only under https://<the Teleport proxy's public address>/v1/teleport/ and needs that address. Set admissionPolicy.proxyPublicAddress to the proxy's public host:port (as /webapi/find reports it in proxy.ssh.public_addr, e.g. teleport.example.com:443)." }}
+{{- end }}
+{{- if not (regexMatch "^([A-Za-z0-9.-]+|\\[[0-9A-Fa-f:.]+\\]):[0-9]{1,5}$" $addr) }}
+{{- fail (printf "admissionPolicy.proxyPublicAddress %q is not host:port: the admission policy allows a secret's server only under https://<that address>/v1/teleport/, so it must be exactly the proxy's public address (no scheme, path or wildcard), e.g. teleport.example.com:443." $addr) }}
+{{- end }}
+{{- end }}
 {{- range $key, $_ := .Values.argocd.secretLabels }}
 {{- if or (has $key (list "argocd.argoproj.io/secret-type" "app.kubernetes.io/managed-by")) (hasPrefix "teleport-argocd-agent/" $key) }}
 {{- fail (printf "argocd.secretLabels: label %q is set by the agent and cannot be overridden. Remove it from argocd.secretLabels." $key) }}
@@ -165,8 +174,10 @@ storage:
 instance: {{ include "teleport-argocd-agent.instance" . | toJson }}
 diag_addr: {{ printf "0.0.0.0:%d" (int .Values.diagnostics.port) | toJson }}
 {{- if .Values.admissionPolicy.enabled }}
-# The chart's admission policy refuses writes to secrets that are not this agent's.
+# The chart's admission policy refuses writes to secrets that are not this agent's, and
+# every secret whose server does not start with this (admissionPolicy.proxyPublicAddress).
 admission_policy: true
+allowed_server_prefix: {{ include "teleport-argocd-agent.allowedServerPrefix" . | toJson }}
 {{- end }}
 services:
   - type: kubernetes/argo-cd
@@ -218,4 +229,18 @@ services:
 {{/* Cluster-scoped name of the admission policy and its binding: one per release. */}}
 {{- define "teleport-argocd-agent.admissionPolicyName" -}}
 {{- printf "%s.%s" (include "teleport-argocd-agent.fullname" .) .Release.Namespace | trunc 253 }}
+{{- end }}
+
+{{/* The Teleport proxy's public address the admission policy allows in a secret's server: admissionPolicy.proxyPublicAddress, else teleportProxyAddress; Teleport always advertises a port, so a bare host gets :443. */}}
+{{- define "teleport-argocd-agent.proxyPublicAddress" -}}
+{{- $addr := .Values.admissionPolicy.proxyPublicAddress | default .Values.teleportProxyAddress }}
+{{- if and $addr (not (regexMatch ":[0-9]+$" $addr)) }}
+{{- $addr = printf "%s:443" $addr }}
+{{- end }}
+{{- $addr }}
+{{- end }}
+
+{{/* The start of every secret's server under the admission policy (agent config allowed_server_prefix). */}}
+{{- define "teleport-argocd-agent.allowedServerPrefix" -}}
+{{- printf "https://%s/v1/teleport/" (include "teleport-argocd-agent.proxyPublicAddress" .) }}
 {{- end }}

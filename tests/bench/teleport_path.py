@@ -50,17 +50,24 @@ def fleet_standin(count: int, upstream: ControlPlane) -> Iterator[StandIn]:
 
 
 def install_admission_policy(
-    plane: ControlPlane, admin: k8s.ApiClient, workdir: Path, namespace: str, secret_namespace: str
+    plane: ControlPlane,
+    admin: k8s.ApiClient,
+    workdir: Path,
+    namespace: str,
+    secret_namespace: str,
+    *,
+    proxy: str,
 ) -> None:
     """The chart's ValidatingAdmissionPolicy and binding for the ServiceAccount ``agent`` of
     ``namespace`` (token join, identity Secret ``agent-identity``, instance
-    ``<namespace>/agent``), rendered by helm from the chart and created as they are."""
+    ``<namespace>/agent``, secrets' server under ``proxy``), rendered by helm from the chart
+    and created as they are."""
     helm = Helm(workdir / "helm")
     rendered = helm.template(
         [
             {
                 "clusterName": "bench",
-                "teleportProxyAddress": "teleport.example.com:443",
+                "teleportProxyAddress": proxy,
                 "joinMethod": "token",
                 "tokenSecret": {"name": "agent-join"},
                 "fullnameOverride": "agent",
@@ -116,7 +123,12 @@ class BenchAgent:
         token = service_account_token(admin, self.namespace, "agent")  # creates the account
         if policy:
             install_admission_policy(
-                plane, admin, self.workdir, self.namespace, self.secret_namespace
+                plane,
+                admin,
+                self.workdir,
+                self.namespace,
+                self.secret_namespace,
+                proxy=teleport.proxy_addr,
             )
         self.kubeconfig = plane.kubeconfig(self.workdir / "kubeconfig", token=token)
         bot = f"bench-{uuid.uuid4().hex[:6]}"

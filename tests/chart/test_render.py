@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import re
 from typing import Any
 
 import pytest
@@ -11,6 +13,7 @@ import yaml
 from agent.argocd import owner_id
 from tests.chart.conftest import scenario
 from tests.chart.helm import CHART, CI_VALUES, Helm, Rendered
+from tests.unit.test_argocd import CASES as RENDER_CASES
 
 GUIDE = CHART / "ci" / "guide-values.yaml"
 FULLNAME = "rel-teleport-argocd-agent"
@@ -176,10 +179,13 @@ def test_config_has_exactly_the_contract_keys(rendered_ci, name):
         "instance",
         "diag_addr",
         "services",
-        # The chart's admission policy is on by default, and the agent is told so.
+        # The chart's admission policy is on by default, and the agent is told so, and
+        # which server it allows.
         "admission_policy",
+        "allowed_server_prefix",
     } | ({"rotation_window"} if name == "full-options" else set())
     assert config["admission_policy"] is True
+    assert config["allowed_server_prefix"] == "https://teleport.example.com:443/v1/teleport/"
     assert config["version"] == "v2"
     assert config["instance"] == "argocd/rel"
     service = config["services"][0]
@@ -209,6 +215,7 @@ def test_guide_values_render_the_expected_config(rendered_ci):
         "instance": "argocd/rel",
         "diag_addr": "0.0.0.0:3001",
         "admission_policy": True,
+        "allowed_server_prefix": "https://teleport.example.com:443/v1/teleport/",
         "services": [
             {
                 "type": "kubernetes/argo-cd",
@@ -598,6 +605,115 @@ def test_admission_policy_can_be_turned_off(helm: Helm):
     assert not rendered.all("ValidatingAdmissionPolicyBinding")
     # Without the policy the agent must check ownership itself before a first write.
     assert "admission_policy" not in rendered.config()
+    assert "allowed_server_prefix" not in rendered.config()
+
+
+def _validations(rendered: Rendered) -> list[dict[str, Any]]:
+    validations: list[dict[str, Any]] = rendered.one("ValidatingAdmissionPolicy")["spec"][
+        "validations"
+    ]
+    return validations
+
+
+def _cel_regex(expression: str, field: str) -> re.Pattern[str]:
+    """The anchored regular expression a validation matches ``data.<field>`` with (RE2; the
+    constructs used mean the same in Python's re)."""
+    found = re.search(rf"string\(object\.data\.{field}\)\.matches\(r'([^']*)'\)", expression)
+    assert found, expression
+    return re.compile(found.group(1))
+
+
+def _pinned(rendered: Rendered, field: str) -> re.Pattern[str]:
+    expressions = [v["expression"] for v in _validations(rendered)]
+    return _cel_regex(next(e for e in expressions if f"object.data.{field})" in e), field)
+
+
+@pytest.mark.parametrize("case", sorted(RENDER_CASES))
+def test_policy_accepts_every_config_and_server_the_renderer_writes(helm: Helm, case: str):
+    # The renderer's golden cases (tests/unit/test_argocd.py), against the rendered policy.
+    secret = RENDER_CASES[case]()
+    proxy = secret.server.removeprefix("https://").split("/", 1)[0]
+    rendered = helm.template([GUIDE, {"admissionPolicy": {"proxyPublicAddress": proxy}}])
+    data = {k: base64.b64decode(v).decode() for k, v in secret.apply_body()["data"].items()}
+    assert _pinned(rendered, "config").fullmatch(data["config"]), data["config"]
+    assert _pinned(rendered, "server").fullmatch(data["server"]), data["server"]
+    assert rendered.config()["allowed_server_prefix"] == f"https://{proxy}/v1/teleport/"
+    assert data["server"].startswith(rendered.config()["allowed_server_prefix"])
+
+
+CANONICAL = (
+    '{"tlsClientConfig":{"insecure":false,"caData":"Q0E=","certData":"Q0VSVA==",'
+    '"keyData":"S0VZ","serverName":"kube-teleport-proxy-alpn.teleport.example.com"}}'
+)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        CANONICAL.replace('"insecure":false', '"insecure":true'),
+        CANONICAL.replace("}}", ',"execProviderConfig":{"command":"/bin/sh"}}}'),
+        CANONICAL.replace(
+            '{"tlsClientConfig"', '{"execProviderConfig":{"command":"/bin/sh"},"tlsClientConfig"'
+        ),
+        CANONICAL.replace('"keyData":"S0VZ"', '"keyData":"S0VZ","proxyUrl":"http://x"'),
+        CANONICAL.replace('{"tlsClientConfig"', '{"bearerToken":"t","tlsClientConfig"'),
+        CANONICAL.replace(
+            '"serverName":"kube-teleport-proxy-alpn.teleport.example.com"',
+            '"serverName":"x\\",\\"insecure\\":true"',
+        ),
+        CANONICAL.replace(":false", ": false"),  # another spelling of the same JSON
+        CANONICAL + "\n",
+        '{"tlsClientConfig":{"caData":"Q0E=","certData":"Q0VSVA==","keyData":"S0VZ"}}',
+    ],
+    ids=[
+        "insecure-true",
+        "exec-provider-inside",
+        "exec-provider-beside",
+        "proxy-url",
+        "bearer-token",
+        "escaped-quote-in-server-name",
+        "space",
+        "trailing-newline",
+        "no-insecure-key",
+    ],
+)
+def test_policy_config_regex_refuses_every_other_form(helm: Helm, config: str):
+    regex = _pinned(helm.template([GUIDE]), "config")
+    assert regex.fullmatch(CANONICAL)
+    assert not regex.fullmatch(config)
+
+
+@pytest.mark.parametrize(
+    ("values", "prefix"),
+    [
+        ({}, "https://teleport.example.com:443/v1/teleport/"),
+        (
+            {"teleportProxyAddress": "teleport.example.com"},
+            "https://teleport.example.com:443/v1/teleport/",
+        ),
+        (
+            {"admissionPolicy": {"proxyPublicAddress": "tp.example.com:3080"}},
+            "https://tp.example.com:3080/v1/teleport/",
+        ),
+        ({"teleportProxyAddress": "[::1]:3080"}, "https://[::1]:3080/v1/teleport/"),
+    ],
+    ids=["guide", "bare-host-gets-443", "explicit", "ipv6"],
+)
+def test_policy_server_prefix_comes_from_the_proxy_address(
+    helm: Helm, values: dict[str, Any], prefix: str
+):
+    rendered = helm.template([GUIDE, values])
+    assert rendered.config()["allowed_server_prefix"] == prefix
+    server = _pinned(rendered, "server")
+    assert server.fullmatch(prefix + "cm9vdA/a3ViZS1jbHVzdGVyLTE")
+    for other in (
+        "https://attacker.example.com/v1/teleport/cm9vdA/a3ViZS1jbHVzdGVyLTE",
+        prefix.replace("https://", "http://") + "cm9vdA/a3ViZS1jbHVzdGVyLTE",
+        prefix + "cm9vdA/a3ViZS1jbHVzdGVyLTE/../../x",
+        prefix + "cm9vdA",
+        "https://kubernetes.default.svc",
+    ):
+        assert not server.fullmatch(other), other
 
 
 def test_instance_keeps_the_owner_identity_across_a_release_rename(helm: Helm):
