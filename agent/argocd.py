@@ -28,6 +28,11 @@ from agent.teleport.webapi import ProxySettings
 from agent.templating import TemplateContext
 
 __all__ = [
+    "CONFIG_CERT",
+    "CONFIG_HEAD",
+    "CONFIG_KEY",
+    "CONFIG_SERVER_NAME",
+    "CONFIG_TAIL",
     "DesiredSecret",
     "RenderError",
     "cluster_config",
@@ -240,29 +245,44 @@ def render_secret(
     )
 
 
+# The config's fixed parts. The chart's admission policy sees a Secret's data only as base64
+# text (CEL cannot decode it) and matches that text with anchored regular expressions, which is
+# possible when every fixed part and every value starts at a multiple of 3 bytes: base64 turns
+# each 3 bytes into 4 characters, so the fixed parts then encode to fixed text. Hence the spaces
+# after some colons (valid JSON whitespace) and the PEM padded with newlines to a multiple of 9
+# bytes, whose base64 (a multiple of 12 characters, no "=") keeps the next part aligned too.
+CONFIG_HEAD = '{"tlsClientConfig":{"insecure":false,"caData": "'
+CONFIG_CERT = '","certData": "'
+CONFIG_KEY = '","keyData":  "'
+CONFIG_SERVER_NAME = '","serverName":"'
+CONFIG_TAIL = '"}}'
+_PEM_BLOCK = 9
+
+
 def cluster_config(*, ca_pem: bytes, cert_pem: bytes, key_pem: bytes, server_name: str) -> str:
     """The secret's ``config``: JSON in one canonical byte form, built here byte by byte.
 
-    ``{"tlsClientConfig":{"insecure":false,"caData":"<b64>","certData":"<b64>",
-    "keyData":"<b64>","serverName":"<name>"}}`` - this key order, no spaces, no other key,
-    ``serverName`` only when there is one. The chart's admission policy matches exactly this
-    form with an anchored regular expression (CEL has no JSON parser), so any other spelling
-    of the same JSON would be refused; standard base64 and a DNS name never need escaping.
+    ``{"tlsClientConfig":{"insecure":false,"caData": "<b64>","certData": "<b64>",
+    "keyData":  "<b64>","serverName":"<name>"}}`` - this key order, exactly these spaces, no
+    other key, ``serverName`` only when there is one; each PEM ends in newlines up to a multiple
+    of 9 bytes before it is base64-encoded (PEM parsers skip them). The chart's admission policy
+    accepts exactly this form (see above), so any other spelling of the same JSON is refused;
+    standard base64 and a DNS name never need escaping.
     """
     if server_name and not _SERVER_NAME.fullmatch(server_name):
         raise RenderError(
             f"the TLS server name {server_name!r} derived from the proxy's public address is "
             "not a DNS name; check the proxy's public_addr in Teleport"
         )
-    fields = [
-        '"insecure":false',
-        f'"caData":"{_b64(ca_pem)}"',
-        f'"certData":"{_b64(cert_pem)}"',
-        f'"keyData":"{_b64(key_pem)}"',
-    ]
-    if server_name:
-        fields.append(f'"serverName":"{server_name}"')
-    return '{"tlsClientConfig":{' + ",".join(fields) + "}}"
+    tail = f"{CONFIG_SERVER_NAME}{server_name}{CONFIG_TAIL}" if server_name else CONFIG_TAIL
+    return (
+        f"{CONFIG_HEAD}{_b64(_pad_pem(ca_pem))}{CONFIG_CERT}{_b64(_pad_pem(cert_pem))}"
+        f"{CONFIG_KEY}{_b64(_pad_pem(key_pem))}{tail}"
+    )
+
+
+def _pad_pem(pem: bytes) -> bytes:
+    return pem + b"\n" * (-len(pem) % _PEM_BLOCK)
 
 
 def _with_newline(pem: bytes) -> bytes:

@@ -244,3 +244,19 @@ services:
 {{- define "teleport-argocd-agent.allowedServerPrefix" -}}
 {{- printf "https://%s/v1/teleport/" (include "teleport-argocd-agent.proxyPublicAddress" .) }}
 {{- end }}
+
+{{/* The TLS server name the agent writes into config with TLS routing (agent/argocd.py connection_target): kube-teleport-proxy-alpn.<host>, or .teleport.cluster.local for an IP or localhost. */}}
+{{- define "teleport-argocd-agent.kubeServerName" -}}
+{{- $host := regexReplaceAll ":[0-9]+$" (include "teleport-argocd-agent.proxyPublicAddress" .) "" }}
+{{- $bare := trimAll "[]" $host }}
+{{- if or (not $host) (eq $host "localhost") (contains ":" $bare) (regexMatch "^[0-9]{1,3}([.][0-9]{1,3}){3}$" $bare) }}
+{{- "kube-teleport-proxy-alpn.teleport.cluster.local" }}
+{{- else }}
+{{- printf "kube-teleport-proxy-alpn.%s" $host }}
+{{- end }}
+{{- end }}
+
+{{/* RE2 for the base64 text of 3 bytes that are each a base64 character (A-Z a-z 0-9 + /): generated once from the base64 alphabet (each byte's bits spread over the 4 characters), so the policy can tell that a base64-encoded value holds base64 text and nothing else (no quote, no backslash). */}}
+{{- define "teleport-argocd-agent.base64OfBase64Triple" -}}
+(?:[KL](?:y(?:[8s][0-5rv-z]|[9t][0-6B-Zah-z])|z(?:[AEIMQUYcgk][0-5rv-z]|[BFJNRVZdhl][0-6B-Zah-z])|[02](?:[048EIMQUYcgkosw][0-5rv-z]|[159FJNRVZdhlptx][0-6B-Zah-z])|[13](?:[AEIMQUYcgko][0-5rv-z]|[BFJNRVZdhlp][0-6B-Zah-z]))|[MNR-VZa-d](?:[CSiy](?:[8s][0-5rv-z]|[9t][0-6B-Zah-z])|[DTjz](?:[AEIMQUYcgk][0-5rv-z]|[BFJNRVZdhl][0-6B-Zah-z])|[02EGUWkm](?:[048EIMQUYcgkosw][0-5rv-z]|[159FJNRVZdhlptx][0-6B-Zah-z])|[13FHVXln](?:[AEIMQUYcgko][0-5rv-z]|[BFJNRVZdhlp][0-6B-Zah-z]))|O(?:[CS](?:[8s][0-5rv-z]|[9t][0-6B-Zah-z])|[DT](?:[AEIMQUYcgk][0-5rv-z]|[BFJNRVZdhl][0-6B-Zah-z])|[EGUW](?:[048EIMQUYcgkosw][0-5rv-z]|[159FJNRVZdhlptx][0-6B-Zah-z])|[FHVX](?:[AEIMQUYcgko][0-5rv-z]|[BFJNRVZdhlp][0-6B-Zah-z]))|[QY](?:[Siy](?:[8s][0-5rv-z]|[9t][0-6B-Zah-z])|[Tjz](?:[AEIMQUYcgk][0-5rv-z]|[BFJNRVZdhl][0-6B-Zah-z])|[02UWkm](?:[048EIMQUYcgkosw][0-5rv-z]|[159FJNRVZdhlptx][0-6B-Zah-z])|[13VXln](?:[AEIMQUYcgko][0-5rv-z]|[BFJNRVZdhlp][0-6B-Zah-z]))|[We](?:[CSi](?:[8s][0-5rv-z]|[9t][0-6B-Zah-z])|[DTj](?:[AEIMQUYcgk][0-5rv-z]|[BFJNRVZdhl][0-6B-Zah-z])|[EGUWkm](?:[048EIMQUYcgkosw][0-5rv-z]|[159FJNRVZdhlptx][0-6B-Zah-z])|[FHVXln](?:[AEIMQUYcgko][0-5rv-z]|[BFJNRVZdhlp][0-6B-Zah-z])))
+{{- end }}
