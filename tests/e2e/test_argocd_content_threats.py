@@ -30,7 +30,8 @@ from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
 from agent.argocd import cluster_hash, owner_id
-from tests.harness.argocd import ArgoCD, config_map_manifest
+from tests.harness.agent_e2e import grant_identity_secret
+from tests.harness.argocd import ArgoCD, config_map_manifest, tls_client_config
 from tests.harness.kube import (
     ControlPlane,
     grant_secret_verbs,
@@ -45,8 +46,9 @@ WAIT = 120.0
 
 
 class AgentToken:
-    """The agent's ServiceAccount as the chart sets it up: create and patch on secrets in Argo
-    CD's namespace, and (``policy``) the chart's admission policy in front of it."""
+    """The agent's ServiceAccount as the chart sets it up (token join method): create and patch
+    on secrets in Argo CD's namespace, its identity Secret's Role in its own, and (``policy``)
+    the chart's admission policy in front of it."""
 
     def __init__(
         self, kube: ControlPlane, admin: k8s.ApiClient, argo: ArgoCD, *, policy: bool
@@ -61,6 +63,7 @@ class AgentToken:
             service_account_namespace=self.namespace,
             name=f"agent-{self.namespace}",
         )
+        grant_identity_secret(admin, self.namespace)  # the chart's, for the token join method
         token = service_account_token(admin, self.namespace, "agent")
         if policy:
             install_chart_policy(
@@ -209,9 +212,11 @@ class ProxyListener:
 
 
 def test_repository_secret_proxy_carries_argocd_git_requests_unless_the_policy_refuses_it(
-    tokens: Any, argo: ArgoCD, admin_api: k8s.ApiClient
+    tokens: Any, argo: ArgoCD, target: ControlPlane, admin_api: k8s.ApiClient
 ) -> None:
     run = uuid.uuid4().hex[:6]
+    # A cluster Argo CD can reach, so it goes on to ask the repo-server for the manifests.
+    argo.write_cluster_secret(f"target-{run}", server=target.url, config=tls_client_config(target))
     url = f"https://git.threat-{run}.invalid/deployments.git"
     listener = ProxyListener()
     unguarded = tokens(policy=False)
@@ -236,7 +241,7 @@ def test_repository_secret_proxy_carries_argocd_git_requests_unless_the_policy_r
             "spec": {
                 "project": "default",
                 "source": {"repoURL": url, "path": ".", "targetRevision": "HEAD"},
-                "destination": {"server": "https://kubernetes.default.svc", "namespace": "x"},
+                "destination": {"server": target.url, "namespace": f"threat-{run}"},
             },
         },
     )
@@ -249,6 +254,7 @@ def test_repository_secret_proxy_carries_argocd_git_requests_unless_the_policy_r
         )
     finally:
         argo.delete("applications", app)
+        argo.delete_cluster_secret(f"target-{run}")
         k8s.CoreV1Api(admin_api).delete_namespaced_secret(secret.metadata.name, argo.namespace)
         listener.close()
     assert line.startswith(f"CONNECT git.threat-{run}.invalid:443"), line
