@@ -33,7 +33,7 @@ BENCH_ARGS ?=
 FORCE:
 
 .PHONY: FORCE proto test unit lint typecheck pytest tools tool-env venv demo bench clean help image image-size \
-	standin standin-test
+	standin standin-test helm-docs
 
 help:
 	@sed -n '2,9p' Makefile | sed 's/^# \{0,1\}//'
@@ -74,6 +74,14 @@ lint: venv
 	ruff format --check agent tests tools/image
 	hadolint Dockerfile
 	tools/protogen.sh --check
+	@$(HELM_DOCS) --dry-run 2>/dev/null | diff -u chart/README.md - \
+	  || { echo "chart/README.md is out of date: run make helm-docs" >&2; exit 1; }
+
+# chart/README.md from chart/README.md.gotmpl and the `# --` comments in chart/values.yaml.
+HELM_DOCS = $$(tools/install.sh helm-docs) --chart-search-root chart --sort-values-order file \
+	--skip-version-footer
+helm-docs:
+	@$(HELM_DOCS) 2>/dev/null
 
 typecheck: venv
 	mypy

@@ -18,8 +18,9 @@ from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
 from agent.argocd import owner_id
-from tests.chart.helm import CHART, Helm
+from tests.chart.helm import CHART, CHART_VERSION, Helm
 from tests.harness.kube import ControlPlane, unique_namespace
+from tests.harness.notes import teleport_resources as notes_resources
 
 RELEASE = "teleport-argocd-agent"  # contains the chart name, so it is also the full name
 CI = CHART / "ci"
@@ -89,10 +90,7 @@ def _status(call: Callable[[], object]) -> int:
 
 def _notes_resources(notes: str) -> list[dict[str, Any]]:
     """The YAML documents NOTES.txt tells the user to `tctl create`."""
-    lines = notes.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("# The Kubernetes access"))
-    end = next((i for i in range(start, len(lines)) if not lines[i].strip()), len(lines))
-    return [doc for doc in yaml.safe_load_all("\n".join(lines[start:end])) if doc]
+    return [doc for doc in yaml.safe_load_all(notes_resources(notes)) if doc]
 
 
 def _by_kind(resources: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -121,7 +119,9 @@ def test_guide_values_install_then_upgrade_after_a_chart_version_bump(
 
     bumped = tmp_path / "chart"
     shutil.copytree(chart, bumped)
-    _edit(bumped / "Chart.yaml", "\nversion: 0.2.0\n", "\nversion: 0.2.1\n")
+    major, minor, patch = CHART_VERSION.split(".")
+    next_version = f"{major}.{minor}.{int(patch) + 1}"
+    _edit(bumped / "Chart.yaml", f"\nversion: {CHART_VERSION}\n", f"\nversion: {next_version}\n")
     out = kube_helm.run(
         "upgrade", RELEASE, str(bumped), "--namespace", ns, "--values", str(GUIDE)
     ).stdout
@@ -129,11 +129,11 @@ def test_guide_values_install_then_upgrade_after_a_chart_version_bump(
 
     history = json.loads(kube_helm.run("history", RELEASE, "-n", ns, "-o", "json").stdout)
     assert [(h["chart"], h["status"]) for h in history] == [
-        ("teleport-argocd-agent-0.2.0", "superseded"),
-        ("teleport-argocd-agent-0.2.1", "deployed"),
+        (f"teleport-argocd-agent-{CHART_VERSION}", "superseded"),
+        (f"teleport-argocd-agent-{next_version}", "deployed"),
     ]
     after = apps.read_namespaced_deployment(RELEASE, ns)
-    assert after.metadata.labels["helm.sh/chart"] == "teleport-argocd-agent-0.2.1"
+    assert after.metadata.labels["helm.sh/chart"] == f"teleport-argocd-agent-{next_version}"
     # Same config, same checksum: the version bump alone does not change what the agent runs with.
     assert (
         after.spec.template.metadata.annotations["checksum/config"]

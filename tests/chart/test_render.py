@@ -10,7 +10,7 @@ import yaml
 
 from agent.argocd import owner_id
 from tests.chart.conftest import scenario
-from tests.chart.helm import CHART, CI_VALUES, Helm, Rendered
+from tests.chart.helm import CHART, CHART_VERSION, CI_VALUES, Helm, Rendered
 
 GUIDE = CHART / "ci" / "guide-values.yaml"
 FULLNAME = "rel-teleport-argocd-agent"
@@ -23,7 +23,7 @@ STANDARD_LABELS = {
     "app.kubernetes.io/instance": "rel",
     "app.kubernetes.io/managed-by": "Helm",
     "app.kubernetes.io/version": "0.1.0",
-    "helm.sh/chart": "teleport-argocd-agent-0.2.0",
+    "helm.sh/chart": f"teleport-argocd-agent-{CHART_VERSION}",
 }
 
 

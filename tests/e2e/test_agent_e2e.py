@@ -40,6 +40,7 @@ from tests.harness.kube import (
     service_account_token,
     unique_namespace,
 )
+from tests.harness.notes import teleport_resources as notes_resources
 
 CLUSTER = "root"
 ROLE = {
@@ -502,9 +503,7 @@ def test_the_chart_config_runs_as_its_service_account_with_the_notes_resources(
     config = tmp_path / "config.yaml"
     config.write_text(config_map.data["config.yaml"])
     notes = install.stdout.split("NOTES:", 1)[1]
-    resources = notes.split("tctl create -f teleport-argocd.yaml", 1)[1]
-    resources = resources[resources.index("# The Kubernetes access") :]
-    resources = resources.split("\n\n   The agent presents", 1)[0]
+    resources = notes_resources(notes)
     assert JWKS_PLACEHOLDER in resources
     standin.create_yaml(resources.replace(JWKS_PLACEHOLDER, f"'{_jwks(kube)}'"))
     standin.admin(
