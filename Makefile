@@ -57,7 +57,7 @@ TOOL_ENV := $(CACHE)/tool-env-$(KUBERNETES_VERSION)-$(HELM_VERSION)-$(CT_VERSION
 $(TOOL_ENV): FORCE
 	@mkdir -p $(CACHE)
 	@for tool in KUBE_APISERVER:kube-apiserver KUBECTL:kubectl ETCD:etcd HELM:helm CT:ct \
-	    ARGOCD:argocd REDIS:redis-server; do \
+	    ARGOCD:argocd REDIS:redis-server PROMTOOL:promtool; do \
 	  path=$$(tools/install.sh $${tool#*:}); \
 	  [ -x "$$path" ] || { echo "tools: $${tool#*:} could not be installed" >&2; exit 1; }; \
 	  echo "export $${tool%%:*}_BIN=$$path"; \
@@ -88,6 +88,7 @@ typecheck: venv
 
 pytest: tools
 	source $(TOOL_ENV) && export STANDIN_BIN=$$(tools/install.sh teleport-standin) \
+	  && export MONITORING_CRDS=$$(tools/install.sh monitoring-crds) \
 	  && python -m pytest $(PYTEST_ARGS)
 
 test: lint typecheck standin-test pytest
