@@ -17,6 +17,7 @@ import ssl
 from dataclasses import dataclass
 from typing import Any
 
+from agent.teleport.egress import EgressProxy, EgressProxyError, open_tunnel, proxy_for
 from agent.teleport.errors import (
     JoinRejected,
     ProxyUnreachable,
@@ -184,8 +185,25 @@ def _error_message(raw: bytes) -> str:
     return str(data)[:300]
 
 
+class _TunnelledHTTPSConnection(http.client.HTTPSConnection):
+    """HTTPS to the Teleport proxy inside a CONNECT tunnel through the egress proxy; TLS (SNI,
+    verification) is with the Teleport proxy, as on a direct connection."""
+
+    def __init__(
+        self, host: str, port: int, *, proxy: EgressProxy, timeout: float, context: ssl.SSLContext
+    ) -> None:
+        super().__init__(host, port, timeout=timeout, context=context)
+        self._egress = proxy
+        self._tls = context
+
+    def connect(self) -> None:
+        raw = open_tunnel(self._egress, self.host, self.port, timeout=self.timeout or 15.0)
+        self.sock = self._tls.wrap_socket(raw, server_hostname=self.host)
+
+
 class WebClient:
-    """Calls to the proxy's web API at ``addr`` (host:port)."""
+    """Calls to the proxy's web API at ``addr`` (host:port), through the egress proxy that
+    ``HTTPS_PROXY``/``NO_PROXY`` name, if any."""
 
     def __init__(self, addr: str, *, ca_path: str | None = None, timeout: float = 15.0) -> None:
         self.addr = addr
@@ -252,9 +270,20 @@ class WebClient:
     def _request(
         self, method: str, path: str, *, operation: str, body: bytes | None = None
     ) -> tuple[int, bytes]:
-        conn = http.client.HTTPSConnection(
-            self._host, self._port, timeout=self._timeout, context=web_ssl_context(self._ca_path)
-        )
+        try:
+            egress = proxy_for(self._host, self._port)
+        except EgressProxyError as exc:
+            raise ProxyUnreachable(operation, str(exc)) from None
+        context = web_ssl_context(self._ca_path)
+        conn: http.client.HTTPSConnection
+        if egress is None:
+            conn = http.client.HTTPSConnection(
+                self._host, self._port, timeout=self._timeout, context=context
+            )
+        else:
+            conn = _TunnelledHTTPSConnection(
+                self._host, self._port, proxy=egress, timeout=self._timeout, context=context
+            )
         headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = "application/json"
@@ -262,6 +291,8 @@ class WebClient:
             conn.request(method, path, body=body, headers=headers)
             response = conn.getresponse()
             return response.status, response.read()
+        except EgressProxyError as exc:
+            raise ProxyUnreachable(operation, str(exc)) from None
         except ssl.SSLCertVerificationError as exc:
             raise UntrustedCertificate(
                 operation,
