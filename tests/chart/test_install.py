@@ -18,7 +18,7 @@ from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
 from agent.argocd import owner_id
-from tests.chart.helm import CHART, CHART_VERSION, Helm
+from tests.chart.helm import CHART, Helm
 from tests.harness.kube import ControlPlane, unique_namespace
 from tests.harness.notes import teleport_resources as notes_resources
 
@@ -119,9 +119,10 @@ def test_guide_values_install_then_upgrade_after_a_chart_version_bump(
 
     bumped = tmp_path / "chart"
     shutil.copytree(chart, bumped)
-    major, minor, patch = CHART_VERSION.split(".")
-    next_version = f"{major}.{minor}.{int(patch) + 1}"
-    _edit(bumped / "Chart.yaml", f"\nversion: {CHART_VERSION}\n", f"\nversion: {next_version}\n")
+    version = yaml.safe_load((chart / "Chart.yaml").read_text())["version"]
+    major, minor, patch = version.split(".")
+    newer = f"{major}.{minor}.{int(patch) + 1}"
+    _edit(bumped / "Chart.yaml", f"\nversion: {version}\n", f"\nversion: {newer}\n")
     out = kube_helm.run(
         "upgrade", RELEASE, str(bumped), "--namespace", ns, "--values", str(GUIDE)
     ).stdout
@@ -129,11 +130,11 @@ def test_guide_values_install_then_upgrade_after_a_chart_version_bump(
 
     history = json.loads(kube_helm.run("history", RELEASE, "-n", ns, "-o", "json").stdout)
     assert [(h["chart"], h["status"]) for h in history] == [
-        (f"teleport-argocd-agent-{CHART_VERSION}", "superseded"),
-        (f"teleport-argocd-agent-{next_version}", "deployed"),
+        (f"teleport-argocd-agent-{version}", "superseded"),
+        (f"teleport-argocd-agent-{newer}", "deployed"),
     ]
     after = apps.read_namespaced_deployment(RELEASE, ns)
-    assert after.metadata.labels["helm.sh/chart"] == f"teleport-argocd-agent-{next_version}"
+    assert after.metadata.labels["helm.sh/chart"] == f"teleport-argocd-agent-{newer}"
     # Same config, same checksum: the version bump alone does not change what the agent runs with.
     assert (
         after.spec.template.metadata.annotations["checksum/config"]
