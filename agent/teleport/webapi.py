@@ -149,6 +149,10 @@ def _error_message(raw: bytes) -> str:
     return str(data)[:300]
 
 
+# The ALPN a Teleport proxy selects on its web port and a TLS-terminating balancer does not.
+REVERSE_TUNNEL_ALPN = "teleport-reversetunnel"
+
+
 class _TunnelledHTTPSConnection(http.client.HTTPSConnection):
     """HTTPS to the Teleport proxy inside a CONNECT tunnel through the egress proxy; TLS (SNI,
     verification) is with the Teleport proxy, as on a direct connection."""
@@ -230,6 +234,33 @@ class WebClient:
                 "export host CA", f"{self.addr} did not return the Host CA (HTTP {status})"
             )
         return certs
+
+    def tls_terminated_before_proxy(self) -> str | None:
+        """The test handshake of TELEPORT.md section 1a: TLS to the web address offering only
+        the ALPN ``teleport-reversetunnel``, which a Teleport proxy selects. What answered
+        instead (no protocol, another one, a "no application protocol" alert) means a load
+        balancer terminates TLS in front of it; returned as a phrase, or None when the proxy
+        itself answered. Nothing is sent inside the connection."""
+        context = web_ssl_context(self._ca_path)
+        context.set_alpn_protocols([REVERSE_TUNNEL_ALPN])
+        try:
+            egress = proxy_for(self._host, self._port)
+            raw = (
+                socket.create_connection((self._host, self._port), timeout=self._timeout)
+                if egress is None
+                else open_tunnel(egress, self._host, self._port, timeout=self._timeout)
+            )
+            with raw, context.wrap_socket(raw, server_hostname=self._host) as tls:
+                selected = tls.selected_alpn_protocol()
+        except ssl.SSLError as exc:
+            if "NO_APPLICATION_PROTOCOL" in str(exc.reason or exc).upper():
+                return "a 'no application protocol' alert"
+            return None  # not this question; the request that follows reports it
+        except (OSError, EgressProxyError):
+            return None
+        if selected == REVERSE_TUNNEL_ALPN:
+            return None
+        return f"the protocol {selected!r}" if selected else "no application protocol"
 
     def _request(
         self, method: str, path: str, *, operation: str, body: bytes | None = None

@@ -369,6 +369,32 @@ def test_egress_proxy_refusing_the_tunnel_is_reported_and_writes_nothing(agent: 
     assert agent.secrets() == []
 
 
+def test_a_tls_terminating_load_balancer_is_detected_and_named(
+    agent: Agent, tmp_path_factory: pytest.TempPathFactory
+):
+    # The same stand-in binary, behind what plays a cloud L7 load balancer (TELEPORT.md 1a).
+    behind = StandIn(
+        agent.standin.binary,
+        tmp_path_factory.mktemp("standin-l7"),
+        CLUSTER,
+        flags=["--l7-load-balancer"],
+    ).start([ROLE])
+    try:
+        (agent.workdir / "token").write_text("x")
+        agent.config(proxy_server=behind.proxy, proxy_ca_path=behind.web_ca)
+        done = agent.run("start", "--oneshot")
+        assert done.code == 3, done.output
+        assert f"{behind.proxy} answers through a load balancer that terminates TLS" in done.stderr
+        assert "no application protocol" in done.stderr
+        assert "TCP (layer 4) load balancer or TLS passthrough" in done.stderr
+        assert agent.secrets() == []
+        check = agent.run("check")
+        assert check.code != 0
+        assert "load balancer that terminates TLS" in check.output
+    finally:
+        behind.stop()
+
+
 def test_role_not_impersonable_is_reported(agent: Agent):
     agent.bot_resources(roles=["no-such-role"])
     (agent.workdir / "token").write_text(agent.token_join())
