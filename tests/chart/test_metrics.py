@@ -303,14 +303,19 @@ def test_promtool_alerts_fire_for_this_release_only_and_only_when_due(tmp_path, 
             "input_series": [
                 *everywhere(unmatched, "1x60", service="argo-cd"),
                 # A cluster registered after ten minutes: the selector matches from then on.
-                _series(unmatched, "1x10 0x50", service="late"),
+                _series(
+                    unmatched,
+                    "1x10 0x50",
+                    pod="rel-teleport-argocd-agent-6d5f9c7b8-zzzzz",
+                    service="a",
+                ),
             ],
             "alert_rule_test": [
                 {"eval_time": "20m", "alertname": "TeleportArgoCDSelectorUnmatched"},
                 {
                     "eval_time": "45m",
                     "alertname": "TeleportArgoCDSelectorUnmatched",
-                    "exp_alerts": [_alert(service="argo-cd")],
+                    "exp_alerts": [_alert()],
                 },
             ],
         },
@@ -337,7 +342,7 @@ def test_promtool_alerts_fire_for_this_release_only_and_only_when_due(tmp_path, 
 
 def test_promtool_alert_annotations_name_the_agent(tmp_path, rule_groups):
     _write_rules(tmp_path, rule_groups, annotations=True)
-    alert = _alert(service="argo-cd")
+    alert = _alert()
     alert["exp_annotations"] = {
         "summary": "A cluster selector matches no Teleport Kubernetes cluster.",
         "description": (

@@ -280,7 +280,7 @@ def test_a_real_scrape_passes_promtool_and_drives_the_charts_alerts(
         matchers = f"{scraped.rstrip('}')},{extra}" if scraped else extra
         series.append({"series": f"{name}{{{matchers}}}", "values": f"{float(value)}x60"})
     assert any(s["series"].startswith("teleport_argocd_agent_selectors_unmatched") for s in series)
-    labels = {"namespace": namespace, "pod": pod, "service": "argo-cd", "severity": "warning"}
+    labels = {"namespace": namespace, "pod": pod, "severity": "warning"}
     firing = [{"exp_labels": labels}]
     tests = [
         {
