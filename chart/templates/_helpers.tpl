@@ -261,10 +261,9 @@ namespace="{{ .Release.Namespace }}",pod=~"{{ include "teleport-argocd-agent.ful
 {{- if kindIs "string" $v.image }}
 {{- fail (printf "image is a string (%q), as in the tbot chart. This chart runs its own agent image, set as a map: remove image to use the default, or write image.repository, image.tag (or image.digest) and image.pullPolicy." $v.image) }}
 {{- end }}
-{{- $perObject := dict "pod" "podLabels" "deployment" "extraLabels (one map, on every object)" "config" "extraLabels (one map, on every object)" "role" "extraLabels (one map, on every object)" "roleBinding" "extraLabels (one map, on every object)" "serviceAccount" "extraLabels (one map, on every object)" }}
 {{- range $key, $value := $v.extraLabels }}
 {{- if and (kindIs "map" $value) $value }}
-{{- fail (printf "extraLabels.%s is a map of labels for one object, as in the tbot chart. Here extraLabels is one map of label: value for every object the chart creates; write these labels under %s." $key (get $perObject $key | default "extraLabels (one map, on every object)")) }}
+{{- fail (printf "extraLabels.%s is a map of labels for one object, as in the tbot chart. Here extraLabels is one map of label: value for every object the chart creates; write these labels under %s." $key (ternary "podLabels" "extraLabels (one map, on every object)" (eq $key "pod"))) }}
 {{- end }}
 {{- end }}
 {{- $perObjectAnnotations := dict "pod" "podAnnotations" "serviceAccount" "serviceAccount.annotations" }}
