@@ -14,9 +14,9 @@ import http.client
 import json
 import socket
 import ssl
-from dataclasses import dataclass
 from typing import Any
 
+from agent.teleport.egress import EgressProxy, EgressProxyError, open_tunnel, proxy_for
 from agent.teleport.errors import (
     JoinRejected,
     ProxyUnreachable,
@@ -25,38 +25,15 @@ from agent.teleport.errors import (
     UntrustedCertificate,
     WrongAddress,
 )
-from agent.teleport.identity import split_pem_certificates
+from agent.teleport.model import IssuedCerts, ProxySettings, split_address, split_pem_certificates
 
 __all__ = [
-    "IssuedCerts",
-    "ProxySettings",
     "WebClient",
     "parse_certs",
     "parse_find_response",
     "register_request",
-    "split_address",
     "web_ssl_context",
 ]
-
-
-@dataclass(frozen=True)
-class ProxySettings:
-    """How clients reach the cluster through the proxy."""
-
-    cluster_name: str
-    # host:port of the proxy's public web address (also the Kubernetes address with TLS routing).
-    web_public_addr: str
-    tls_routing: bool
-    # host:port of the separate Kubernetes listener when TLS routing is off ("" if none).
-    kube_public_addr: str = ""
-    server_version: str = ""
-    signature_algorithm_suite: str = ""
-
-    @property
-    def kube_addr(self) -> str:
-        """host:port through which Kubernetes clusters are reached ("" if none): the web
-        address with TLS routing, else the separate Kubernetes listener."""
-        return self.web_public_addr if self.tls_routing else self.kube_public_addr
 
 
 def _first(*values: Any) -> str:
@@ -118,16 +95,6 @@ def register_request(
     return body
 
 
-@dataclass(frozen=True)
-class IssuedCerts:
-    """The certificates a join or renewal returns (PEM / SSH wire text, decoded)."""
-
-    tls_cert_pem: bytes
-    ssh_cert: bytes
-    tls_ca_certs_pem: tuple[bytes, ...]
-    ssh_ca_certs: tuple[bytes, ...]
-
-
 def parse_certs(payload: dict[str, Any]) -> IssuedCerts:
     """Decode a ``Certs`` JSON answer; a missing TLS certificate is an error, not an empty one."""
 
@@ -149,14 +116,6 @@ def parse_certs(payload: dict[str, Any]) -> IssuedCerts:
 
 
 # -- the HTTP client ------------------------------------------------------------------------
-
-
-def split_address(addr: str, default_port: int = 443) -> tuple[str, int]:
-    """``host:port`` (``[v6]:port``) into its parts."""
-    host, sep, port = addr.rpartition(":")
-    if not sep or "]" in port:
-        host, port = addr, str(default_port)
-    return host.strip("[]"), int(port)
 
 
 def web_ssl_context(ca_path: str | None = None) -> ssl.SSLContext:
@@ -190,8 +149,29 @@ def _error_message(raw: bytes) -> str:
     return str(data)[:300]
 
 
+# The ALPN a Teleport proxy selects on its web port and a TLS-terminating balancer does not.
+REVERSE_TUNNEL_ALPN = "teleport-reversetunnel"
+
+
+class _TunnelledHTTPSConnection(http.client.HTTPSConnection):
+    """HTTPS to the Teleport proxy inside a CONNECT tunnel through the egress proxy; TLS (SNI,
+    verification) is with the Teleport proxy, as on a direct connection."""
+
+    def __init__(
+        self, host: str, port: int, *, proxy: EgressProxy, timeout: float, context: ssl.SSLContext
+    ) -> None:
+        super().__init__(host, port, timeout=timeout, context=context)
+        self._egress = proxy
+        self._tls = context
+
+    def connect(self) -> None:
+        raw = open_tunnel(self._egress, self.host, self.port, timeout=self.timeout or 15.0)
+        self.sock = self._tls.wrap_socket(raw, server_hostname=self.host)
+
+
 class WebClient:
-    """Calls to the proxy's web API at ``addr`` (host:port)."""
+    """Calls to the proxy's web API at ``addr`` (host:port), through the egress proxy that
+    ``HTTPS_PROXY``/``NO_PROXY`` name, if any."""
 
     def __init__(self, addr: str, *, ca_path: str | None = None, timeout: float = 15.0) -> None:
         self.addr = addr
@@ -255,12 +235,50 @@ class WebClient:
             )
         return certs
 
+    def tls_terminated_before_proxy(self) -> str | None:
+        """The test handshake of TELEPORT.md section 1a: TLS to the web address offering only
+        the ALPN ``teleport-reversetunnel``, which a Teleport proxy selects. What answered
+        instead (no protocol, another one, a "no application protocol" alert) means a load
+        balancer terminates TLS in front of it; returned as a phrase, or None when the proxy
+        itself answered. Nothing is sent inside the connection."""
+        context = web_ssl_context(self._ca_path)
+        context.set_alpn_protocols([REVERSE_TUNNEL_ALPN])
+        try:
+            egress = proxy_for(self._host, self._port)
+            raw = (
+                socket.create_connection((self._host, self._port), timeout=self._timeout)
+                if egress is None
+                else open_tunnel(egress, self._host, self._port, timeout=self._timeout)
+            )
+            with raw, context.wrap_socket(raw, server_hostname=self._host) as tls:
+                selected = tls.selected_alpn_protocol()
+        except ssl.SSLError as exc:
+            if "NO_APPLICATION_PROTOCOL" in str(exc.reason or exc).upper():
+                return "a 'no application protocol' alert"
+            return None  # not this question; the request that follows reports it
+        except (OSError, EgressProxyError):
+            return None
+        if selected == REVERSE_TUNNEL_ALPN:
+            return None
+        return f"the protocol {selected!r}" if selected else "no application protocol"
+
     def _request(
         self, method: str, path: str, *, operation: str, body: bytes | None = None
     ) -> tuple[int, bytes]:
-        conn = http.client.HTTPSConnection(
-            self._host, self._port, timeout=self._timeout, context=web_ssl_context(self._ca_path)
-        )
+        try:
+            egress = proxy_for(self._host, self._port)
+        except EgressProxyError as exc:
+            raise ProxyUnreachable(operation, str(exc)) from None
+        context = web_ssl_context(self._ca_path)
+        conn: http.client.HTTPSConnection
+        if egress is None:
+            conn = http.client.HTTPSConnection(
+                self._host, self._port, timeout=self._timeout, context=context
+            )
+        else:
+            conn = _TunnelledHTTPSConnection(
+                self._host, self._port, proxy=egress, timeout=self._timeout, context=context
+            )
         headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = "application/json"
@@ -268,6 +286,8 @@ class WebClient:
             conn.request(method, path, body=body, headers=headers)
             response = conn.getresponse()
             return response.status, response.read()
+        except EgressProxyError as exc:
+            raise ProxyUnreachable(operation, str(exc)) from None
         except ssl.SSLCertVerificationError as exc:
             raise UntrustedCertificate(
                 operation,
