@@ -46,6 +46,7 @@ from tests.harness.kube import (
     free_port,
     service_account_token,
 )
+from tests.harness.notes import teleport_resources as notes_resources
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE_VALUES = ROOT / "chart" / "ci" / "guide-values.yaml"
@@ -79,10 +80,7 @@ def jwks(plane: ControlPlane) -> str:
 def teleport_resources(notes: str, plane: ControlPlane) -> str:
     """The role, bot and join token the chart's NOTES tell the Teleport administrator to create,
     with the management API server's JWKS pasted where the NOTES say."""
-    resources = notes.split("tctl create -f teleport-argocd.yaml", 1)[1]
-    resources = resources[resources.index("# The Kubernetes access") :]
-    resources = resources.split("\n\n   The agent presents", 1)[0]
-    return resources.replace(JWKS_PLACEHOLDER, f"'{jwks(plane)}'")
+    return notes_resources(notes).replace(JWKS_PLACEHOLDER, f"'{jwks(plane)}'")
 
 
 def pod_bound_token(api: k8s.ApiClient, service_account: str) -> str:
