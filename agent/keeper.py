@@ -270,16 +270,7 @@ class Keeper:
                 "credential expired and could not be renewed; not writing"
             )
             return
-        plan = plan_cycle(
-            self._config,
-            proxy=proxy,
-            clusters=clusters,
-            credential=credential,
-            agent_version=self._version,
-            now=now,
-            services=group.services,
-            listing_complete=self._listing_error is None,
-        )
+        plan = self._plan(group, credential, proxy, clusters, complete=self._listing_error is None)
         if renewal and spread and group.ledger.window and not group.learned:
             # The first renewal of this process: what do the secrets hold already? Those with a
             # valid credential wait for their slot, as after any renewal.
@@ -330,16 +321,8 @@ class Keeper:
             by_credential.setdefault(credential.cert_pem, []).append(key)
         for keys in by_credential.values():
             credential = changed[keys[0]]
-            plan = plan_cycle(
-                self._config,
-                proxy=proxy,
-                clusters=clusters,
-                credential=credential,
-                agent_version=self._version,
-                now=self._clock.wall(),
-                services=group.services,
-                listing_complete=False,  # never a prune from this partial write
-            )
+            # Never a prune from this partial write.
+            plan = self._plan(group, credential, proxy, clusters, complete=False)
             work = only(plan, set(keys))
             report = apply_plan(
                 work, self._sink, metrics=self._metrics, should_stop=self._stopping, budget=budget
@@ -352,6 +335,28 @@ class Keeper:
                 "content changed; rewritten with the credential each secret holds",
                 **report.outcomes(),
             )
+
+    def _plan(
+        self,
+        group: CredentialGroup,
+        credential: Credential,
+        proxy: ProxySettings,
+        clusters: list[KubeCluster],
+        *,
+        complete: bool,
+    ) -> CyclePlan:
+        """The group's secrets rendered now with ``credential``; pruning only after a
+        ``complete`` listing."""
+        return plan_cycle(
+            self._config,
+            proxy=proxy,
+            clusters=clusters,
+            credential=credential,
+            agent_version=self._version,
+            now=self._clock.wall(),
+            services=group.services,
+            listing_complete=complete,
+        )
 
     def _record(self, group: CredentialGroup, plan: CyclePlan) -> None:
         view = group.ledger.record(plan)
