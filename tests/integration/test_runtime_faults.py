@@ -161,3 +161,27 @@ def test_prune_runs_for_gone_clusters_when_another_write_failed(
     clock.advance(minutes=21)
     rt.step()
     assert secrets(admin_api, namespace) == {"a": 2}, "b pruned although c's write failed"
+
+
+def test_nothing_is_pruned_from_a_listing_kept_through_a_failed_listing(
+    admin_api, namespace, writer, clock
+):
+    source = InventorySource(clock=lambda: clock.now, clusters=prod("a", "b"))
+    rt = runtime(make_config(namespace), source, writer, clock)
+    rt.step()
+    # A secret of the same service for a cluster the listing above did not hold, as another
+    # process of this installation wrote it (one that does not prune).
+    other = InventorySource(clock=lambda: clock.now, clusters=prod("c"))
+    runtime(make_config(namespace, prune=False), other, writer, clock).step()
+    assert set(secrets(admin_api, namespace)) == {"a", "b", "c"}
+
+    source.failing = {"list_clusters"}
+    clock.advance(minutes=21)  # a renewal: every secret is rewritten from the kept listing
+    rt.step()
+    assert len(source.issued) == 2
+    assert secrets(admin_api, namespace) == {"a": 2, "b": 2, "c": 1}, "c pruned from a kept list"
+
+    source.failing = set()
+    clock.advance(minutes=21)  # the listing works again: now c goes
+    rt.step()
+    assert set(secrets(admin_api, namespace)) == {"a", "b"}
