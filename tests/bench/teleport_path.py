@@ -30,6 +30,7 @@ from tests.harness.kube import (
     unique_namespace,
     wait_for_admission_policy,
 )
+from tests.harness.pki import write_private
 from tests.harness.standin import StandIn, bot_doc, kube_cluster_doc, role_doc, standin, token_doc
 
 ACCESS_ROLE = "bench-access"
@@ -122,7 +123,7 @@ class BenchAgent:
         bot = f"bench-{uuid.uuid4().hex[:6]}"
         join = uuid.uuid4().hex
         teleport.create([bot_doc(bot, [ACCESS_ROLE]), token_doc(join, bot)])
-        (self.workdir / "token").write_text(join)
+        write_private(self.workdir / "token", join)
 
     def configure(self, service: Mapping[str, Any], **top: Any) -> Path:
         config: dict[str, Any] = {
