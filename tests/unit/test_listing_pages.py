@@ -18,7 +18,7 @@ from grpclib.exceptions import GRPCError
 from grpclib.server import Server, Stream
 
 from agent.teleport.auth import AuthClient, auth_server_name
-from agent.teleport.inventory import KubeCluster
+from agent.teleport.model import KubeCluster
 from agent.teleport.proto import authservice_pb2 as pb
 from agent.teleport.proto import types_pb2
 from agent.teleport.proto.authservice_grpc import AuthServiceBase
@@ -115,7 +115,6 @@ def list_through(
                 host_ca_pem=(host_ca.cert_pem,),
                 cert_pem=client_pair.cert_pem,
                 key_pem=client_pair.key_pem,
-                via_proxy=True,
             ) as client:
                 return await client.list_kube_clusters()
         finally:
