@@ -41,20 +41,10 @@ from tests.harness.kube import (
     unique_namespace,
 )
 from tests.harness.pki import write_private
-from tests.harness.standin import bot_doc, kubernetes_token_doc, token_doc
+from tests.harness.standin import bot_doc, kubernetes_token_doc, role_doc, token_doc
 
 CLUSTER = "root"
-ROLE = {
-    "kind": "role",
-    "version": "v7",
-    "metadata": {"name": "argocd-access"},
-    "spec": {
-        "allow": {
-            "kubernetes_labels": {"*": "*"},
-            "kubernetes_groups": ["system:masters"],
-        }
-    },
-}
+ROLE = role_doc("argocd-access", kubernetes_labels={"*": "*"}, kubernetes_groups=["system:masters"])
 SELECTORS = [{"name": "alpha"}, {"labels": {"env": "prod"}}]
 
 

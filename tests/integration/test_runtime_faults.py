@@ -7,7 +7,6 @@ import datetime as dt
 
 from kubernetes import client as k8s
 
-from agent.config import parse_config
 from agent.teleport.model import KubeCluster
 from tests.harness.source import InventorySource
 from tests.integration.test_runtime import Clock, make_config, prod, runtime, secrets
@@ -93,29 +92,21 @@ def test_failed_renewal_is_retried_with_backoff_by_the_loop(admin_api, namespace
 
 
 def test_discovery_runs_at_the_shortest_service_interval(admin_api, namespace, writer, clock):
-    config = parse_config(
-        {
-            "proxy_server": "teleport.example.com:443",
-            "onboarding": {"token": "bot"},
-            "instance": f"{namespace}/agent",
-            "services": [
-                {
-                    "type": "kubernetes/argo-cd",
-                    "name": "slow",
-                    "secret_namespace": namespace,
-                    "selectors": [{"labels": {"env": "prod"}}],
-                    "discovery_interval": "5m",
-                },
-                {
-                    "type": "kubernetes/argo-cd",
-                    "name": "fast",
-                    "secret_namespace": namespace,
-                    "secret_name_prefix": "fast",
-                    "selectors": [{"labels": {"env": "dev"}}],
-                    "discovery_interval": "10s",
-                },
-            ],
-        }
+    config = make_config(
+        namespace,
+        services=[
+            {
+                "name": "slow",
+                "selectors": [{"labels": {"env": "prod"}}],
+                "discovery_interval": "5m",
+            },
+            {
+                "name": "fast",
+                "secret_name_prefix": "fast",
+                "selectors": [{"labels": {"env": "dev"}}],
+                "discovery_interval": "10s",
+            },
+        ],
     )
     source = InventorySource(clock=lambda: clock.now, clusters=prod("a"))
     rt = runtime(config, source, writer, clock)
