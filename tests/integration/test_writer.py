@@ -607,7 +607,7 @@ def test_intermittent_drops_never_open_the_breaker_on_a_healthy_server(
             # With 16 workers a secret's own attempts need not alternate (the proxy counts
             # requests across all of them): enough attempts that no secret runs out of them.
             writer = SecretWriter(
-                api, concurrency=concurrency, retry_attempts=12, retry_max_wait=0.05
+                api, concurrency=concurrency, retry_attempts=20, retry_max_wait=0.05
             )
             results = writer.write(secrets)
         finally:

@@ -1,9 +1,11 @@
 """The cluster listing follows ListResources' pages to the last one (TELEPORT.md §3).
 
-The Auth side is an in-process gRPC server on loopback (no other process), paging like
-Teleport: at most ``Limit`` entries per page in key order, ``NextKey`` the first key of the next
-page, empty on the last one. The client under test is the agent's own ``AuthClient``, over TLS
-verified against a throw-away Host CA, as it talks to Teleport.
+The Auth side is an in-process gRPC server on loopback (no API server, no other process: the
+test sits in this tier for its sockets), paging like Teleport: at most ``Limit`` entries a page
+in key order, ``NextKey`` the first key of the next page, empty on the last one. The client
+under test is the agent's own ``AuthClient``, over TLS verified against a throw-away Host CA,
+as it talks to Teleport. The stand-in's paging has its own Go unit tests, and the e2e tier lists
+more clusters than one page through it.
 """
 
 from __future__ import annotations
