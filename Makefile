@@ -33,7 +33,7 @@ BENCH_ARGS ?=
 FORCE:
 
 .PHONY: FORCE proto test unit lint typecheck pytest tools tool-env venv demo bench clean help image image-size \
-	standin standin-test
+	standin standin-test helm-docs
 
 help:
 	@sed -n '2,9p' Makefile | sed 's/^# \{0,1\}//'
@@ -57,7 +57,7 @@ TOOL_ENV := $(CACHE)/tool-env-$(KUBERNETES_VERSION)-$(HELM_VERSION)-$(CT_VERSION
 $(TOOL_ENV): FORCE
 	@mkdir -p $(CACHE)
 	@for tool in KUBE_APISERVER:kube-apiserver KUBECTL:kubectl ETCD:etcd HELM:helm CT:ct \
-	    ARGOCD:argocd REDIS:redis-server; do \
+	    ARGOCD:argocd REDIS:redis-server PROMTOOL:promtool; do \
 	  path=$$(tools/install.sh $${tool#*:}); \
 	  [ -x "$$path" ] || { echo "tools: $${tool#*:} could not be installed" >&2; exit 1; }; \
 	  echo "export $${tool%%:*}_BIN=$$path"; \
@@ -75,12 +75,21 @@ lint: venv
 	lint-imports --no-cache
 	hadolint Dockerfile
 	tools/protogen.sh --check
+	@$(HELM_DOCS) --dry-run 2>/dev/null | diff -u chart/README.md - \
+	  || { echo "chart/README.md is out of date: run make helm-docs" >&2; exit 1; }
+
+# chart/README.md from chart/README.md.gotmpl and the `# --` comments in chart/values.yaml.
+HELM_DOCS = $$(tools/install.sh helm-docs) --chart-search-root chart --sort-values-order file \
+	--skip-version-footer
+helm-docs:
+	@$(HELM_DOCS) 2>/dev/null
 
 typecheck: venv
 	mypy
 
 pytest: tools
 	source $(TOOL_ENV) && export STANDIN_BIN=$$(tools/install.sh teleport-standin) \
+	  && export MONITORING_CRDS=$$(tools/install.sh monitoring-crds) \
 	  && python -m pytest $(PYTEST_ARGS)
 
 test: lint typecheck standin-test pytest

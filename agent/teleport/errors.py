@@ -11,6 +11,7 @@ __all__ = [
     "BotLocked",
     "IdentityExpired",
     "JoinRejected",
+    "LoadBalancerInTheWay",
     "ProxyUnreachable",
     "RoleNotImpersonable",
     "TeleportError",
@@ -88,3 +89,10 @@ class RoleNotImpersonable(TeleportError):
     """The bot may not impersonate the roles it asked for."""
 
     summary = "roles not impersonable"
+
+
+class LoadBalancerInTheWay(TeleportError):
+    """A load balancer in front of the proxy terminates TLS, so the routes behind the proxy
+    port (Auth, Kubernetes) are out of reach; a person must change the address or the balancer."""
+
+    summary = "TLS terminated before the proxy"

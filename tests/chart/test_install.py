@@ -20,6 +20,7 @@ from kubernetes.client.rest import ApiException
 from agent.argocd import owner_id
 from tests.chart.helm import CHART, Helm
 from tests.harness.kube import ControlPlane, unique_namespace
+from tests.harness.notes import teleport_resources as notes_resources
 
 RELEASE = "teleport-argocd-agent"  # contains the chart name, so it is also the full name
 CI = CHART / "ci"
@@ -89,10 +90,7 @@ def _status(call: Callable[[], object]) -> int:
 
 def _notes_resources(notes: str) -> list[dict[str, Any]]:
     """The YAML documents NOTES.txt tells the user to `tctl create`."""
-    lines = notes.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("# The Kubernetes access"))
-    end = next((i for i in range(start, len(lines)) if not lines[i].strip()), len(lines))
-    return [doc for doc in yaml.safe_load_all("\n".join(lines[start:end])) if doc]
+    return [doc for doc in yaml.safe_load_all(notes_resources(notes)) if doc]
 
 
 def _by_kind(resources: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -74,6 +74,8 @@ class StandIn:
     cluster_name: str = "root"
     ready: dict[str, Any] = field(default_factory=dict)
     process: Process | None = None
+    # More command-line flags, e.g. ["--l7-load-balancer"].
+    flags: list[str] = field(default_factory=list)
 
     def start(self, resources: list[dict[str, Any]]) -> StandIn:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -90,6 +92,7 @@ class StandIn:
                 str(state),
                 "--cluster-name",
                 self.cluster_name,
+                *self.flags,
             ],
             self.workdir / "standin.log",
         )

@@ -45,6 +45,7 @@ from tests.harness.kube import (
     pod_bound_token,
     service_account_token,
 )
+from tests.harness.notes import teleport_resources as notes_resources
 from tests.harness.pki import write_private
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,10 +72,7 @@ def indent(text: str) -> str:
 def teleport_resources(notes: str, plane: ControlPlane) -> str:
     """The role, bot and join token the chart's NOTES tell the Teleport administrator to create,
     with the management API server's JWKS pasted where the NOTES say."""
-    resources = notes.split("tctl create -f teleport-argocd.yaml", 1)[1]
-    resources = resources[resources.index("# The Kubernetes access") :]
-    resources = resources.split("\n\n   The agent presents", 1)[0]
-    return resources.replace(JWKS_PLACEHOLDER, f"'{plane.jwks()}'")
+    return notes_resources(notes).replace(JWKS_PLACEHOLDER, f"'{plane.jwks()}'")
 
 
 def secret_kubeconfig(data: dict[str, Any], path: Path) -> Path:
