@@ -26,6 +26,7 @@ from grpclib.protocol import H2Protocol
 
 from agent.teleport.egress import EgressProxy, EgressProxyError, open_tunnel_async, proxy_for
 from agent.teleport.errors import (
+    BotDeleted,
     BotLocked,
     IdentityExpired,
     JoinRejected,
@@ -345,6 +346,18 @@ def map_status(operation: str, status: Status, message: str) -> TeleportError:
     """A gRPC status from Teleport (TELEPORT.md §8) as the agent's error, with what to do."""
     lowered = message.lower()
     if status is Status.PERMISSION_DENIED:
+        if lowered.strip() == "access denied":
+            # Teleport's bare refusal of a certificate whose user no longer exists: the bot
+            # was deleted (TELEPORT.md section 5, revocation). Every later renewal and output
+            # issuance is refused the same way, so this is final.
+            return BotDeleted(
+                operation,
+                "Teleport says: access denied. The bot no longer exists in Teleport (it was "
+                "deleted, e.g. with tctl bots rm): the agent writes nothing more, and the "
+                "secrets it wrote keep their credentials until those expire. To resume, create "
+                "the bot again (tctl create -f with the bot from the chart's install notes; "
+                "with the token join method also a new join token in the token Secret)",
+            )
         if "generation mismatch" in lowered or "lock" in lowered:
             return BotLocked(
                 operation,

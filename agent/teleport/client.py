@@ -39,6 +39,7 @@ from agent.teleport.errors import (
     JoinRejected,
     LoadBalancerInTheWay,
     RoleNotImpersonable,
+    ServerNotAllowed,
     TeleportError,
     UntrustedCertificate,
 )
@@ -128,7 +129,27 @@ class TeleportClient:
                 )
             self._proxy_answers_tls = True
         self._proxy = proxy
+        self._check_server_allowed(proxy)
         return self._proxy
+
+    def _check_server_allowed(self, proxy: ProxySettings) -> None:
+        """Every secret's ``server`` starts with ``https://<kube address>/v1/teleport/``; the
+        chart's admission policy accepts only ``allowed_server_prefix`` there. A mismatch
+        (the proxy advertises another public address) would have every write refused, so it
+        is one clear error instead."""
+        allowed = self._config.allowed_server_prefix
+        if not allowed or not proxy.kube_addr:
+            return
+        prefix = f"https://{proxy.kube_addr}/v1/teleport/"
+        if prefix != allowed:
+            raise ServerNotAllowed(
+                "ping",
+                f"Teleport advertises {proxy.kube_addr} as the proxy's public address, so "
+                f"the secrets' server would start with {prefix}, but the chart's admission "
+                f"policy allows only {allowed}. Set the chart value "
+                f"admissionPolicy.proxyPublicAddress to {proxy.kube_addr} (or fix the proxy's "
+                "public_addr in Teleport); nothing is written until they match",
+            )
 
     def issue_credential(self, ttl: dt.timedelta) -> Credential:
         """Join or renew the bot as needed, then issue an output credential for ``ttl``."""

@@ -8,12 +8,14 @@ exception types. Every message is a sentence that says what happened and what to
 from __future__ import annotations
 
 __all__ = [
+    "BotDeleted",
     "BotLocked",
     "IdentityExpired",
     "JoinRejected",
     "LoadBalancerInTheWay",
     "ProxyUnreachable",
     "RoleNotImpersonable",
+    "ServerNotAllowed",
     "TeleportError",
     "TeleportUnavailable",
     "UntrustedCertificate",
@@ -77,6 +79,19 @@ class BotLocked(TeleportError):
     """The bot or its instance is locked (for example after an older identity was reused)."""
 
     summary = "bot locked"
+
+
+class BotDeleted(TeleportError):
+    """The bot's user no longer exists (the bot was deleted): nothing it holds renews again."""
+
+    summary = "bot deleted"
+
+
+class ServerNotAllowed(TeleportError):
+    """The proxy advertises an address the chart's admission policy does not allow in a
+    secret's ``server``: every write would be refused, so none is attempted."""
+
+    summary = "proxy address not allowed by the admission policy"
 
 
 class IdentityExpired(TeleportError):

@@ -133,6 +133,12 @@ annotations:
 {{- fail "argocd.clusterResources is only applicable if argocd.namespaces is also set (without namespaces Argo CD already manages cluster-scoped resources). Set argocd.namespaces or remove argocd.clusterResources." }}
 {{- end }}
 {{- /* The same keys as agent/labels.py (tests/chart/test_values_rejected.py holds them to it). */}}
+{{- if .Values.admissionPolicy.enabled }}
+{{- $addr := include "teleport-argocd-agent.proxyPublicAddress" . }}
+{{- if not (regexMatch "^([A-Za-z0-9.-]+|\\[[0-9A-Fa-f:.]+\\]):[0-9]{1,5}$" $addr) }}
+{{- fail (printf "admissionPolicy.proxyPublicAddress %q is not host:port: the admission policy allows a secret's server only under https://<that address>/v1/teleport/, so it must be exactly the proxy's public address (no scheme, path or wildcard), e.g. teleport.example.com:443." $addr) }}
+{{- end }}
+{{- end }}
 {{- range $key, $_ := .Values.argocd.secretLabels }}
 {{- if or (has $key (list "argocd.argoproj.io/secret-type" "app.kubernetes.io/managed-by")) (hasPrefix "teleport-argocd-agent/" $key) }}
 {{- fail (printf "argocd.secretLabels: label %q is set by the agent and cannot be overridden. Remove it from argocd.secretLabels." $key) }}
@@ -180,8 +186,10 @@ storage:
 instance: {{ include "teleport-argocd-agent.instance" . | toJson }}
 diag_addr: {{ printf "0.0.0.0:%d" (int .Values.diagnostics.port) | toJson }}
 {{- if .Values.admissionPolicy.enabled }}
-# The chart's admission policy refuses writes to secrets that are not this agent's.
+# The chart's admission policy refuses writes to secrets that are not this agent's, and
+# every secret whose server does not start with this (admissionPolicy.proxyPublicAddress).
 admission_policy: true
+allowed_server_prefix: {{ include "teleport-argocd-agent.allowedServerPrefix" . | toJson }}
 {{- end }}
 services:
   - type: kubernetes/argo-cd
@@ -233,6 +241,36 @@ services:
 {{/* Cluster-scoped name of the admission policy and its binding: one per release. */}}
 {{- define "teleport-argocd-agent.admissionPolicyName" -}}
 {{- printf "%s.%s" (include "teleport-argocd-agent.fullname" .) .Release.Namespace | trunc 253 }}
+{{- end }}
+
+{{/* The Teleport proxy's public address the admission policy allows in a secret's server: admissionPolicy.proxyPublicAddress, else teleportProxyAddress; Teleport always advertises a port, so a bare host gets :443. */}}
+{{- define "teleport-argocd-agent.proxyPublicAddress" -}}
+{{- $addr := .Values.admissionPolicy.proxyPublicAddress | default .Values.teleportProxyAddress }}
+{{- if and $addr (not (regexMatch ":[0-9]+$" $addr)) }}
+{{- $addr = printf "%s:443" $addr }}
+{{- end }}
+{{- $addr }}
+{{- end }}
+
+{{/* The start of every secret's server under the admission policy (agent config allowed_server_prefix). */}}
+{{- define "teleport-argocd-agent.allowedServerPrefix" -}}
+{{- printf "https://%s/v1/teleport/" (include "teleport-argocd-agent.proxyPublicAddress" .) }}
+{{- end }}
+
+{{/* The TLS server name the agent writes into config with TLS routing (agent/argocd.py connection_target): kube-teleport-proxy-alpn.<host>, or .teleport.cluster.local for an IP or localhost. */}}
+{{- define "teleport-argocd-agent.kubeServerName" -}}
+{{- $host := regexReplaceAll ":[0-9]+$" (include "teleport-argocd-agent.proxyPublicAddress" .) "" }}
+{{- $bare := trimAll "[]" $host }}
+{{- if or (not $host) (eq $host "localhost") (contains ":" $bare) (regexMatch "^[0-9]{1,3}([.][0-9]{1,3}){3}$" $bare) }}
+{{- "kube-teleport-proxy-alpn.teleport.cluster.local" }}
+{{- else }}
+{{- printf "kube-teleport-proxy-alpn.%s" $host }}
+{{- end }}
+{{- end }}
+
+{{/* RE2 for the base64 text of 3 bytes that are each a base64 character (A-Z a-z 0-9 + /): generated once from the base64 alphabet (each byte's bits spread over the 4 characters), so the policy can tell that a base64-encoded value holds base64 text and nothing else (no quote, no backslash). */}}
+{{- define "teleport-argocd-agent.base64OfBase64Triple" -}}
+(?:[KL](?:y(?:[8s][0-5rv-z]|[9t][0-6B-Zah-z])|z(?:[AEIMQUYcgk][0-5rv-z]|[BFJNRVZdhl][0-6B-Zah-z])|[02](?:[048EIMQUYcgkosw][0-5rv-z]|[159FJNRVZdhlptx][0-6B-Zah-z])|[13](?:[AEIMQUYcgko][0-5rv-z]|[BFJNRVZdhlp][0-6B-Zah-z]))|[MNR-VZa-d](?:[CSiy](?:[8s][0-5rv-z]|[9t][0-6B-Zah-z])|[DTjz](?:[AEIMQUYcgk][0-5rv-z]|[BFJNRVZdhl][0-6B-Zah-z])|[02EGUWkm](?:[048EIMQUYcgkosw][0-5rv-z]|[159FJNRVZdhlptx][0-6B-Zah-z])|[13FHVXln](?:[AEIMQUYcgko][0-5rv-z]|[BFJNRVZdhlp][0-6B-Zah-z]))|O(?:[CS](?:[8s][0-5rv-z]|[9t][0-6B-Zah-z])|[DT](?:[AEIMQUYcgk][0-5rv-z]|[BFJNRVZdhl][0-6B-Zah-z])|[EGUW](?:[048EIMQUYcgkosw][0-5rv-z]|[159FJNRVZdhlptx][0-6B-Zah-z])|[FHVX](?:[AEIMQUYcgko][0-5rv-z]|[BFJNRVZdhlp][0-6B-Zah-z]))|[QY](?:[Siy](?:[8s][0-5rv-z]|[9t][0-6B-Zah-z])|[Tjz](?:[AEIMQUYcgk][0-5rv-z]|[BFJNRVZdhl][0-6B-Zah-z])|[02UWkm](?:[048EIMQUYcgkosw][0-5rv-z]|[159FJNRVZdhlptx][0-6B-Zah-z])|[13VXln](?:[AEIMQUYcgko][0-5rv-z]|[BFJNRVZdhlp][0-6B-Zah-z]))|[We](?:[CSi](?:[8s][0-5rv-z]|[9t][0-6B-Zah-z])|[DTj](?:[AEIMQUYcgk][0-5rv-z]|[BFJNRVZdhl][0-6B-Zah-z])|[EGUWkm](?:[048EIMQUYcgkosw][0-5rv-z]|[159FJNRVZdhlptx][0-6B-Zah-z])|[FHVXln](?:[AEIMQUYcgko][0-5rv-z]|[BFJNRVZdhlp][0-6B-Zah-z])))
 {{- end }}
 
 {{/* Seconds in a Prometheus duration such as 15m or 1h30m (the schema admits only that form); PromQL compares gauges with plain numbers. */}}

@@ -194,6 +194,32 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     ),
     ("logLevel-bogus", {"logLevel": "verbose"}, ["at '/logLevel': value must be one of"]),
     ("extraArgs-not-strings", {"extraArgs": [1]}, ["at '/extraArgs/0': got number"]),
+    # The admission policy's server pin: an address that would loosen or break it is refused.
+    (
+        "proxyPublicAddress-with-scheme",
+        {"admissionPolicy.proxyPublicAddress": "https://teleport.example.com:443"},
+        ["at '/admissionPolicy/proxyPublicAddress'", "does not match pattern"],
+    ),
+    (
+        "proxyPublicAddress-with-path",
+        {"admissionPolicy.proxyPublicAddress": "teleport.example.com:443/v1"},
+        ["at '/admissionPolicy/proxyPublicAddress'", "does not match pattern"],
+    ),
+    (
+        "proxyPublicAddress-wildcard",
+        {"admissionPolicy.proxyPublicAddress": "*.example.com:443"},
+        ["at '/admissionPolicy/proxyPublicAddress'", "does not match pattern"],
+    ),
+    (
+        "proxyPublicAddress-regex",
+        {"admissionPolicy.proxyPublicAddress": ".*:443"},
+        ["at '/admissionPolicy/proxyPublicAddress'", "does not match pattern"],
+    ),
+    (
+        "proxyPublicAddress-without-port",
+        {"admissionPolicy.proxyPublicAddress": "teleport.example.com"},
+        ["at '/admissionPolicy/proxyPublicAddress'", "does not match pattern"],
+    ),
     (
         "resources-typo",
         {"resources": {"limit": {"memory": "1Gi"}}},

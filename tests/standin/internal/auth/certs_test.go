@@ -139,3 +139,26 @@ func TestCheckRoleReadable(t *testing.T) {
 		})
 	}
 }
+
+func TestCheckUserExists(t *testing.T) {
+	cases := []struct {
+		name   string
+		caller *Caller
+		kind   trail.Kind
+	}{
+		{"certificate of an existing bot", botCaller("bot-argocd"), allowed},
+		{"certificate of a deleted bot", &Caller{Identity: pki.Identity{Username: "bot-gone"}}, trail.AccessDenied},
+		{"certificate of a user that is no bot", &Caller{Identity: pki.Identity{Username: "argocd"}}, trail.AccessDenied},
+		{"host certificate", &Caller{Identity: pki.Identity{Username: "proxy"}, Host: true}, allowed},
+		{"no certificate", nil, allowed},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := checkUserExists(rulesData(), tc.caller)
+			wantRefusal(t, err, tc.kind, "access denied")
+			if err != nil && err.Error() != "access denied" {
+				t.Fatalf("message %q, want exactly %q (Teleport says no more)", err.Error(), "access denied")
+			}
+		})
+	}
+}
