@@ -23,12 +23,10 @@ import json
 import os
 import shutil
 import signal
-import ssl
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -44,9 +42,11 @@ from tests.harness.kube import (
     cluster_secret_data,
     control_plane,
     free_port,
+    pod_bound_token,
     service_account_token,
 )
 from tests.harness.notes import teleport_resources as notes_resources
+from tests.harness.pki import write_private
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE_VALUES = ROOT / "chart" / "ci" / "guide-values.yaml"
@@ -69,49 +69,10 @@ def indent(text: str) -> str:
     return "\n".join("    " + line for line in text.rstrip().splitlines())
 
 
-def jwks(plane: ControlPlane) -> str:
-    """`kubectl get --raw /openid/v1/jwks`: the keys Teleport checks the agent's token with."""
-    ctx = ssl.create_default_context(cafile=str(plane.ca_path))
-    ctx.load_cert_chain(str(plane.admin_cert_path), str(plane.admin_key_path))
-    with urllib.request.urlopen(plane.url + "/openid/v1/jwks", context=ctx) as resp:  # noqa: S310
-        return str(resp.read().decode())
-
-
 def teleport_resources(notes: str, plane: ControlPlane) -> str:
     """The role, bot and join token the chart's NOTES tell the Teleport administrator to create,
     with the management API server's JWKS pasted where the NOTES say."""
-    return notes_resources(notes).replace(JWKS_PLACEHOLDER, f"'{jwks(plane)}'")
-
-
-def pod_bound_token(api: k8s.ApiClient, service_account: str) -> str:
-    """What the kubelet would project into the agent's pod: a token for the chart's
-    ServiceAccount, audience the Teleport cluster's name, bound to a Pod object."""
-    core = k8s.CoreV1Api(api)
-    pod = core.create_namespaced_pod(
-        NAMESPACE,
-        k8s.V1Pod(
-            metadata=k8s.V1ObjectMeta(name="teleport-argocd-agent-demo"),
-            spec=k8s.V1PodSpec(
-                service_account_name=service_account,
-                automount_service_account_token=False,
-                containers=[k8s.V1Container(name="agent", image="teleport-argocd-agent:demo")],
-            ),
-        ),
-    )
-    assert pod.metadata is not None
-    spec = k8s.V1TokenRequestSpec(
-        audiences=[TELEPORT_CLUSTER],
-        # Teleport's static_jwks join takes only tokens living under 30 minutes (the chart
-        # projects 10-minute ones); the agent re-reads the file at every join.
-        expiration_seconds=600,
-        bound_object_ref=k8s.V1BoundObjectReference(
-            api_version="v1", kind="Pod", name=pod.metadata.name, uid=pod.metadata.uid
-        ),
-    )
-    request = k8s.AuthenticationV1TokenRequest(spec=spec)
-    answer = core.create_namespaced_service_account_token(service_account, NAMESPACE, request)
-    assert answer.status is not None
-    return str(answer.status.token)
+    return notes_resources(notes).replace(JWKS_PLACEHOLDER, f"'{plane.jwks()}'")
 
 
 def secret_kubeconfig(data: dict[str, Any], path: Path) -> Path:
@@ -132,9 +93,7 @@ def secret_kubeconfig(data: dict[str, Any], path: Path) -> Path:
         "contexts": [{"name": "argocd", "context": {"cluster": data["name"], "user": "argocd"}}],
         "current-context": "argocd",
     }
-    path.write_text(yaml.safe_dump(config))
-    path.chmod(0o600)
-    return path
+    return write_private(path, yaml.safe_dump(config))
 
 
 def applications(argo: ArgoCD) -> list[tuple[str, str, str, str]]:
@@ -242,7 +201,9 @@ def main() -> int:  # noqa: PLR0915 - one linear script, read top to bottom
         config = workdir / "config.yaml"
         config.write_text((config_map.data or {})["config.yaml"])
         jwt = workdir / "sa-token"
-        jwt.write_text(pod_bound_token(admin, fullname))
+        write_private(
+            jwt, pod_bound_token(admin, NAMESPACE, fullname, audiences=[TELEPORT_CLUSTER])
+        )
         agent_kubeconfig = kube.kubeconfig(
             workdir / "agent-kubeconfig",
             token=service_account_token(admin, NAMESPACE, fullname, create=False),

@@ -20,14 +20,22 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 
-from tests.harness.agent_e2e import argocd_readable_secrets, jwks, pod_bound_token
+from tests.harness.agent_e2e import argocd_readable_secrets
 from tests.harness.kube import (
     ControlPlane,
     agent_namespace,
     control_plane,
+    pod_bound_token,
     service_account_token,
 )
-from tests.harness.standin import StandIn, bot_doc, kube_cluster_doc, role_doc, standin
+from tests.harness.standin import (
+    StandIn,
+    bot_doc,
+    kube_cluster_doc,
+    kubernetes_token_doc,
+    role_doc,
+    standin,
+)
 from tests.image.container import build_image, run_image
 
 # The image builds on first use (about a minute when agent/ changed); the run itself is seconds.
@@ -98,21 +106,9 @@ def test_oneshot_in_the_image_as_non_root_on_a_read_only_root_writes_the_secrets
     join_token = f"kube-{uuid.uuid4().hex[:6]}"
     server.create(
         [
-            {
-                "kind": "token",
-                "version": "v2",
-                "metadata": {"name": join_token},
-                "spec": {
-                    "roles": ["Bot"],
-                    "join_method": "kubernetes",
-                    "bot_name": "argocd",
-                    "kubernetes": {
-                        "type": "static_jwks",
-                        "static_jwks": {"jwks": jwks(kube)},
-                        "allow": [{"service_account": f"{namespace}:agent"}],
-                    },
-                },
-            }
+            kubernetes_token_doc(
+                join_token, "argocd", jwks=kube.jwks(), service_accounts=[f"{namespace}:agent"]
+            )
         ]
     )
     volume = _readable_dir(tmp_path / "pod")
@@ -139,7 +135,7 @@ def test_oneshot_in_the_image_as_non_root_on_a_read_only_root_writes_the_secrets
         ),
         "proxy-ca.crt": server.web_ca_path.read_text(),
         "kubeconfig": _kubeconfig(kube, token),
-        "token": pod_bound_token(admin_api, namespace, audience=CLUSTER),
+        "token": pod_bound_token(admin_api, namespace, audiences=[CLUSTER]),
     }
     for name, text in files.items():
         (volume / name).write_text(text)
