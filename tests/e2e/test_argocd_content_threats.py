@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import json
 import socket
-import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -51,7 +50,7 @@ class AgentToken:
     the chart's admission policy in front of it."""
 
     def __init__(
-        self, kube: ControlPlane, admin: k8s.ApiClient, argo: ArgoCD, *, policy: bool
+        self, kube: ControlPlane, admin: k8s.ApiClient, argo: ArgoCD, workdir: Path, *, policy: bool
     ) -> None:
         self.argo = argo
         self.namespace = unique_namespace(admin, prefix="threat")
@@ -69,7 +68,7 @@ class AgentToken:
             install_chart_policy(
                 kube,
                 admin,
-                Path(tempfile.mkdtemp(prefix="threat-")),
+                workdir,
                 namespace=self.namespace,
                 secret_namespace=argo.namespace,
                 proxy="teleport.example.com:443",
@@ -99,11 +98,15 @@ class AgentToken:
 
 
 @pytest.fixture
-def tokens(kube: ControlPlane, admin_api: k8s.ApiClient, argo: ArgoCD) -> Iterator[Any]:
+def tokens(
+    kube: ControlPlane, admin_api: k8s.ApiClient, argo: ArgoCD, tmp_path: Path
+) -> Iterator[Any]:
     made: list[AgentToken] = []
 
     def make(*, policy: bool) -> AgentToken:
-        made.append(AgentToken(kube, admin_api, argo, policy=policy))
+        workdir = tmp_path / f"policy-{len(made)}"
+        workdir.mkdir()
+        made.append(AgentToken(kube, admin_api, argo, workdir, policy=policy))
         return made[-1]
 
     yield make
