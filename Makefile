@@ -49,7 +49,7 @@ $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 
 venv: $(VENV)/.synced
 
-TOOL_ENV := $(CACHE)/tool-env-$(KUBERNETES_VERSION)-$(HELM_VERSION)-$(CT_VERSION)-$(ARGOCD_VERSION).sh
+TOOL_ENV := $(CACHE)/tool-env-$(KUBERNETES_VERSION)-$(HELM_VERSION)-$(CT_VERSION)-$(ARGOCD_VERSION)-node.sh
 
 # Paths of the real tools, resolved (and built on first use) by tools/install.sh. Resolved on every
 # run: a cached path goes stale when a system package (etcd) is removed, and install.sh answers in
@@ -57,9 +57,12 @@ TOOL_ENV := $(CACHE)/tool-env-$(KUBERNETES_VERSION)-$(HELM_VERSION)-$(CT_VERSION
 $(TOOL_ENV): FORCE
 	@mkdir -p $(CACHE)
 	@for tool in KUBE_APISERVER:kube-apiserver KUBECTL:kubectl ETCD:etcd HELM:helm CT:ct \
-	    ARGOCD:argocd REDIS:redis-server; do \
+	    ARGOCD:argocd REDIS:redis-server KUBELET:kubelet \
+	    KUBE_CONTROLLER_MANAGER:kube-controller-manager KUBE_SCHEDULER:kube-scheduler \
+	    CONTAINERD:containerd RUNC:runc CNI_PLUGINS:cni-plugins REGISTRY:docker-registry \
+	    PAUSE_IMAGE:pause-image; do \
 	  path=$$(tools/install.sh $${tool#*:}); \
-	  [ -x "$$path" ] || { echo "tools: $${tool#*:} could not be installed" >&2; exit 1; }; \
+	  [ -e "$$path" ] || { echo "tools: $${tool#*:} could not be installed" >&2; exit 1; }; \
 	  echo "export $${tool%%:*}_BIN=$$path"; \
 	done > $@.tmp && mv $@.tmp $@
 
