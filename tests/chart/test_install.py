@@ -119,9 +119,12 @@ def test_guide_values_install_then_upgrade_after_a_chart_version_bump(
     assert rbac.read_namespaced_role_binding(RELEASE, ns).subjects[0].name == RELEASE
     before = apps.read_namespaced_deployment(RELEASE, ns)
 
+    version = yaml.safe_load((chart / "Chart.yaml").read_text())["version"]
+    major, minor, patch = (int(part) for part in version.split("."))
+    bumped_version = f"{major}.{minor}.{patch + 1}"
     bumped = tmp_path / "chart"
     shutil.copytree(chart, bumped)
-    _edit(bumped / "Chart.yaml", "\nversion: 0.2.0\n", "\nversion: 0.2.1\n")
+    _edit(bumped / "Chart.yaml", f"\nversion: {version}\n", f"\nversion: {bumped_version}\n")
     out = kube_helm.run(
         "upgrade", RELEASE, str(bumped), "--namespace", ns, "--values", str(GUIDE)
     ).stdout
@@ -129,11 +132,11 @@ def test_guide_values_install_then_upgrade_after_a_chart_version_bump(
 
     history = json.loads(kube_helm.run("history", RELEASE, "-n", ns, "-o", "json").stdout)
     assert [(h["chart"], h["status"]) for h in history] == [
-        ("teleport-argocd-agent-0.2.0", "superseded"),
-        ("teleport-argocd-agent-0.2.1", "deployed"),
+        (f"teleport-argocd-agent-{version}", "superseded"),
+        (f"teleport-argocd-agent-{bumped_version}", "deployed"),
     ]
     after = apps.read_namespaced_deployment(RELEASE, ns)
-    assert after.metadata.labels["helm.sh/chart"] == "teleport-argocd-agent-0.2.1"
+    assert after.metadata.labels["helm.sh/chart"] == f"teleport-argocd-agent-{bumped_version}"
     # Same config, same checksum: the version bump alone does not change what the agent runs with.
     assert (
         after.spec.template.metadata.annotations["checksum/config"]

@@ -152,7 +152,14 @@ def test_every_value_has_a_helm_docs_comment():
 
 # Kubernetes objects passed through as they are: the schema lists their fields (so typos
 # fail) but values.yaml sets only some.
-_PASSTHROUGH = {"resources.", "podSecurityContext.", "securityContext."}
+_PASSTHROUGH = {
+    "resources.",
+    "podSecurityContext.",
+    "securityContext.",
+    "probes.startup.",
+    "probes.liveness.",
+    "probes.readiness.",
+}
 
 
 def test_every_value_is_in_the_schema_and_every_schema_key_in_values():
