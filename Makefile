@@ -5,6 +5,7 @@
 #   make unit    the fast inner loop: unit tests only
 #   make bench   benchmarks against the real API server, printed as ratios
 #   make image   the container image (buildah, no daemon), cached by a hash of its inputs
+#   make release REGISTRY=host[/path]   the chart and the image, pushed to an OCI registry
 #
 # Caches survive between clones on the same machine:
 #   $(CACHE)/tools/<tool>-<version>/   binaries built from their Go modules
@@ -32,7 +33,7 @@ BENCH_ARGS ?=
 
 FORCE:
 
-.PHONY: FORCE proto test unit lint typecheck pytest tools tool-env venv demo bench clean help image image-size \
+.PHONY: FORCE proto test unit lint typecheck pytest tools tool-env venv demo bench clean help image image-size release \
 	standin standin-test
 
 help:
@@ -117,6 +118,17 @@ IMAGE_REPOSITORY ?= ghcr.io/teleport-argocd-agent/teleport-argocd-agent
 image: $(UV)
 	@CACHE_DIR=$(CACHE) UV=$(UV) PIP_PYTHON=$(CACHE)/uv-$(UV_VERSION)/bin/python \
 	  IMAGE_REPOSITORY=$(IMAGE_REPOSITORY) tools/build-image.sh
+
+# Publishes the chart (oci://$(REGISTRY)/charts/teleport-argocd-agent:<chart version>) and the
+# image (<host of $(REGISTRY)>/<image repository path>:<appVersion>) to an OCI registry, as a release does.
+# REGISTRY_CA=<PEM file> trusts a private registry CA (the tests' local registry).
+REGISTRY ?=
+REGISTRY_CA ?=
+release: $(UV)
+	@[ -n "$(REGISTRY)" ] || { echo "release: set REGISTRY=host[:port][/path]" >&2; exit 1; }
+	@ref=$$($(MAKE) --no-print-directory image | tail -n 1) \
+	  && CACHE_DIR=$(CACHE) REGISTRY=$(REGISTRY) REGISTRY_CA=$(REGISTRY_CA) IMAGE_REF=$$ref \
+	  tools/release.sh
 
 # Uncompressed size of the image in bytes.
 image-size: image
