@@ -74,6 +74,7 @@ _CLONE_NEWNET = 0x40000000
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
 _POD_LOG_LINKS = Path("/var/log/containers")
 _SHIM_SOCKET_DIR = Path("/run/containerd/s")
+_CNI_RESULTS = Path("/var/lib/cni/results")
 
 
 def _libc() -> ctypes.CDLL:
@@ -169,6 +170,46 @@ def _kill_pod_processes() -> None:
         time.sleep(0.1)
 
 
+def pod_netns(since: float) -> list[Path]:
+    """The pods' network namespaces containerd made (``/run/netns/cni-*``; containerd 1.6 has no
+    setting to put them elsewhere) since ``since``: with one node per machine, they are the
+    node's."""
+    root = Path("/run/netns")
+    if not root.is_dir():
+        return []
+    found = []
+    for path in root.glob("cni-*"):
+        with contextlib.suppress(OSError):
+            if path.lstat().st_mtime >= since:
+                found.append(path)
+    return found
+
+
+def _remove_cni_results(since: float) -> None:
+    # The CNI library caches each attachment's result in /var/lib/cni/results (not settable in
+    # containerd 1.6): this network's, and the loopback ones made while the node ran.
+    results = _CNI_RESULTS
+    if not results.is_dir():
+        return
+    for path in results.iterdir():
+        with contextlib.suppress(OSError):
+            if path.name.startswith(f"{CNI_NETWORK}-") or (
+                path.name.startswith("cni-loopback-") and path.lstat().st_mtime >= since
+            ):
+                path.unlink()
+    for directory in (results, results.parent):
+        with contextlib.suppress(OSError):
+            directory.rmdir()  # only if empty: nothing else uses it
+
+
+def _remove_netns(path: Path) -> None:
+    if _libc().umount2(str(path).encode(), 2) != 0:  # MNT_DETACH
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOENT):
+            raise HarnessError(f"cannot unmount {path}: {os.strerror(err)}")
+    path.unlink(missing_ok=True)
+
+
 def _unmount_under(root: Path) -> None:
     prefix = str(root) + "/"
     for _ in range(5):
@@ -206,6 +247,10 @@ def sweep(state_file: Path) -> None:
             with contextlib.suppress(OSError):
                 path.unlink()
     _unmount_under(workdir)
+    started = state.get("started", time.time())
+    for path in pod_netns(started):
+        _remove_netns(path)
+    _remove_cni_results(started)
     for group in _pod_cgroups():
         with contextlib.suppress(OSError):
             group.rmdir()
@@ -254,6 +299,9 @@ class Node:
             "containerd_socket": str(self.containerd_socket),
             "pids": [],
             "extra_dirs": [],
+            # Pod network namespaces made from now on are this node's (a second early for the
+            # file times' resolution).
+            "started": time.time() - 1,
         }
         self._save_state()
         self._write_pki()
@@ -704,7 +752,6 @@ class Node:
         base = self.workdir / "containerd"
         cni_conf = self.workdir / "cni" / "net.d"
         cni_conf.mkdir(parents=True)
-        (self.workdir / "netns").mkdir()
         pause_archive = Path(_pause_archive())
         self.pause_image = (pause_archive.parent / "name").read_text().strip()
         cri = 'plugins."io.containerd.grpc.v1.cri"'
@@ -725,7 +772,6 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   # The machine's capability bounding set lacks CAP_SYS_RESOURCE: runc cannot lower a
   # sandbox's oom_score_adj to -998 (the pod sandbox would never start).
   restrict_oom_score_adj = true
-  netns_mounts_under = "{self.workdir}/netns"
   [{cri}.containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
