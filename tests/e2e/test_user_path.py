@@ -120,6 +120,17 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
         yield s
 
 
+def diagnostics(item: pytest.Item) -> str:
+    """What a failed test of this module shows (tests/e2e/conftest.py adds it to the report):
+    the pods' events and logs - the agent's - and the kubelet's and containerd's log tails."""
+    s = item.funcargs.get("installed")  # type: ignore[attr-defined]
+    if not isinstance(s, Sandbox):
+        return ""
+    return "\n".join(
+        s.node.diagnostics(ns) for ns in (NAMESPACE, TOKEN_NAMESPACE, REFRESH_NAMESPACE)
+    )
+
+
 def test_install_from_the_registry_runs_the_pod_as_the_chart_renders_it(installed: Sandbox):
     s = installed
     pod = s.ready_pod()
