@@ -76,6 +76,7 @@ tool-env: tools
 lint: venv
 	ruff check agent tests tools/image
 	ruff format --check agent tests tools/image
+	lint-imports --no-cache
 	hadolint Dockerfile
 	tools/protogen.sh --check
 

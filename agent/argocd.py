@@ -22,9 +22,7 @@ from typing import Any
 from agent import labels as L
 from agent.config import ArgoCDService
 from agent.names import label_value_problems
-from agent.teleport.identity import Credential
-from agent.teleport.inventory import KubeCluster
-from agent.teleport.webapi import ProxySettings
+from agent.teleport.model import Credential, KubeCluster, ProxySettings
 from agent.templating import TemplateContext
 
 __all__ = [

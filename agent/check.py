@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from agent.teleport.auth import pem_file
+from agent.teleport.keys import pem_file
 
 __all__ = ["CheckRow", "probe_secret", "render_table"]
 

@@ -17,13 +17,8 @@ from typing import Literal
 
 from agent import __version__
 from agent.config import AgentConfig, ConfigError, format_duration, load_config
+from agent.exitcodes import EXIT_CONFIG, EXIT_KUBERNETES, EXIT_OK
 from agent.logs import configure_logging, logger
-
-EXIT_OK = 0
-EXIT_INCOMPLETE = 1
-EXIT_CONFIG = 2
-EXIT_TELEPORT = 3
-EXIT_KUBERNETES = 4
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,9 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def describe(config: AgentConfig) -> str:
     """A short human summary of a valid configuration (no secrets)."""
-    target = f"proxy {config.proxy_server}" if config.proxy_server else f"auth {config.auth_server}"
     lines = [
-        f"Teleport: {target}, join method {config.onboarding.join_method}, "
+        f"Teleport: proxy {config.proxy_server}, join method {config.onboarding.join_method}, "
         f"credentials {format_duration(config.credential_ttl)} renewed every "
         f"{format_duration(config.renewal_interval)}",
     ]

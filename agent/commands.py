@@ -1,7 +1,7 @@
 """``start``, ``start --oneshot``, ``plan`` and ``check``: the flow config -> identity ->
 inventory -> desired secrets -> writes, wired to the real Teleport and Kubernetes clients.
 
-Exit codes are defined in ``agent.cli``. Every Teleport failure is printed as one sentence
+Exit codes are defined in ``agent.exitcodes``. Every Teleport failure is printed as one sentence
 that says what to do; key material is never printed or logged.
 """
 
@@ -17,8 +17,8 @@ from kubernetes import config as k8s_config
 from agent import __version__
 from agent.argocd import DesiredSecret
 from agent.check import CheckRow, probe_secret, render_table
-from agent.cli import EXIT_INCOMPLETE, EXIT_OK, EXIT_TELEPORT
 from agent.config import AgentConfig, KubernetesSecretStorage
+from agent.exitcodes import EXIT_INCOMPLETE, EXIT_OK, EXIT_TELEPORT
 from agent.kube import ApiError, SecretWriter
 from agent.logs import logger
 from agent.plan import plan_cycle
@@ -26,10 +26,8 @@ from agent.planview import diff_secret
 from agent.runtime import Runtime, serve
 from agent.teleport.client import TeleportClient
 from agent.teleport.errors import TeleportError
-from agent.teleport.identity import Credential
-from agent.teleport.inventory import KubeCluster
+from agent.teleport.model import Credential, KubeCluster, ProxySettings
 from agent.teleport.storage import IdentityStore, KubernetesSecretStore, MemoryStore
-from agent.teleport.webapi import ProxySettings
 
 __all__ = ["check", "kubernetes_api", "plan", "start"]
 
@@ -166,7 +164,6 @@ def plan(config: AgentConfig, *, now: dt.datetime) -> int:
                 request.namespace,
                 request.owner,
                 request.keep_hashes,
-                listing_complete=True,
                 dry_run=True,
             )
             for name in result.deleted:

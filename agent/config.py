@@ -52,7 +52,6 @@ __all__ = [
 ]
 
 ENV_PREFIX = "TELEPORT_ARGOCD_AGENT_"
-ARGOCD_SERVICE_TYPE = "kubernetes/argo-cd"
 DEFAULT_SECRET_NAME_PREFIX = "teleport.argocd-cluster"
 DEFAULT_CLUSTER_NAME_TEMPLATE = "{{.ClusterName}}-{{.KubeName}}"
 # A secret name is "<prefix>.<16 hex>"; validating a sample catches a bad prefix up front.
@@ -389,10 +388,9 @@ class AgentConfig(BaseSettings):
     )
 
     version: Literal["v2"] = "v2"
-    # Teleport proxy address host:port; exactly one of proxy_server / auth_server.
-    proxy_server: str | None = None
-    # Teleport Auth Service address host:port (direct, usually :3025).
-    auth_server: str | None = None
+    # Teleport proxy address host:port (required). The Auth Service is reached through it
+    # (TLS routing); tbot's auth_server (straight to Auth) is not supported and is refused.
+    proxy_server: str = ""
     # PEM file of a private CA that signs the proxy's web certificate, trusted in addition
     # to the system's CAs. TLS verification is never skipped. Default: system trust only.
     proxy_ca_path: str = ""
@@ -434,11 +432,11 @@ class AgentConfig(BaseSettings):
         # The environment overrides the file: that is how a pod patches one value.
         return (env_settings, init_settings)
 
-    @field_validator("proxy_server", "auth_server")
+    @field_validator("proxy_server")
     @classmethod
-    def _address(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
+    def _address(cls, value: str) -> str:
+        if not value:
+            return value  # reported by _cross_field, with what to set
         host, sep, port = value.rpartition(":") if ":" in value else (value, "", "")
         valid_port = not sep or (port.isdigit() and 0 < int(port) < 65536)
         valid_host = (
@@ -463,6 +461,17 @@ class AgentConfig(BaseSettings):
 
     @model_validator(mode="before")
     @classmethod
+    def _no_auth_server(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "auth_server" in data:
+            raise ValueError(
+                "auth_server is not supported: the agent reaches the Auth Service through the "
+                "Teleport proxy (TLS routing). Remove auth_server and set proxy_server to the "
+                "proxy's public address, e.g. teleport.example.com:443"
+            )
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
     def _default_instance(cls, data: Any) -> Any:
         if isinstance(data, dict) and not data.get("instance"):
             return {**data, "instance": f"{_pod_namespace()}/teleport-argocd-agent"}
@@ -470,10 +479,10 @@ class AgentConfig(BaseSettings):
 
     @model_validator(mode="after")
     def _cross_field(self) -> AgentConfig:
-        if (self.proxy_server is None) == (self.auth_server is None):
+        if not self.proxy_server:
             raise ValueError(
-                "set exactly one of proxy_server (the Teleport proxy, e.g. "
-                "teleport.example.com:443) or auth_server (the Auth Service, e.g. auth:3025)"
+                "proxy_server is required: the Teleport proxy's public address, e.g. "
+                "teleport.example.com:443"
             )
         _check_lifetime(self.credential_ttl, self.renewal_interval)
         self._check_rotation_window()

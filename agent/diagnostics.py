@@ -18,8 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from agent.kube import WriteResult
 from agent.schedule import Readiness
+from agent.writes import WriteResult
 
 __all__ = ["DiagnosticsServer", "Metrics"]
 

@@ -42,8 +42,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
-from enum import StrEnum
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -59,6 +58,7 @@ from tenacity import (
 
 from agent import labels as L
 from agent.argocd import DesiredSecret
+from agent.writes import Outcome, PruneResult, WriteResult
 
 __all__ = [
     "ADOPTABLE_MANAGERS",
@@ -80,39 +80,6 @@ _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 SKIPPED_STOPPING = "skipped: stopping"
 SKIPPED_UNREACHABLE = "skipped: the Kubernetes API server is unreachable"
 SKIPPED_BUDGET = "skipped: the cycle's time budget is spent"
-
-
-class Outcome(StrEnum):
-    CREATED = "created"
-    UPDATED = "updated"
-    UNCHANGED = "unchanged"
-    CONFLICT = "conflict"
-    ERROR = "error"
-
-
-@dataclass(frozen=True)
-class WriteResult:
-    namespace: str
-    name: str
-    cluster: str
-    outcome: Outcome
-    detail: str = ""
-    # Foreign field managers behind a conflict, or the adopted ones after a forced apply.
-    managers: tuple[str, ...] = ()
-    # The API server could not be reached (or was not tried because it could not be).
-    unreachable: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome in (Outcome.CREATED, Outcome.UPDATED, Outcome.UNCHANGED)
-
-
-@dataclass(frozen=True)
-class PruneResult:
-    namespace: str
-    deleted: tuple[str, ...]
-    skipped_reason: str = ""
-    error: str = ""
 
 
 class ApiError(Exception):
@@ -430,16 +397,14 @@ class SecretWriter:
         owner: str,
         keep_hashes: Collection[str],
         *,
-        listing_complete: bool,
         dry_run: bool = False,
     ) -> PruneResult:
         """Delete this owner's secrets whose cluster hash is not in ``keep_hashes``.
 
-        Never runs after a failed or empty cluster listing: an outage of Teleport must not
-        look like "every cluster was removed".
+        The plan asks for a prune only after a listing that worked (``plan.plan_cycle``); an
+        empty ``keep_hashes`` is refused here as well, so a listing that came back empty can
+        never look like "every cluster was removed".
         """
-        if not listing_complete:
-            return PruneResult(namespace, (), "the cluster listing failed this cycle")
         if not keep_hashes:
             return PruneResult(namespace, (), "the cluster listing came back empty")
         selector = (

@@ -20,9 +20,8 @@ from agent.argocd import (
     render_secret,
 )
 from agent.config import AgentConfig
-from agent.teleport.identity import Credential
-from agent.teleport.inventory import KubeCluster, select_clusters
-from agent.teleport.webapi import ProxySettings
+from agent.teleport.inventory import select_clusters
+from agent.teleport.model import Credential, KubeCluster, ProxySettings
 
 __all__ = ["CyclePlan", "PruneRequest", "ServicePlan", "plan_cycle"]
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 __all__ = [
     "Readiness",
-    "next_renewal",
     "oldest_held",
     "readiness",
+    "renewal_delay",
     "retry_delay",
     "rotation_offsets",
 ]
@@ -26,29 +26,11 @@ __all__ = [
 JITTER_FRACTION = 0.1
 
 
-def next_renewal(
-    *,
-    now: dt.datetime,
-    last_renewal: dt.datetime | None,
-    credential_expires: dt.datetime | None,
-    renewal_interval: dt.timedelta,
-    credential_ttl: dt.timedelta,
-    rng: random.Random | None = None,
-) -> dt.datetime:
-    """The moment of the next renewal.
-
-    Immediately when there is no credential yet, or when the credential has less life left
-    than it should have at this point (the process was paused, or the clock jumped): a
-    renewal interval after the last renewal the credential should still have
-    ``credential_ttl - renewal_interval`` to go. Otherwise one interval after the last
-    renewal, less a small random jitter.
-    """
-    if last_renewal is None or credential_expires is None:
-        return now
-    if credential_expires - now < credential_ttl - renewal_interval:
-        return now
-    jitter = (rng or random).uniform(0, JITTER_FRACTION) * renewal_interval
-    return max(now, last_renewal + renewal_interval - jitter)
+def renewal_delay(interval: dt.timedelta, *, rng: random.Random | None = None) -> dt.timedelta:
+    """How long after a renewal the next one is due: one interval, less a random jitter of up
+    to ``JITTER_FRACTION`` of it. A process that was paused or a clock that jumped is caught by
+    the loop, which compares the due time with both the wall and the monotonic clock."""
+    return interval * (1 - (rng or random).uniform(0, JITTER_FRACTION))
 
 
 def retry_delay(

@@ -11,9 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent.diagnostics import Metrics
-from agent.kube import Outcome, PruneResult, SecretWriter, WriteResult
 from agent.logs import logger
 from agent.plan import CyclePlan, ServicePlan
+from agent.ports import SecretSink
+from agent.writes import Outcome, PruneResult, WriteResult
 
 __all__ = ["CycleReport", "ServiceReport", "apply_plan"]
 
@@ -54,7 +55,7 @@ class CycleReport:
 
 def apply_plan(
     plan: CyclePlan,
-    writer: SecretWriter,
+    writer: SecretSink,
     *,
     metrics: Metrics | None = None,
     should_stop: Callable[[], bool] = lambda: False,
@@ -93,9 +94,7 @@ def apply_plan(
         if service.prune is not None and not should_stop() and not unreachable:
             # A cycle with failed writes still prunes: prune only removes unselected clusters.
             request = service.prune
-            prune = writer.prune(
-                request.namespace, request.owner, request.keep_hashes, listing_complete=True
-            )
+            prune = writer.prune(request.namespace, request.owner, request.keep_hashes)
             for name in prune.deleted:
                 log.bind(secret=name, result="pruned").info("secret pruned: cluster not selected")
             if prune.error:

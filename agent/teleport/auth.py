@@ -2,10 +2,10 @@
 
 Through the proxy's one port, Auth is reached by offering the ALPN list
 ``teleport-auth@<hex(cluster)>.teleport.cluster.local``, ``h2`` with the SNI
-``<hex(cluster)>.teleport.cluster.local``; directly (``auth_server``) with ALPN ``h2`` and the
-same SNI. Either way the server certificate is verified against the cluster's Host CA and the
-client certificate is a bot or output identity. grpclib takes the caller's ``SSLContext`` as
-it is (grpcio cannot set the ALPN list), so the context built here decides all of that.
+``<hex(cluster)>.teleport.cluster.local``. The server certificate is verified against the
+cluster's Host CA and the client certificate is a bot or output identity. grpclib takes the
+caller's ``SSLContext`` as it is (grpcio cannot set the ALPN list), so the context built here
+decides all of that.
 
 Failures are mapped to ``agent.teleport.errors`` here, so callers never see grpclib's types.
 """
@@ -13,12 +13,7 @@ Failures are mapped to ``agent.teleport.errors`` here, so callers never see grpc
 from __future__ import annotations
 
 import datetime as dt
-import os
 import ssl
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -39,11 +34,11 @@ from agent.teleport.errors import (
     UntrustedCertificate,
     WrongAddress,
 )
-from agent.teleport.inventory import KubeCluster
+from agent.teleport.keys import pem_file
+from agent.teleport.model import IssuedCerts, KubeCluster, split_address
 from agent.teleport.proto import authservice_pb2 as pb
 from agent.teleport.proto import types_pb2
 from agent.teleport.proto.authservice_grpc import AuthServiceStub, JoinServiceStub
-from agent.teleport.webapi import IssuedCerts, split_address
 
 __all__ = [
     "AuthClient",
@@ -51,13 +46,11 @@ __all__ = [
     "auth_server_name",
     "auth_ssl_context",
     "kube_clusters_from_page",
-    "pem_file",
 ]
 
 CALL_TIMEOUT = 30.0
 PAGE_SIZE = 500
 # Signature suites as Ping reports them (the enum of TELEPORT.md §3).
-_SUITES = {1: "legacy", 2: "balanced-v1", 3: "fips-v1", 4: "hsm-v1"}
 
 
 def auth_server_name(cluster_name: str) -> str:
@@ -65,28 +58,9 @@ def auth_server_name(cluster_name: str) -> str:
     return f"{cluster_name.encode().hex()}.teleport.cluster.local"
 
 
-def auth_alpn(cluster_name: str, *, via_proxy: bool) -> list[str]:
-    """Through the proxy the first ALPN entry routes to Auth; directly, plain ``h2``."""
-    if via_proxy:
-        return [f"teleport-auth@{auth_server_name(cluster_name)}", "h2"]
-    return ["h2"]
-
-
-@contextmanager
-def pem_file(data: bytes) -> Iterator[str]:
-    """A path the ssl module can read key material from, never on a real disk if avoidable."""
-    if hasattr(os, "memfd_create"):
-        fd = os.memfd_create("teleport-identity", 0)
-        try:
-            os.write(fd, data)
-            yield f"/proc/self/fd/{fd}"
-        finally:
-            os.close(fd)
-        return
-    with tempfile.NamedTemporaryFile(prefix="teleport-identity-") as handle:  # pragma: no cover
-        handle.write(data)
-        handle.flush()
-        yield handle.name
+def auth_alpn(cluster_name: str) -> list[str]:
+    """Through the proxy's one port, the first ALPN entry routes the connection to Auth."""
+    return [f"teleport-auth@{auth_server_name(cluster_name)}", "h2"]
 
 
 def auth_ssl_context(
@@ -95,7 +69,6 @@ def auth_ssl_context(
     host_ca_pem: tuple[bytes, ...],
     cert_pem: bytes | None,
     key_pem: bytes | None,
-    via_proxy: bool,
 ) -> ssl.SSLContext:
     """TLS to Auth: trust only the Host CA, present the identity, offer the routing ALPN."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -111,7 +84,7 @@ def auth_ssl_context(
     if cert_pem is not None and key_pem is not None:
         with pem_file(cert_pem) as cert_path, pem_file(key_pem) as key_path:
             ctx.load_cert_chain(cert_path, key_path)
-    ctx.set_alpn_protocols(auth_alpn(cluster_name, via_proxy=via_proxy))
+    ctx.set_alpn_protocols(auth_alpn(cluster_name))
     return ctx
 
 
@@ -149,18 +122,10 @@ def _certs(answer: pb.Certs) -> IssuedCerts:
     )
 
 
-@dataclass(frozen=True)
-class PingAnswer:
-    cluster_name: str
-    server_version: str
-    proxy_public_addr: str
-    signature_algorithm_suite: str
-
-
 class AuthClient:
     """One authenticated connection to Auth; use as ``async with``.
 
-    ``addr`` is the proxy's web address (``via_proxy``) or ``auth_server``.
+    ``addr`` is the proxy's public web address (``proxy_server``).
     """
 
     def __init__(
@@ -171,7 +136,6 @@ class AuthClient:
         host_ca_pem: tuple[bytes, ...],
         cert_pem: bytes | None,
         key_pem: bytes | None,
-        via_proxy: bool,
     ) -> None:
         self.addr = addr
         self._host, self._port = split_address(addr, 3025)
@@ -180,7 +144,6 @@ class AuthClient:
             host_ca_pem=host_ca_pem,
             cert_pem=cert_pem,
             key_pem=key_pem,
-            via_proxy=via_proxy,
         )
         self._server_name = auth_server_name(cluster_name)
         self._channel: Channel | None = None
@@ -207,15 +170,6 @@ class AuthClient:
             self._channel = None
 
     # -- calls ------------------------------------------------------------------------------
-
-    async def ping(self) -> PingAnswer:
-        answer = await self._call("ping", self._auth.Ping, pb.PingRequest())
-        return PingAnswer(
-            answer.ClusterName,
-            answer.ServerVersion,
-            answer.ProxyPublicAddr,
-            _SUITES.get(int(answer.signature_algorithm_suite), ""),
-        )
 
     async def generate_user_certs(
         self,
@@ -339,7 +293,7 @@ def map_tls_alert(operation: str, addr: str, reason: str) -> TeleportError:
         return WrongAddress(
             operation,
             f"{addr} does not route to the Auth Service (ALPN refused): the proxy needs TLS "
-            "routing, or set auth_server",
+            "routing (proxy_listener_mode: multiplex)",
         )
     return WrongAddress(operation, f"TLS with {addr} failed ({reason})")
 

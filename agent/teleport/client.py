@@ -41,26 +41,28 @@ from agent.teleport.errors import (
     TeleportError,
     UntrustedCertificate,
 )
-from agent.teleport.identity import BotIdentity, Credential, split_pem_certificates
-from agent.teleport.inventory import KubeCluster
+from agent.teleport.lifecycle import BotStep, next_bot_step
+from agent.teleport.model import (
+    BotIdentity,
+    Credential,
+    IssuedCerts,
+    KubeCluster,
+    ProxySettings,
+    split_pem_certificates,
+)
 from agent.teleport.storage import IdentityStore, MemoryStore
-from agent.teleport.webapi import IssuedCerts, ProxySettings, WebClient, register_request
+from agent.teleport.webapi import WebClient, register_request
 
 __all__ = ["DEFAULT_KUBERNETES_TOKEN_PATH", "TeleportClient"]
 
 DEFAULT_KUBERNETES_TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 BOT_TTL_CAP = dt.timedelta(hours=24)
-# A bot identity younger than this is not renewed again: several credential groups renewing
-# in one step share one renewal (and one generation).
-RENEW_MIN_AGE = dt.timedelta(seconds=5)
 # The listing credential is reissued when less than this is left.
 LISTING_MARGIN = dt.timedelta(minutes=2)
 # An output credential the listing had to issue is handed to the next issue_credential for
 # the same TTL if no older than this: at start-up (and whenever the listing needs a new one)
 # the renewal that follows in the same cycle then costs no second key and round trip.
 SPARE_MAX_AGE = dt.timedelta(seconds=30)
-# NotBefore is backdated one minute by Teleport (§4): the issue time is NotBefore + 1 min.
-_BACKDATE = dt.timedelta(minutes=1)
 
 T = TypeVar("T")
 
@@ -86,8 +88,7 @@ class TeleportClient:
         self._read_only = read_only
         self._clock = clock
         self._env = os.environ if environ is None else environ
-        self._via_proxy = config.proxy_server is not None
-        self._addr = config.proxy_server or config.auth_server or ""
+        self._addr = config.proxy_server
         self._web = WebClient(self._addr, ca_path=config.proxy_ca_path or None)
         self._proxy: ProxySettings | None = None
         self._host_ca: tuple[bytes, ...] = ()
@@ -105,12 +106,6 @@ class TeleportClient:
     # -- TeleportSource ---------------------------------------------------------------------
 
     def proxy_settings(self) -> ProxySettings:
-        if not self._via_proxy:
-            raise TeleportError(
-                "ping",
-                "auth_server is not supported by this agent version: set proxy_server to the "
-                "Teleport proxy's public address",
-            )
         self._proxy = self._web.find()
         return self._proxy
 
@@ -147,7 +142,7 @@ class TeleportClient:
         now = self._clock()
         if self._unsaved is not None:
             self._persist(self._unsaved)  # never use an identity that a restart would lose
-        if not self._host_ca and self._via_proxy:
+        if not self._host_ca:
             self._host_ca = self._web.host_ca()
         if not self._loaded:
             self._loaded = True
@@ -164,58 +159,56 @@ class TeleportClient:
                 f"the stored identity is for the cluster {bot.cluster_name!r}, the proxy serves "
                 f"{proxy.cluster_name!r}; delete {self._store.describe()} or fix proxy_server",
             )
-        method = self._config.onboarding.join_method
-        if self._read_only:
-            if bot is not None and not bot.expired(now):
-                return bot
-            if method == "token":
+        step = next_bot_step(
+            bot,
+            now=now,
+            join_method=self._config.onboarding.join_method,
+            read_only=self._read_only,
+            storage=self._store.describe(),
+        )
+        if step is BotStep.REUSE and bot is not None:
+            return bot
+        if step is BotStep.JOIN or bot is None:
+            return self._keep(self._join(bot, proxy))
+        if step is BotStep.RENEW:
+            try:
+                return self._keep(self._run(lambda: self._renew(bot, proxy)))
+            except BotLocked as exc:
+                return self._keep(self._join_after_lock(proxy, exc))
+        return self._keep(self._rejoin_or_join(bot, proxy))
+
+    def _join(self, bot: BotIdentity | None, proxy: ProxySettings) -> BotIdentity:
+        """A join through the web API; with the token method, a refused token after the
+        identity expired is reported as the expiry it is."""
+        if bot is not None:
+            logger.bind(**bot.describe()).warning("bot identity expired; joining again")
+        try:
+            return self._join_web(proxy)
+        except JoinRejected as exc:
+            if bot is not None and self._config.onboarding.join_method == "token":
                 raise IdentityExpired(
                     "join",
-                    f"no valid bot identity in {self._store.describe()}: start the agent "
-                    "first (plan and check never spend the one-time join token)",
-                )
-            return self._keep(self._join_web(proxy))
-        # Join again a little before expiry, so no request is made with a dying identity.
-        margin = (
-            min(dt.timedelta(seconds=30), (bot.expires - bot.not_before - _BACKDATE) / 4)
-            if bot
-            else None
-        )
-        if bot is None or margin is None or bot.expired(now + margin):
-            if bot is not None:
-                logger.bind(**bot.describe()).warning("bot identity expired; joining again")
-            try:
-                return self._keep(self._join_web(proxy))
-            except JoinRejected as exc:
-                if bot is not None and method == "token":
-                    raise IdentityExpired(
-                        "join",
-                        f"the bot identity expired at {bot.expires.isoformat()} and the join "
-                        f"token was refused ({exc.message}). Create a new join token for the "
-                        "bot and put it into the token Secret",
-                    ) from None
-                raise
-        if now - (bot.not_before + _BACKDATE) < RENEW_MIN_AGE:
-            return bot
-        if method == "token":
-            try:
-                renewed = self._run(lambda: self._renew(bot, proxy))
-            except BotLocked as exc:
-                renewed = self._join_after_lock(proxy, exc)
-        else:
-            try:
-                renewed = self._run(lambda: self._rejoin(bot, proxy))
-            except IdentityExpired:
-                renewed = self._join_web(proxy)
-            except JoinRejected as exc:
-                token = self._config.onboarding.token
-                raise JoinRejected(
-                    exc.operation,
-                    f"{exc.message}. The bot identity stays valid until "
-                    f"{bot.expires.isoformat()}; check that the join token {token!r} still "
-                    f"exists (tctl get token/{token}) and allows this service account",
+                    f"the bot identity expired at {bot.expires.isoformat()} and the join "
+                    f"token was refused ({exc.message}). Create a new join token for the "
+                    "bot and put it into the token Secret",
                 ) from None
-        return self._keep(renewed)
+            raise
+
+    def _rejoin_or_join(self, bot: BotIdentity, proxy: ProxySettings) -> BotIdentity:
+        """Re-join over Auth (keeps the bot instance); a fresh join if Auth says the identity
+        expired meanwhile."""
+        try:
+            return self._run(lambda: self._rejoin(bot, proxy))
+        except IdentityExpired:
+            return self._join_web(proxy)
+        except JoinRejected as exc:
+            token = self._config.onboarding.token
+            raise JoinRejected(
+                exc.operation,
+                f"{exc.message}. The bot identity stays valid until "
+                f"{bot.expires.isoformat()}; check that the join token {token!r} still "
+                f"exists (tctl get token/{token}) and allows this service account",
+            ) from None
 
     def _join_after_lock(self, proxy: ProxySettings, locked: BotLocked) -> BotIdentity:
         """A locked bot instance never renews again; with the token method an administrator
@@ -310,8 +303,6 @@ class TeleportClient:
         """Auth's certificate did not verify against the Host CA held: Teleport may have
         rotated it while the agent ran. Read it again from the proxy, trusted as at start
         (the web certificate); true when it changed, so the call is worth one more try."""
-        if not self._via_proxy:
-            return False
         fresh = self._web.host_ca()
         if set(fresh) == set(self._host_ca):
             return False
@@ -331,7 +322,6 @@ class TeleportClient:
             host_ca_pem=host_ca,
             cert_pem=cert_pem,
             key_pem=key_pem,
-            via_proxy=self._via_proxy,
         )
 
     async def _renew(self, bot: BotIdentity, proxy: ProxySettings) -> BotIdentity:

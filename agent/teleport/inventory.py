@@ -8,21 +8,14 @@ selectors are a union. Purely computational, no side-effects.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from agent.config import Selector
+from agent.teleport.model import KubeCluster
 
-__all__ = ["DISCOVERED_NAME_LABEL", "KubeCluster", "Selection", "select_clusters"]
+__all__ = ["DISCOVERED_NAME_LABEL", "Selection", "select_clusters"]
 
 DISCOVERED_NAME_LABEL = "teleport.internal/discovered-name"
-
-
-@dataclass(frozen=True)
-class KubeCluster:
-    """A Kubernetes cluster registered in Teleport, with static and dynamic labels merged."""
-
-    name: str
-    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,16 @@
 """Key pairs for Teleport credentials, chosen by the cluster's signature algorithm suite.
 
 Suite ``legacy`` or unspecified: RSA 2048; ``balanced-v1``, ``fips-v1``, ``hsm-v1``: ECDSA
-P-256. One key pair serves TLS and SSH. Purely computational apart from key generation.
+P-256. One key pair serves TLS and SSH. Purely computational apart from key generation, and
+``pem_file``, which hands key material to the ssl module as a path.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Literal
 
 from cryptography.hazmat.primitives import serialization
@@ -15,6 +20,7 @@ __all__ = [
     "PrivateKey",
     "algorithm_for_suite",
     "generate_key",
+    "pem_file",
     "private_key_pem",
     "ssh_public_key",
     "tls_public_key_pem",
@@ -65,3 +71,20 @@ def private_key_pem(key: PrivateKey) -> bytes:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+
+
+@contextmanager
+def pem_file(data: bytes) -> Iterator[str]:
+    """A path the ssl module can read key material from, never on a real disk if avoidable."""
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("teleport-identity", 0)
+        try:
+            os.write(fd, data)
+            yield f"/proc/self/fd/{fd}"
+        finally:
+            os.close(fd)
+        return
+    with tempfile.NamedTemporaryFile(prefix="teleport-identity-") as handle:  # pragma: no cover
+        handle.write(data)
+        handle.flush()
+        yield handle.name

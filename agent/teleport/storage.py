@@ -20,7 +20,7 @@ import urllib3
 from kubernetes.client import ApiClient
 
 from agent.teleport.errors import TeleportError
-from agent.teleport.identity import BotIdentity, split_pem_certificates
+from agent.teleport.model import BotIdentity, split_pem_certificates
 
 __all__ = ["IdentityStore", "KubernetesSecretStore", "MemoryStore", "StorageError"]
 

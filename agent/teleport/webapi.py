@@ -14,7 +14,6 @@ import http.client
 import json
 import socket
 import ssl
-from dataclasses import dataclass
 from typing import Any
 
 from agent.teleport.errors import (
@@ -25,32 +24,15 @@ from agent.teleport.errors import (
     UntrustedCertificate,
     WrongAddress,
 )
-from agent.teleport.identity import split_pem_certificates
+from agent.teleport.model import IssuedCerts, ProxySettings, split_address, split_pem_certificates
 
 __all__ = [
-    "IssuedCerts",
-    "ProxySettings",
     "WebClient",
     "parse_certs",
     "parse_find_response",
     "register_request",
-    "split_address",
     "web_ssl_context",
 ]
-
-
-@dataclass(frozen=True)
-class ProxySettings:
-    """How clients reach the cluster through the proxy."""
-
-    cluster_name: str
-    # host:port of the proxy's public web address (also the Kubernetes address with TLS routing).
-    web_public_addr: str
-    tls_routing: bool
-    # host:port of the separate Kubernetes listener when TLS routing is off ("" if none).
-    kube_public_addr: str = ""
-    server_version: str = ""
-    signature_algorithm_suite: str = ""
 
 
 def _first(*values: Any) -> str:
@@ -112,16 +94,6 @@ def register_request(
     return body
 
 
-@dataclass(frozen=True)
-class IssuedCerts:
-    """The certificates a join or renewal returns (PEM / SSH wire text, decoded)."""
-
-    tls_cert_pem: bytes
-    ssh_cert: bytes
-    tls_ca_certs_pem: tuple[bytes, ...]
-    ssh_ca_certs: tuple[bytes, ...]
-
-
 def parse_certs(payload: dict[str, Any]) -> IssuedCerts:
     """Decode a ``Certs`` JSON answer; a missing TLS certificate is an error, not an empty one."""
 
@@ -143,14 +115,6 @@ def parse_certs(payload: dict[str, Any]) -> IssuedCerts:
 
 
 # -- the HTTP client ------------------------------------------------------------------------
-
-
-def split_address(addr: str, default_port: int = 443) -> tuple[str, int]:
-    """``host:port`` (``[v6]:port``) into its parts."""
-    host, sep, port = addr.rpartition(":")
-    if not sep or "]" in port:
-        host, port = addr, str(default_port)
-    return host.strip("[]"), int(port)
 
 
 def web_ssl_context(ca_path: str | None = None) -> ssl.SSLContext:

@@ -101,11 +101,8 @@ annotations:
 {{- if not .Values.argocd.enabled }}
 {{- fail "argocd.enabled is false, which leaves the agent nothing to do: this chart provides only the Argo CD output. Set argocd.enabled: true and argocd.clusterSelectors." }}
 {{- end }}
-{{- if and .Values.teleportProxyAddress .Values.teleportAuthAddress }}
-{{- fail "teleportProxyAddress and teleportAuthAddress are both set: set exactly one (usually teleportProxyAddress, e.g. teleport.example.com:443) and remove the other." }}
-{{- end }}
-{{- if not (or .Values.teleportProxyAddress .Values.teleportAuthAddress) }}
-{{- fail "neither teleportProxyAddress nor teleportAuthAddress is set: set teleportProxyAddress to your Teleport proxy, e.g. teleport.example.com:443." }}
+{{- if not .Values.teleportProxyAddress }}
+{{- fail "teleportProxyAddress is not set: set it to your Teleport proxy's public address, e.g. teleport.example.com:443." }}
 {{- end }}
 {{- if and (eq .Values.joinMethod "token") .Values.token }}
 {{- fail "token is set but joinMethod is token: with the token join method the one-time token is read from the Secret named by tokenSecret.name, so it never sits in values or the ConfigMap. Remove token from your values." }}
@@ -130,11 +127,7 @@ annotations:
 {{- define "teleport-argocd-agent.config" -}}
 {{- $argocd := .Values.argocd -}}
 version: v2
-{{- if .Values.teleportProxyAddress }}
 proxy_server: {{ .Values.teleportProxyAddress | toJson }}
-{{- else }}
-auth_server: {{ .Values.teleportAuthAddress | toJson }}
-{{- end }}
 onboarding:
   join_method: {{ .Values.joinMethod | toJson }}
 {{- if eq .Values.joinMethod "token" }}

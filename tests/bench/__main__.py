@@ -48,9 +48,7 @@ from kubernetes import client as k8s
 from agent.argocd import DesiredSecret, render_secret
 from agent.config import parse_config
 from agent.kube import APPLY_CONTENT_TYPE, SecretWriter
-from agent.teleport.identity import Credential
-from agent.teleport.inventory import KubeCluster
-from agent.teleport.webapi import ProxySettings
+from agent.teleport.model import Credential, KubeCluster, ProxySettings
 from tests.bench import node_memory, rotation, teleport_path
 from tests.chart.helm import CHART, Helm
 from tests.harness.kube import (

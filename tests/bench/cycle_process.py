@@ -17,9 +17,7 @@ from agent.config import parse_config
 from agent.kube import SecretWriter
 from agent.plan import plan_cycle
 from agent.sync import apply_plan
-from agent.teleport.identity import Credential
-from agent.teleport.inventory import KubeCluster
-from agent.teleport.webapi import ProxySettings
+from agent.teleport.model import Credential, KubeCluster, ProxySettings
 
 
 def main(*args: str) -> int:

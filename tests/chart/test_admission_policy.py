@@ -238,9 +238,7 @@ def test_agent_writes_adopts_tbot_secrets_and_prunes_under_the_policy(
     live = admin.read_namespaced_secret(tbot.name, release)
     assert live.metadata.labels["teleport-argocd-agent/owner"] == _owner(release)
 
-    pruned = writer.prune(
-        release, _owner(release), {keep.cluster_hash, tbot.cluster_hash}, listing_complete=True
-    )
+    pruned = writer.prune(release, _owner(release), {keep.cluster_hash, tbot.cluster_hash})
     # The other parametrized run's secrets share this owner, so they may go too.
     assert pruned.error == ""
     assert stale.name in pruned.deleted

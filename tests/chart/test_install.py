@@ -119,12 +119,12 @@ def test_guide_values_install_then_upgrade_after_a_chart_version_bump(
     assert rbac.read_namespaced_role_binding(RELEASE, ns).subjects[0].name == RELEASE
     before = apps.read_namespaced_deployment(RELEASE, ns)
 
-    version = yaml.safe_load((chart / "Chart.yaml").read_text())["version"]
-    major, minor, patch = (int(part) for part in version.split("."))
-    bumped_version = f"{major}.{minor}.{patch + 1}"
     bumped = tmp_path / "chart"
     shutil.copytree(chart, bumped)
-    _edit(bumped / "Chart.yaml", f"\nversion: {version}\n", f"\nversion: {bumped_version}\n")
+    version = yaml.safe_load((chart / "Chart.yaml").read_text())["version"]
+    major, minor, patch = version.split(".")
+    newer = f"{major}.{minor}.{int(patch) + 1}"
+    _edit(bumped / "Chart.yaml", f"\nversion: {version}\n", f"\nversion: {newer}\n")
     out = kube_helm.run(
         "upgrade", RELEASE, str(bumped), "--namespace", ns, "--values", str(GUIDE)
     ).stdout
@@ -133,10 +133,10 @@ def test_guide_values_install_then_upgrade_after_a_chart_version_bump(
     history = json.loads(kube_helm.run("history", RELEASE, "-n", ns, "-o", "json").stdout)
     assert [(h["chart"], h["status"]) for h in history] == [
         (f"teleport-argocd-agent-{version}", "superseded"),
-        (f"teleport-argocd-agent-{bumped_version}", "deployed"),
+        (f"teleport-argocd-agent-{newer}", "deployed"),
     ]
     after = apps.read_namespaced_deployment(RELEASE, ns)
-    assert after.metadata.labels["helm.sh/chart"] == f"teleport-argocd-agent-{bumped_version}"
+    assert after.metadata.labels["helm.sh/chart"] == f"teleport-argocd-agent-{newer}"
     # Same config, same checksum: the version bump alone does not change what the agent runs with.
     assert (
         after.spec.template.metadata.annotations["checksum/config"]

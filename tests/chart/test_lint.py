@@ -16,7 +16,6 @@ from tests.chart.helm import CHART, CI_VALUES, REPO, Helm, ct_binary, require_on
 SCENARIOS = {
     "guide",
     "token-join",
-    "auth-server",
     "separate-secret-namespace",
     "prune",
     "full-options",

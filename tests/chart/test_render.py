@@ -167,10 +167,9 @@ def test_no_rule_anywhere_can_read_or_list_secrets_broadly(rendered_ci, name):
 @pytest.mark.parametrize("name", ALL_SCENARIOS)
 def test_config_has_exactly_the_contract_keys(rendered_ci, name):
     config = rendered_ci[name].config()
-    address = "auth_server" if name == "auth-server" else "proxy_server"
     assert set(config) == {
         "version",
-        address,
+        "proxy_server",
         "onboarding",
         "credential_ttl",
         "renewal_interval",
@@ -341,12 +340,6 @@ def test_token_join_never_puts_a_token_value_in_the_configmap(helm: Helm):
     text = rendered.config_text()
     assert "teleport-argocd-join-token" not in text
     assert rendered.config()["onboarding"]["token"].startswith("/")
-
-
-def test_auth_server_scenario_renders_auth_server_only(rendered_ci):
-    config = rendered_ci["auth-server"].config()
-    assert config["auth_server"] == "teleport-auth.teleport.svc.cluster.local:3025"
-    assert "proxy_server" not in config
 
 
 def test_separate_secret_namespace_puts_role_and_binding_there(helm: Helm):

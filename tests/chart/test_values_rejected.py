@@ -95,14 +95,14 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("clusterName-not-a-string", {"clusterName": 42}, ["at '/clusterName': got number"]),
     ("missing-token", {"token": _DROP}, ["at '/token': minLength"]),
     (
-        "both-proxy-and-auth-address",
+        "auth-address",
         {"teleportAuthAddress": "auth.example.com:3025"},
-        ["teleportProxyAddress and teleportAuthAddress are both set", "set exactly one"],
+        ["teleportAuthAddress is not supported", "set teleportProxyAddress"],
     ),
     (
-        "neither-proxy-nor-auth-address",
+        "no-proxy-address",
         {"teleportProxyAddress": _DROP},
-        ["neither teleportProxyAddress nor teleportAuthAddress is set"],
+        ["teleportProxyAddress is not set"],
     ),
     (
         "proxy-address-with-scheme",

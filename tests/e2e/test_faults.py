@@ -31,7 +31,7 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from agent.teleport.client import RENEW_MIN_AGE
+from agent.teleport.lifecycle import RENEW_MIN_AGE
 from tests.harness.agent_e2e import (
     AgentDaemon,
     ReadableSecret,

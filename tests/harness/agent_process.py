@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from agent.teleport.inventory import KubeCluster
+from agent.teleport.model import KubeCluster
 from tests.harness.kube import ControlPlane, free_port
 from tests.harness.source import write_inventory
 

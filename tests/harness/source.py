@@ -16,10 +16,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from agent.runtime import TeleportError
-from agent.teleport.identity import Credential
-from agent.teleport.inventory import KubeCluster
-from agent.teleport.webapi import ProxySettings
+from agent.teleport.errors import TeleportError
+from agent.teleport.model import Credential, KubeCluster, ProxySettings
 from tests.harness.pki import CertificateAuthority
 
 PROXY = ProxySettings("root", "teleport.example.com:443", tls_routing=True)

@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from kubernetes import client as k8s
 
-from agent.teleport.inventory import KubeCluster
+from agent.teleport.model import KubeCluster
 from tests.chart.helm import CHART, Helm
 from tests.harness.agent_process import Daemon, launch_with_config
 from tests.harness.kube import (

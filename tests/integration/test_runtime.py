@@ -19,8 +19,7 @@ from kubernetes import client as k8s
 from agent.config import parse_config
 from agent.logs import configure_logging
 from agent.runtime import Runtime
-from agent.teleport.inventory import KubeCluster
-from agent.teleport.webapi import ProxySettings
+from agent.teleport.model import KubeCluster, ProxySettings
 from tests.harness.kube import cluster_secret_data
 from tests.harness.source import InventorySource
 

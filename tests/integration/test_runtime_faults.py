@@ -8,7 +8,7 @@ import datetime as dt
 from kubernetes import client as k8s
 
 from agent.config import parse_config
-from agent.teleport.inventory import KubeCluster
+from agent.teleport.model import KubeCluster
 from tests.harness.source import InventorySource
 from tests.integration.test_runtime import Clock, make_config, prod, runtime, secrets
 from tests.integration.test_writer import desired

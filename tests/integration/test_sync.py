@@ -17,9 +17,7 @@ from agent.kube import Outcome, SecretWriter
 from agent.logs import configure_logging
 from agent.plan import plan_cycle
 from agent.sync import apply_plan
-from agent.teleport.identity import Credential
-from agent.teleport.inventory import KubeCluster
-from agent.teleport.webapi import ProxySettings
+from agent.teleport.model import Credential, KubeCluster, ProxySettings
 from tests.harness.pki import CertificateAuthority
 from tests.integration.test_writer import grant
 

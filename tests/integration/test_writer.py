@@ -18,9 +18,7 @@ from kubernetes.client.rest import ApiException
 from agent.argocd import DesiredSecret, owner_id, render_secret
 from agent.config import parse_config
 from agent.kube import SKIPPED_BUDGET, SKIPPED_UNREACHABLE, Outcome, SecretWriter, WriteResult
-from agent.teleport.identity import Credential
-from agent.teleport.inventory import KubeCluster
-from agent.teleport.webapi import ProxySettings
+from agent.teleport.model import Credential, KubeCluster, ProxySettings
 from tests.harness.kube import free_port, grant_secret_verbs, unique_namespace
 
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
@@ -274,13 +272,11 @@ def test_prune_deletes_only_this_services_stale_secrets(admin_api, pruning_api, 
     )
     owner = owner_id(INSTANCE, "argo-cd")
 
-    plan = writer.prune(
-        namespace, owner, {mine[0].cluster_hash}, listing_complete=True, dry_run=True
-    )
+    plan = writer.prune(namespace, owner, {mine[0].cluster_hash}, dry_run=True)
     assert plan.deleted == tuple(sorted([mine[1].name, mine[2].name]))
     assert mine[1].name in _names(admin_api, namespace)  # dry run deleted nothing
 
-    result = writer.prune(namespace, owner, {mine[0].cluster_hash}, listing_complete=True)
+    result = writer.prune(namespace, owner, {mine[0].cluster_hash})
     assert result.deleted == tuple(sorted([mine[1].name, mine[2].name]))
     assert _names(admin_api, namespace) == {mine[0].name, other_service.name, "unrelated"}
 
@@ -289,17 +285,15 @@ def test_prune_deletes_only_this_services_stale_secrets(admin_api, pruning_api, 
     assert denied.value.status == 403
 
 
-def test_prune_does_nothing_after_failed_or_empty_listing(admin_api, pruning_api, namespace):
+def test_prune_with_nothing_to_keep_deletes_nothing(admin_api, pruning_api, namespace):
+    # A failed listing never reaches the writer (the plan asks for no prune: test_plan.py).
     writer = SecretWriter(pruning_api)
     secret = desired(namespace, "kube-a")
     writer.write_one(secret)
     owner = owner_id(INSTANCE, "argo-cd")
 
-    failed = writer.prune(namespace, owner, {"0000000000000000"}, listing_complete=False)
-    empty = writer.prune(namespace, owner, set(), listing_complete=True)
+    empty = writer.prune(namespace, owner, set())
 
-    assert failed.deleted == ()
-    assert "failed" in failed.skipped_reason
     assert empty.deleted == ()
     assert "empty" in empty.skipped_reason
     assert secret.name in _names(admin_api, namespace)
@@ -311,7 +305,7 @@ def test_prune_without_permission_reports_an_error_and_deletes_nothing(
     writer = SecretWriter(agent_api)
     secret = desired(namespace, "kube-a")
     writer.write_one(secret)
-    result = writer.prune(namespace, owner_id(INSTANCE, "argo-cd"), {"x"}, listing_complete=True)
+    result = writer.prune(namespace, owner_id(INSTANCE, "argo-cd"), {"x"})
     assert "forbidden" in result.error
     assert secret.name in _names(admin_api, namespace)
 

@@ -28,9 +28,8 @@ from agent.argocd import (
 )
 from agent.config import parse_config
 from agent.names import dns_subdomain_problems
-from agent.teleport.identity import Credential
-from agent.teleport.inventory import KubeCluster
-from agent.teleport.webapi import ProxySettings, parse_find_response
+from agent.teleport.model import Credential, KubeCluster, ProxySettings
+from agent.teleport.webapi import parse_find_response
 
 GOLDEN = Path(__file__).parent / "testdata" / "render"
 NOW = dt.datetime(2026, 11, 22, 12, 0, 0, tzinfo=dt.UTC)

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 from agent.config import Selector
-from agent.teleport.inventory import DISCOVERED_NAME_LABEL, KubeCluster, select_clusters
+from agent.teleport.inventory import DISCOVERED_NAME_LABEL, select_clusters
+from agent.teleport.model import KubeCluster
 
 CLUSTERS = [
     KubeCluster("prod-eu", {"env": "prod", "region": "eu"}),

@@ -5,9 +5,7 @@ import datetime as dt
 from agent.argocd import cluster_hash, owner_id
 from agent.config import parse_config
 from agent.plan import plan_cycle
-from agent.teleport.identity import Credential
-from agent.teleport.inventory import KubeCluster
-from agent.teleport.webapi import ProxySettings
+from agent.teleport.model import Credential, KubeCluster, ProxySettings
 
 NOW = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
 CRED = Credential(b"CERT", b"KEY", (b"CA",), "argocd", NOW + dt.timedelta(hours=1))

@@ -5,7 +5,10 @@ from __future__ import annotations
 import datetime as dt
 
 from agent.config import parse_config
-from agent.runtime import credential_groups
+from agent.keeper import credential_groups
+from agent.rotation import Clock
+
+CLOCK = Clock(lambda: dt.datetime(2026, 1, 1, tzinfo=dt.UTC), lambda: 0.0)
 
 
 def service(name, **extra):
@@ -27,7 +30,7 @@ def test_services_share_a_credential_unless_they_set_their_own_lifetime():
             ],
         }
     )
-    groups = [(g.services, g.ttl, g.interval) for g in credential_groups(config)]
+    groups = [(g.services, g.ttl, g.interval) for g in credential_groups(config, CLOCK)]
     assert groups == [
         ((0, 2, 3), dt.timedelta(hours=2), dt.timedelta(minutes=30)),
         ((1,), dt.timedelta(hours=8), dt.timedelta(hours=1)),

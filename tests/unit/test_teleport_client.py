@@ -22,7 +22,7 @@ from agent.teleport.auth import (
     map_tls_alert,
 )
 from agent.teleport.client import SPARE_MAX_AGE, TeleportClient
-from agent.teleport.identity import (
+from agent.teleport.model import (
     OID_BOT_INSTANCE,
     OID_BOT_NAME,
     OID_GENERATION,
@@ -30,13 +30,15 @@ from agent.teleport.identity import (
     OID_TELEPORT_CLUSTER,
     BotIdentity,
     Credential,
+    KubeCluster,
+    ProxySettings,
+    split_address,
     split_pem_certificates,
 )
-from agent.teleport.inventory import KubeCluster
 from agent.teleport.proto import authservice_pb2 as pb
 from agent.teleport.proto import types_pb2
 from agent.teleport.storage import MemoryStore
-from agent.teleport.webapi import ProxySettings, _error_message, split_address
+from agent.teleport.webapi import _error_message
 
 
 def teleport_cert(
@@ -87,11 +89,10 @@ def identity(**kwargs: object) -> BotIdentity:
 
 def test_auth_route_names_are_hex_of_the_cluster_name():
     assert auth_server_name("root") == "726f6f74.teleport.cluster.local"
-    assert auth_alpn("root", via_proxy=True) == [
+    assert auth_alpn("root") == [
         "teleport-auth@726f6f74.teleport.cluster.local",
         "h2",
     ]
-    assert auth_alpn("root", via_proxy=False) == ["h2"]
 
 
 def test_addresses_split_with_default_port():
@@ -159,13 +160,6 @@ def test_grpc_status_maps_to_an_error_that_says_what_to_do(operation, status, me
     assert type(error) is kind
     assert message in str(error)
     assert str(error).startswith(operation)
-
-
-def test_final_errors_are_the_ones_a_retry_cannot_fix():
-    assert E.BotLocked("x", "y").final
-    assert E.JoinRejected("x", "y").final
-    assert not E.ProxyUnreachable("x", "y").final
-    assert not E.TeleportUnavailable("x", "y").final
 
 
 @pytest.mark.parametrize(

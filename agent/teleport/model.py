@@ -1,4 +1,8 @@
-"""Identities Teleport issues: the bot's own, and the output credential written to secrets.
+"""What Teleport hands out and what the agent reads from it, as plain values: the proxy's
+settings, issued certificates, the bot's identity, the output credential, a Kubernetes cluster.
+
+Imported by pure code and clients alike; nothing here does I/O. Identities Teleport issues: the
+bot's own, and the output credential written to secrets.
 
 What a Teleport certificate says is in its X.509 subject (TELEPORT.md §4); ``BotIdentity``
 reads it so the client knows the bot's username, cluster, generation and instance without
@@ -8,12 +12,21 @@ asking Teleport. Private keys never appear in ``repr`` or logs.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-__all__ = ["BotIdentity", "Credential", "split_pem_certificates"]
+__all__ = [
+    "BotIdentity",
+    "Credential",
+    "IssuedCerts",
+    "KubeCluster",
+    "ProxySettings",
+    "split_address",
+    "split_pem_certificates",
+]
 
 # Teleport's subject attributes (lib/tlsca): the OIDs the agent reads.
 OID_TELEPORT_CLUSTER = x509.ObjectIdentifier("1.3.9999.1.7")
@@ -44,9 +57,6 @@ class Credential:
         """Build a credential, taking its expiry from the certificate itself."""
         cert = x509.load_pem_x509_certificate(cert_pem)
         return cls(cert_pem, key_pem, ca_certs_pem, bot_name, cert.not_valid_after_utc)
-
-    def remaining(self, now: dt.datetime) -> dt.timedelta:
-        return self.expires - now
 
 
 def split_pem_certificates(pem: bytes) -> tuple[bytes, ...]:
@@ -116,3 +126,43 @@ class BotIdentity:
             "generation": self.generation,
             "expires": self.expires.isoformat(),
         }
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    """How clients reach the cluster through the proxy."""
+
+    cluster_name: str
+    # host:port of the proxy's public web address (also the Kubernetes address with TLS routing).
+    web_public_addr: str
+    tls_routing: bool
+    # host:port of the separate Kubernetes listener when TLS routing is off ("" if none).
+    kube_public_addr: str = ""
+    server_version: str = ""
+    signature_algorithm_suite: str = ""
+
+
+@dataclass(frozen=True)
+class IssuedCerts:
+    """The certificates a join or renewal returns (PEM / SSH wire text, decoded)."""
+
+    tls_cert_pem: bytes
+    ssh_cert: bytes
+    tls_ca_certs_pem: tuple[bytes, ...]
+    ssh_ca_certs: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class KubeCluster:
+    """A Kubernetes cluster registered in Teleport, with static and dynamic labels merged."""
+
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+def split_address(addr: str, default_port: int = 443) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port``) into its parts."""
+    host, sep, port = addr.rpartition(":")
+    if not sep or "]" in port:
+        host, port = addr, str(default_port)
+    return host.strip("[]"), int(port)

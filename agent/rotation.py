@@ -1,0 +1,192 @@
+"""The rotation ledger: what each secret of one credential group holds, and what to write now.
+
+Every credential change makes Argo CD rebuild that cluster's cache, so a renewal does not
+rewrite every secret at once: secrets that still hold a valid older credential wait for their
+slot in the rotation window (``schedule.rotation_offsets``), the others (new clusters, failed
+writes, secrets this process knows nothing about) are written at once. Between renewals a
+discovery writes only what changed: a new cluster, a failed write, a slot that came up, a
+secret whose rendered content differs from what it holds.
+
+The ledger is owned by the daemon's loop and changed only there; readiness and metrics read
+``snapshot()``, an immutable copy, so no other thread ever sees it half-updated. Purely
+computational, no side-effects: the wall and monotonic clocks are injected.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+
+from agent.argocd import DesiredSecret
+from agent.labels import ANNOTATION_UPDATED
+from agent.plan import CyclePlan
+from agent.schedule import oldest_held, rotation_offsets
+
+__all__ = ["Clock", "Ledger", "LedgerView", "SecretKey", "content_of", "key_of"]
+
+SecretKey = tuple[str, str]  # (namespace, name)
+
+
+@dataclass(frozen=True)
+class Clock:
+    """The wall clock (credential expiries) and the monotonic one (slots in the window)."""
+
+    wall: Callable[[], dt.datetime]
+    monotonic: Callable[[], float]
+
+
+def key_of(secret: DesiredSecret) -> SecretKey:
+    return (secret.namespace, secret.name)
+
+
+def content_of(secret: DesiredSecret) -> int:
+    """What a secret holds, but for its write time (which alone never warrants a write)."""
+    annotations = {k: v for k, v in secret.annotations.items() if k != ANNOTATION_UPDATED}
+    return hash(
+        (
+            tuple(sorted(secret.labels.items())),
+            tuple(sorted(annotations.items())),
+            tuple(sorted(secret.data.items())),
+        )
+    )
+
+
+@dataclass(frozen=True)
+class LedgerView:
+    """An immutable snapshot of a ledger, for readiness and metrics on any thread."""
+
+    # Expiry of the oldest credential still in any secret the group wants (None: none written).
+    oldest_expiry: dt.datetime | None = None
+    pending: int = 0
+    # service -> selector description -> problem (a readiness warning)
+    selector_problems: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # service -> secrets the last plan wanted that hold no valid credential, plus render errors
+    # and duplicates (a readiness reason)
+    failed_writes: Mapping[str, int] = field(default_factory=dict)
+
+
+class Ledger:
+    """The secrets of one credential group: held credential, content, slot in the window."""
+
+    def __init__(self, window: dt.timedelta, clock: Clock) -> None:
+        self.window = window
+        self._clock = clock
+        # Secrets that hold the current credential; cleared by ``renewed``.
+        self._current: set[SecretKey] = set()
+        # What each secret written by this process holds (``content_of``).
+        self._contents: dict[SecretKey, int] = {}
+        # The expiry of the credential each secret written by this process holds.
+        self._held: dict[SecretKey, dt.datetime] = {}
+        # Secrets waiting for their slot in the rotation window: monotonic time they are due.
+        self._pending: dict[SecretKey, float] = {}
+        # Secrets the last plan wanted, to notice clusters that dropped out between renewals.
+        self._desired: frozenset[SecretKey] = frozenset()
+        self._view = LedgerView()
+
+    # -- what to write --------------------------------------------------------------------
+
+    def renewed(self) -> None:
+        """A new credential was issued: no secret holds it yet."""
+        self._current.clear()
+
+    def renewal_work(self, plan: CyclePlan, *, spread: bool = True) -> CyclePlan:
+        """After a renewal: every secret of ``plan`` but those that still hold a valid older
+        credential, which get a slot in the window instead (none when ``spread`` is false);
+        pruning as the plan asks."""
+        now, mono = self._clock.wall(), self._clock.monotonic()
+        desired = {key_of(s) for s in plan.secrets}
+        holding = {k: v for k, v in self._held.items() if k in desired and v > now}
+        window = self.window if spread else dt.timedelta(0)
+        offsets = rotation_offsets(holding, now=now, window=window) if window else {}
+        self._pending = {k: mono + o.total_seconds() for k, o in offsets.items() if o}
+        return _without(plan, set(self._pending), prune=True)
+
+    def discovery_work(self, plan: CyclePlan) -> CyclePlan | None:
+        """Between renewals: the secrets of ``plan`` that do not hold the current credential
+        and content and are not waiting for a slot still to come; pruning only when a secret
+        the last plan wanted dropped out. None when there is nothing to do."""
+        mono = self._clock.monotonic()
+        waiting = {k for k, due in self._pending.items() if due > mono}
+        unchanged = {
+            key_of(s) for s in plan.secrets if self._contents.get(key_of(s)) == content_of(s)
+        }
+        desired = frozenset(key_of(s) for s in plan.secrets)
+        work = _without(
+            plan, (self._current & unchanged) | waiting, prune=bool(self._desired - desired)
+        )
+        if not work.secrets and not any(s.prune for s in work.services):
+            return None
+        return work
+
+    def rotation_due(self) -> bool:
+        """A secret's slot in the window came up."""
+        mono = self._clock.monotonic()
+        return any(due <= mono for due in self._pending.values())
+
+    def next_slot(self) -> float | None:
+        """Monotonic time of the next slot in the window, if any secret waits for one."""
+        return min(self._pending.values(), default=None)
+
+    # -- what happened --------------------------------------------------------------------
+
+    def settle(
+        self,
+        work: CyclePlan,
+        results: Iterable[tuple[SecretKey, bool]],
+        *,
+        expires: dt.datetime,
+    ) -> None:
+        """Take in the outcome of writing ``work`` with a credential that ``expires``: each
+        result is (secret, written). A secret whose write failed holds what it held before."""
+        sent = {key_of(s): s for s in work.secrets}
+        for key, ok in results:
+            self._pending.pop(key, None)
+            if ok:
+                self._current.add(key)
+                self._held[key] = expires
+                if key in sent:
+                    self._contents[key] = content_of(sent[key])
+            else:
+                self._current.discard(key)
+
+    def record(self, plan: CyclePlan) -> LedgerView:
+        """Remember what the full plan wanted (forgetting secrets it no longer wants) and
+        publish a new snapshot."""
+        desired = frozenset(key_of(s) for s in plan.secrets)
+        self._desired = desired
+        self._held = {k: v for k, v in self._held.items() if k in desired}
+        self._contents = {k: v for k, v in self._contents.items() if k in desired}
+        self._pending = {k: v for k, v in self._pending.items() if k in desired}
+        failed: dict[str, int] = {}
+        for service in plan.services:
+            # A secret waiting for its slot holds a valid credential: not missing.
+            missing = sum(
+                key_of(s) not in self._current and key_of(s) not in self._pending
+                for s in service.secrets
+            )
+            failed[service.name] = missing + len(service.render_errors) + len(service.duplicates)
+        self._view = LedgerView(
+            oldest_expiry=oldest_held(self._held.values()),
+            pending=len(self._pending),
+            selector_problems={s.name: dict(s.selector_problems) for s in plan.services},
+            failed_writes=failed,
+        )
+        return self._view
+
+    def snapshot(self) -> LedgerView:
+        return self._view
+
+
+def _without(plan: CyclePlan, skip: set[SecretKey], *, prune: bool) -> CyclePlan:
+    """``plan`` but for the secrets in ``skip``, and without its prune unless ``prune``."""
+    return CyclePlan(
+        tuple(
+            replace(
+                service,
+                secrets=tuple(s for s in service.secrets if key_of(s) not in skip),
+                prune=service.prune if prune else None,
+            )
+            for service in plan.services
+        )
+    )

@@ -1,0 +1,139 @@
+"""The daemon's steps with Teleport and Kubernetes as data: when it joins, renews and writes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+from agent.config import parse_config
+from agent.diagnostics import Metrics
+from agent.keeper import Keeper
+from agent.rotation import Clock
+from agent.teleport.errors import JoinRejected
+from agent.teleport.model import Credential, KubeCluster, ProxySettings
+from agent.writes import Outcome, PruneResult, WriteResult
+
+START = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
+PROXY = ProxySettings("root", "teleport.example.com:443", tls_routing=True)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = START
+        self.mono = 1000.0
+
+    def advance(self, seconds: float) -> None:
+        self.now += dt.timedelta(seconds=seconds)
+        self.mono += seconds
+
+
+class JoiningSource:
+    """Teleport whose join can be broken: listing and issuing both need the bot identity."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.join_broken = False
+        self.joined = False
+        self.join_attempts = 0
+        self.issued = 0
+
+    def _bot(self) -> None:
+        if self.joined:
+            return
+        self.join_attempts += 1
+        if self.join_broken:
+            raise JoinRejected("join", "the token argocd-bot does not allow this service account")
+        self.joined = True
+
+    def proxy_settings(self) -> ProxySettings:
+        return PROXY
+
+    def list_clusters(self) -> list[KubeCluster]:
+        self._bot()
+        return [KubeCluster("a", {"env": "prod"}), KubeCluster("b", {"env": "prod"})]
+
+    def issue_credential(self, ttl: dt.timedelta) -> Credential:
+        self._bot()
+        self.issued += 1
+        cert = f"CERT-{self.issued}".encode()
+        return Credential(cert, b"KEY", (b"CA",), "argocd", self.clock.now + ttl)
+
+
+class MemorySink:
+    """Records every secret written; every write succeeds."""
+
+    def __init__(self) -> None:
+        self.written: list[str] = []
+
+    def write(self, secrets, *, should_stop=lambda: False, budget=None):
+        self.written += [s.cluster for s in secrets]
+        return [WriteResult(s.namespace, s.name, s.cluster, Outcome.UPDATED) for s in secrets]
+
+    def prune(self, namespace, owner, keep_hashes):
+        return PruneResult(namespace, ())
+
+
+def keeper(clock, source, sink):
+    config = parse_config(
+        {
+            "proxy_server": "teleport.example.com:443",
+            "onboarding": {"token": "argocd-bot", "join_method": "kubernetes"},
+            "instance": "argocd/rel",
+            "renewal_interval": "20m",
+            "services": [
+                {
+                    "type": "kubernetes/argo-cd",
+                    "secret_namespace": "argocd",
+                    "selectors": [{"labels": {"env": "prod"}}],
+                    "discovery_interval": "10s",
+                }
+            ],
+        }
+    )
+    return Keeper(
+        config,
+        source,
+        sink,
+        agent_version="1",
+        metrics=Metrics(lambda: clock.now),
+        clock=Clock(lambda: clock.now, lambda: clock.mono),
+        rng=random.Random(1),
+        should_stop=lambda: False,
+    )
+
+
+def test_a_failed_step_tries_to_join_once_not_for_the_listing_and_again_for_the_renewal():
+    clock = FakeClock()
+    source = JoiningSource(clock)
+    source.join_broken = True
+    k = keeper(clock, source, MemorySink())
+
+    k.step(forced=False, budget=60)
+
+    assert source.join_attempts == 1
+    reasons = k.state.readiness(clock.now).reasons
+    assert any(r.startswith("renewing the credential failed 1 time(s)") for r in reasons)
+    assert any("does not allow this service account" in r for r in reasons)
+
+
+def test_a_fixed_join_renews_at_the_next_discovery_not_after_the_renewal_backoff():
+    clock = FakeClock()
+    source = JoiningSource(clock)
+    source.join_broken = True
+    sink = MemorySink()
+    k = keeper(clock, source, sink)
+    # Failures in a row push the renewal's backoff past the 10 s discovery interval.
+    group = k.groups[0]
+    k.step(forced=False, budget=60)
+    while group.due_mono - clock.mono <= 10:
+        clock.advance(k.next_wakeup())
+        k.step(forced=False, budget=60)
+    assert group.failures >= 5
+
+    source.join_broken = False
+    clock.advance(10)
+    k.step(forced=False, budget=60)
+
+    assert group.credential is not None
+    assert sorted(sink.written) == ["a", "b"]
+    assert k.state.readiness(clock.now).ready
