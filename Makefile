@@ -122,13 +122,16 @@ image: $(UV)
 
 # Publishes the chart (oci://$(REGISTRY)/charts/teleport-argocd-agent:<chart version>) and the
 # image (<host of $(REGISTRY)>/<image repository path>:<appVersion>) to an OCI registry, as a release does.
-# REGISTRY_CA=<PEM file> trusts a private registry CA (the tests' local registry).
+# REGISTRY_CA=<PEM file> trusts a private registry CA (the tests' local registry); IMAGE_REF=<a
+# local image or its ID> publishes that image instead of building one (it must carry the chart's
+# appVersion in its version label).
 REGISTRY ?=
 REGISTRY_CA ?=
+IMAGE_REF ?=
 release: $(UV)
 	@[ -n "$(REGISTRY)" ] || { echo "release: set REGISTRY=host[:port][/path]" >&2; exit 1; }
-	@ref=$$($(MAKE) --no-print-directory image | tail -n 1) \
-	  && CACHE_DIR=$(CACHE) REGISTRY=$(REGISTRY) REGISTRY_CA=$(REGISTRY_CA) IMAGE_REF=$$ref \
+	@ref="$(IMAGE_REF)"; [ -n "$$ref" ] || ref=$$($(MAKE) --no-print-directory image | tail -n 1); \
+	  CACHE_DIR=$(CACHE) REGISTRY=$(REGISTRY) REGISTRY_CA=$(REGISTRY_CA) IMAGE_REF=$$ref \
 	  tools/release.sh
 
 # Uncompressed size of the image in bytes.

@@ -24,8 +24,10 @@ version=$(chart_value version)
 app_version=$(chart_value appVersion)
 repository=$(sed -n '/^image:/,/^[^ ]/s/^  repository:[[:space:]]*//p' "$root/chart/values.yaml")
 path=${repository#*/} # without the public registry host
-[ "${image_ref##*:}" = "$app_version" ] ||
-  { log "image $image_ref is not tagged with the chart's appVersion $app_version"; exit 1; }
+label=$("$here/buildah.sh" inspect --type image \
+  --format '{{index .OCIv1.Config.Labels "org.opencontainers.image.version"}}' "$image_ref")
+[ "$label" = "$app_version" ] ||
+  { log "image $image_ref is version '$label', not the chart's appVersion $app_version"; exit 1; }
 
 helm=$("$here/install.sh" helm)
 out="$root/build/release"

@@ -50,6 +50,10 @@ from tests.harness.user_path import (
     teleport_resources,
 )
 
+# The module's fixture builds the image (when agent/ changed), starts the node, the registry and
+# Argo CD and installs twice; the token refresh test waits for the kubelet's refresh.
+pytestmark = pytest.mark.timeout(1500)
+
 REFRESH_NAMESPACE = "argocd-refresh"
 REFRESH_RELEASE = "teleport-argocd-refresh"
 REFRESH_SELECTOR = (

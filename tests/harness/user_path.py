@@ -184,7 +184,9 @@ class Sandbox:
             "guestbook",
             selector={"app.kubernetes.io/managed-by": "teleport-argocd-agent"},
             path="guestbook",
-            namespace="guestbook",
+            # One namespace per cluster: `alpha` and `beta` are views of the same API server,
+            # and two Applications managing one object would take it from each other.
+            namespace="guestbook-{{metadata.labels.teleport-argocd-agent/cluster}}",
         )
         names = []
         for _, data in self.secrets():
@@ -284,6 +286,16 @@ def sandbox(
     )
     if image.returncode != 0:
         raise PathFailed(f"make image failed:\n{image.stdout}{image.stderr}")
+    # Published by ID: the tag is shared by every checkout on the machine, and a later edit of
+    # an input would make `make release` build anew inside the namespace, without the index.
+    reference = image.stdout.strip().splitlines()[-1]
+    inspect = ["inspect", "--type", "image", "--format", "{{.FromImageID}}", reference]
+    image_id = subprocess.run(
+        [str(ROOT / "tools" / "buildah.sh"), *inspect],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     with node() as n:
         started = time.monotonic()
         registry = n.start_registry()
@@ -303,6 +315,7 @@ def sandbox(
                     "release",
                     f"REGISTRY={registry}",
                     f"REGISTRY_CA={n.ca_path}",
+                    f"IMAGE_REF={image_id}",
                 ]
             ),
             cwd=ROOT,
