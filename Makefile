@@ -1,7 +1,7 @@
 # teleport-argocd-agent — every target installs what it needs on first use.
 #
 #   make test    lint, type-check and every test tier (unit, chart, integration, e2e)
-#   make demo    Argo CD, the Teleport stand-in, two target API servers, the chart and the agent
+#   make demo    helm install from a local registry onto a real node; Argo CD syncs through it
 #   make unit    the fast inner loop: unit tests only
 #   make bench   benchmarks against the real API server, printed as ratios
 #   make image   the container image (buildah, no daemon), cached by a hash of its inputs
