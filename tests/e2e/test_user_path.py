@@ -476,7 +476,12 @@ def test_uninstall_removes_what_the_chart_installed_and_keeps_the_cluster_secret
     out = s.helm("uninstall", RELEASE, "--namespace", NAMESPACE, "--wait")
     assert "uninstalled" in out
     n = s.node
-    for kind in ("deployment", "configmap", "serviceaccount", "role", "rolebinding", "pod"):
+    # The last `helm test` Pod is a hook: helm never deletes it (README says so); only it stays.
+    pods = n.kubectl(
+        "-n", NAMESPACE, "get", "pod", "-l", f"app.kubernetes.io/instance={RELEASE}", "-o", "name"
+    )
+    assert pods.split() == [f"pod/{FULLNAME}-check"]
+    for kind in ("deployment", "configmap", "serviceaccount", "role", "rolebinding"):
         left = n.kubectl(
             "-n",
             NAMESPACE,
