@@ -34,7 +34,7 @@ BENCH_ARGS ?=
 FORCE:
 
 .PHONY: FORCE proto test unit lint typecheck pytest tools tool-env venv demo bench clean help image image-size release \
-	standin standin-test
+	standin standin-test helm-docs
 
 help:
 	@sed -n '2,9p' Makefile | sed 's/^# \{0,1\}//'
@@ -58,7 +58,7 @@ TOOL_ENV := $(CACHE)/tool-env-$(KUBERNETES_VERSION)-$(HELM_VERSION)-$(CT_VERSION
 $(TOOL_ENV): FORCE
 	@mkdir -p $(CACHE)
 	@for tool in KUBE_APISERVER:kube-apiserver KUBECTL:kubectl ETCD:etcd HELM:helm CT:ct \
-	    ARGOCD:argocd REDIS:redis-server KUBELET:kubelet \
+	    ARGOCD:argocd REDIS:redis-server PROMTOOL:promtool KUBELET:kubelet \
 	    KUBE_CONTROLLER_MANAGER:kube-controller-manager KUBE_SCHEDULER:kube-scheduler \
 	    CONTAINERD:containerd RUNC:runc CNI_PLUGINS:cni-plugins REGISTRY:docker-registry \
 	    PAUSE_IMAGE:pause-image; do \
@@ -79,12 +79,21 @@ lint: venv
 	lint-imports --no-cache
 	hadolint Dockerfile
 	tools/protogen.sh --check
+	@$(HELM_DOCS) --dry-run 2>/dev/null | diff -u chart/README.md - \
+	  || { echo "chart/README.md is out of date: run make helm-docs" >&2; exit 1; }
+
+# chart/README.md from chart/README.md.gotmpl and the `# --` comments in chart/values.yaml.
+HELM_DOCS = $$(tools/install.sh helm-docs) --chart-search-root chart --sort-values-order file \
+	--skip-version-footer
+helm-docs:
+	@$(HELM_DOCS) 2>/dev/null
 
 typecheck: venv
 	mypy
 
 pytest: tools
 	source $(TOOL_ENV) && export STANDIN_BIN=$$(tools/install.sh teleport-standin) \
+	  && export MONITORING_CRDS=$$(tools/install.sh monitoring-crds) \
 	  && python -m pytest $(PYTEST_ARGS)
 
 test: lint typecheck standin-test pytest

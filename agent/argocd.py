@@ -14,7 +14,7 @@ import base64
 import datetime as dt
 import hashlib
 import ipaddress
-import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,8 +26,14 @@ from agent.teleport.model import Credential, KubeCluster, ProxySettings
 from agent.templating import TemplateContext
 
 __all__ = [
+    "CONFIG_CERT",
+    "CONFIG_HEAD",
+    "CONFIG_KEY",
+    "CONFIG_SERVER_NAME",
+    "CONFIG_TAIL",
     "DesiredSecret",
     "RenderError",
+    "cluster_config",
     "cluster_hash",
     "connection_target",
     "deduplicate",
@@ -39,6 +45,8 @@ __all__ = [
 
 KUBE_SNI_PREFIX = "kube-teleport-proxy-alpn."
 KUBE_SNI_FALLBACK = KUBE_SNI_PREFIX + "teleport.cluster.local"
+# A TLS server name the canonical config may carry: a DNS name, nothing JSON would escape.
+_SERVER_NAME = re.compile(r"[A-Za-z0-9.-]{1,253}")
 
 
 class RenderError(ValueError):
@@ -88,13 +96,13 @@ def connection_target(proxy: ProxySettings) -> tuple[str, str]:
             sni = KUBE_SNI_FALLBACK
         else:
             sni = KUBE_SNI_PREFIX + host
-        return f"https://{proxy.web_public_addr}", sni
-    if not proxy.kube_public_addr:
+        return f"https://{proxy.kube_addr}", sni
+    if not proxy.kube_addr:
         raise RenderError(
             "the Teleport proxy has TLS routing off and no Kubernetes listener address; "
             "enable kube_listen_addr or TLS routing on the proxy"
         )
-    return f"https://{proxy.kube_public_addr}", ""
+    return f"https://{proxy.kube_addr}", ""
 
 
 def _b64(data: bytes) -> str:
@@ -184,18 +192,15 @@ def render_secret(
         )
     if not credential.ca_certs_pem:
         raise RenderError("the credential carries no CA certificates to verify the proxy")
-    tls: dict[str, Any] = {
-        "insecure": False,
-        "caData": _b64(b"".join(_with_newline(c) for c in credential.ca_certs_pem)),
-        "certData": _b64(credential.cert_pem),
-        "keyData": _b64(credential.key_pem),
-    }
-    if server_name:
-        tls["serverName"] = server_name
     data = {
         "name": display_name,
         "server": server,
-        "config": json.dumps({"tlsClientConfig": tls}, separators=(",", ":")),
+        "config": cluster_config(
+            ca_pem=b"".join(_with_newline(c) for c in credential.ca_certs_pem),
+            cert_pem=credential.cert_pem,
+            key_pem=credential.key_pem,
+            server_name=server_name,
+        ),
     }
     if service.project:
         data["project"] = service.project
@@ -236,6 +241,46 @@ def render_secret(
         annotations=annotations,
         data=data,
     )
+
+
+# The config's fixed parts. The chart's admission policy sees a Secret's data only as base64
+# text (CEL cannot decode it) and matches that text with anchored regular expressions, which is
+# possible when every fixed part and every value starts at a multiple of 3 bytes: base64 turns
+# each 3 bytes into 4 characters, so the fixed parts then encode to fixed text. Hence the spaces
+# after some colons (valid JSON whitespace) and the PEM padded with newlines to a multiple of 9
+# bytes, whose base64 (a multiple of 12 characters, no "=") keeps the next part aligned too.
+CONFIG_HEAD = '{"tlsClientConfig":{"insecure":false,"caData": "'
+CONFIG_CERT = '","certData": "'
+CONFIG_KEY = '","keyData":  "'
+CONFIG_SERVER_NAME = '","serverName":"'
+CONFIG_TAIL = '"}}'
+_PEM_BLOCK = 9
+
+
+def cluster_config(*, ca_pem: bytes, cert_pem: bytes, key_pem: bytes, server_name: str) -> str:
+    """The secret's ``config``: JSON in one canonical byte form, built here byte by byte.
+
+    ``{"tlsClientConfig":{"insecure":false,"caData": "<b64>","certData": "<b64>",
+    "keyData":  "<b64>","serverName":"<name>"}}`` - this key order, exactly these spaces, no
+    other key, ``serverName`` only when there is one; each PEM ends in newlines up to a multiple
+    of 9 bytes before it is base64-encoded (PEM parsers skip them). The chart's admission policy
+    accepts exactly this form (see above), so any other spelling of the same JSON is refused;
+    standard base64 and a DNS name never need escaping.
+    """
+    if server_name and not _SERVER_NAME.fullmatch(server_name):
+        raise RenderError(
+            f"the TLS server name {server_name!r} derived from the proxy's public address is "
+            "not a DNS name; check the proxy's public_addr in Teleport"
+        )
+    tail = f"{CONFIG_SERVER_NAME}{server_name}{CONFIG_TAIL}" if server_name else CONFIG_TAIL
+    return (
+        f"{CONFIG_HEAD}{_b64(_pad_pem(ca_pem))}{CONFIG_CERT}{_b64(_pad_pem(cert_pem))}"
+        f"{CONFIG_KEY}{_b64(_pad_pem(key_pem))}{tail}"
+    )
+
+
+def _pad_pem(pem: bytes) -> bytes:
+    return pem + b"\n" * (-len(pem) % _PEM_BLOCK)
 
 
 def _with_newline(pem: bytes) -> bytes:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from agent.teleport.egress import EgressProxyError, open_tunnel, proxy_for
 from agent.teleport.keys import pem_file
 
 __all__ = ["CheckRow", "probe_secret", "render_table"]
@@ -65,8 +66,15 @@ def probe_secret(secret: dict[str, Any], *, timeout: float = 15.0) -> tuple[bool
     server_name = str(tls.get("serverName") or url.hostname or "")
     host, port = url.hostname or "", url.port or 443
     try:
+        # Through the egress proxy (HTTPS_PROXY) when the agent's own connections use it.
+        egress = proxy_for(host, port)
+        connection = (
+            socket.create_connection((host, port), timeout=timeout)
+            if egress is None
+            else open_tunnel(egress, host, port, timeout=timeout)
+        )
         with (
-            socket.create_connection((host, port), timeout=timeout) as raw,
+            connection as raw,
             ctx.wrap_socket(raw, server_hostname=server_name) as sock,
         ):
             request = (
@@ -78,6 +86,8 @@ def probe_secret(secret: dict[str, Any], *, timeout: float = 15.0) -> tuple[bool
             response.begin()
             body = response.read()
             status = response.status
+    except EgressProxyError as exc:
+        return False, str(exc)
     except ssl.SSLCertVerificationError as exc:
         return False, (
             f"the proxy's certificate does not verify against caData ({exc.verify_message}): "

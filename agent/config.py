@@ -410,6 +410,12 @@ class AgentConfig(BaseSettings):
     # ownership check before the first write of each secret (one request per write, not two).
     # Default: false (the agent checks).
     admission_policy: bool = False
+    # The start every secret's `server` must have for the chart's admission policy to accept
+    # it (`https://<proxy public address>/v1/teleport/`, chart value
+    # admissionPolicy.proxyPublicAddress). The agent refuses to write when the address
+    # Teleport advertises gives another start, instead of having every write refused.
+    # Default: "" (no such check).
+    allowed_server_prefix: str = ""
     # host:port for /livez, /readyz and /metrics. Default: disabled.
     diag_addr: str = ""
     # Identifies this installation in ownership labels.
@@ -447,6 +453,22 @@ class AgentConfig(BaseSettings):
             raise ValueError(
                 f"{value!r} is not an address: use host:port without a scheme or path, "
                 "e.g. teleport.example.com:443"
+            )
+        return value
+
+    @field_validator("allowed_server_prefix")
+    @classmethod
+    def _server_prefix(cls, value: str) -> str:
+        host = value.removeprefix("https://").removesuffix("/v1/teleport/")
+        if value and not (
+            value.startswith("https://")
+            and value.endswith("/v1/teleport/")
+            and host
+            and "/" not in host
+        ):
+            raise ValueError(
+                f"{value!r} must be https://<proxy public address>/v1/teleport/, e.g. "
+                "https://teleport.example.com:443/v1/teleport/"
             )
         return value
 

@@ -84,6 +84,13 @@ class Metrics:
             ["operation"],
             registry=self.registry,
         )
+        self.bot_deleted = Gauge(
+            f"{_NS}_bot_deleted",
+            "1 while Teleport refuses the bot because it no longer exists (deleted, e.g. with "
+            "tctl bots rm): the agent writes nothing, its secrets keep their credentials until "
+            "they expire. Create the bot again to resume (see /readyz).",
+            registry=self.registry,
+        )
 
     def _seconds_left(self) -> float:
         if self._expires is None:

@@ -33,7 +33,7 @@ from agent.rotation import Clock, Ledger
 from agent.schedule import renewal_delay, retry_delay
 from agent.state import AgentState, GroupState
 from agent.sync import apply_plan
-from agent.teleport.errors import TeleportError
+from agent.teleport.errors import BotDeleted, TeleportError
 from agent.teleport.model import Credential, KubeCluster, ProxySettings
 
 __all__ = ["CredentialGroup", "Keeper", "credential_groups"]
@@ -61,6 +61,8 @@ class CredentialGroup:
     failures: int = 0
     # The last renewal failure while ``failures`` > 0, for a person.
     renewal_error: str = ""
+    # Teleport refused the last renewal because the bot was deleted: nothing is written.
+    revoked: bool = False
     # The renewal interval in force: shorter than configured when Teleport capped the lifetime.
     effective_interval: dt.timedelta | None = None
 
@@ -183,6 +185,7 @@ class Keeper:
 
     def _teleport_failed(self, exc: TeleportError) -> None:
         self._metrics.teleport_errors.labels(operation=exc.operation).inc()
+        self._metrics.bot_deleted.set(isinstance(exc, BotDeleted))
         logger.bind(operation=exc.operation).warning("Teleport request failed: {}", exc)
 
     def _discover(self, *, refresh_proxy: bool) -> None:
@@ -207,7 +210,8 @@ class Keeper:
             return False
         now = self._clock.wall()
         group.credential = credential
-        group.failures, group.renewal_error = 0, ""
+        group.failures, group.renewal_error, group.revoked = 0, "", False
+        self._metrics.bot_deleted.set(0)
         group.ledger.renewed()
         # Teleport may cap the lifetime below the requested TTL (the role's max_session_ttl):
         # then renew at half the life left, never after the credential has expired.
@@ -221,6 +225,7 @@ class Keeper:
     def _renewal_failed(self, group: CredentialGroup, exc: TeleportError) -> None:
         group.failures += 1
         group.renewal_error = _why(exc)
+        group.revoked = isinstance(exc, BotDeleted)
         cap = min(RETRY_CAP, group.interval)
         self._schedule(
             group, retry_delay(group.failures, first=RETRY_FIRST, cap=cap, rng=self._rng)
@@ -243,6 +248,9 @@ class Keeper:
         credential, clusters, proxy = group.credential, self._clusters, self._proxy
         if credential is None or clusters is None or proxy is None:
             return  # nothing to write with yet; the reason was logged when it failed
+        if group.revoked:
+            # The bot was deleted in Teleport: write nothing more, keep what was written.
+            return
         now = self._clock.wall()
         if credential.expires <= now:
             # Never write a credential that no longer works; existing secrets stay as they are.

@@ -2,7 +2,8 @@
 # Installs one external tool into the versioned cache and prints its path.
 #
 #   tools/install.sh NAME        NAME: kube-apiserver kubectl helm ct etcd argocd redis-server
-#                                      buildah mmdebstrap teleport-standin
+#                                      buildah mmdebstrap teleport-standin helm-docs promtool
+#                                      monitoring-crds (prints a directory of CRD files)
 #                                      kubelet kube-controller-manager kube-scheduler
 #                                      containerd runc cni-plugins docker-registry pause-image
 #
@@ -37,9 +38,9 @@ apt_install() { # package
   if ! dpkg -s "$1" >/dev/null 2>&1; then
     log "installing Debian package $1"
     export DEBIAN_FRONTEND=noninteractive
-    # Other installs may hold dpkg's lock for a while (parallel `make` runs): wait for it.
-    apt-get update -qq -o DPkg::Lock::Timeout=600 >/dev/null
-    apt-get install -y -qq -o DPkg::Lock::Timeout=600 --no-install-recommends "$1" >/dev/null
+    # Another install on the machine may hold dpkg's lock for a while: wait for it.
+    apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "$1" >/dev/null
   fi
 }
 
@@ -212,6 +213,34 @@ case "$name" in
       fi
     fi
     echo "$dir/pause.tar"
+    ;;
+  helm-docs)
+    dir="$cache/helm-docs-$HELM_DOCS_VERSION"
+    if [ ! -x "$dir/helm-docs" ]; then
+      with_lock
+      [ -x "$dir/helm-docs" ] || GOBIN="$dir" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" \
+        "github.com/norwoodj/helm-docs/cmd/helm-docs@v$HELM_DOCS_VERSION"
+    fi
+    echo "$dir/helm-docs"
+    ;;
+  promtool)
+    if ! command -v promtool >/dev/null 2>&1; then
+      with_lock
+      apt_install "$PROMETHEUS_DEBIAN_PACKAGE"
+      # Debian's package also starts a system Prometheus; only its promtool is wanted.
+      (systemctl disable --now prometheus >/dev/null 2>&1 || service prometheus stop >/dev/null 2>&1 \
+        || kill "$(cat /run/prometheus/prometheus.pid)") 2>/dev/null || true
+    fi
+    command -v promtool
+    ;;
+  monitoring-crds)
+    # The ServiceMonitor, PodMonitor and PrometheusRule CRDs, as prometheus-operator publishes them
+    # in its Go module (example/prometheus-operator-crd), from the module cache.
+    dir=$(cd "$here" && GOFLAGS=-mod=mod go mod download -json \
+      "github.com/prometheus-operator/prometheus-operator@v$PROMETHEUS_OPERATOR_VERSION" \
+      | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+    [ -d "$dir/example/prometheus-operator-crd" ] || { log "no CRDs in prometheus-operator module ($dir)"; exit 1; }
+    echo "$dir/example/prometheus-operator-crd"
     ;;
   *)
     log "unknown tool '$name'"; exit 2 ;;

@@ -22,8 +22,11 @@ from grpclib.client import Channel
 from grpclib.config import Configuration
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
+from grpclib.protocol import H2Protocol
 
+from agent.teleport.egress import EgressProxy, EgressProxyError, open_tunnel_async, proxy_for
 from agent.teleport.errors import (
+    BotDeleted,
     BotLocked,
     IdentityExpired,
     JoinRejected,
@@ -122,6 +125,39 @@ def _certs(answer: pb.Certs) -> IssuedCerts:
     )
 
 
+# Seconds for the egress proxy to open a CONNECT tunnel.
+TUNNEL_TIMEOUT = 15.0
+
+
+class _TunnelledChannel(Channel):
+    """A grpclib channel whose connection runs inside a CONNECT tunnel through the egress
+    proxy. grpclib dials with ``loop.create_connection(host, port)``; this one hands it the
+    tunnelled socket instead, and TLS (SNI, ALPN, the Host CA) is with Teleport as before."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        egress: EgressProxy,
+        ssl: ssl.SSLContext,
+        config: Configuration,
+    ) -> None:
+        super().__init__(host, port, ssl=ssl, config=config)
+        self._egress = egress
+        self._target = (host, port)
+
+    async def _create_connection(self) -> H2Protocol:
+        sock = await open_tunnel_async(self._egress, *self._target, timeout=TUNNEL_TIMEOUT)
+        _, protocol = await self._loop.create_connection(
+            self._protocol_factory,
+            sock=sock,
+            ssl=self._ssl,
+            server_hostname=self._config.ssl_target_name_override,
+        )
+        return protocol
+
+
 class AuthClient:
     """One authenticated connection to Auth; use as ``async with``.
 
@@ -147,14 +183,20 @@ class AuthClient:
         )
         self._server_name = auth_server_name(cluster_name)
         self._channel: Channel | None = None
+        # Resolved once per client: the environment of a running agent does not change.
+        try:
+            self._egress = proxy_for(self._host, self._port)
+        except EgressProxyError as exc:
+            raise ProxyUnreachable("connect to Auth", str(exc)) from None
 
     async def __aenter__(self) -> AuthClient:
-        self._channel = Channel(
-            self._host,
-            self._port,
-            ssl=self._ctx,
-            config=Configuration(ssl_target_name_override=self._server_name),
-        )
+        config = Configuration(ssl_target_name_override=self._server_name)
+        if self._egress is None:
+            self._channel = Channel(self._host, self._port, ssl=self._ctx, config=config)
+        else:
+            self._channel = _TunnelledChannel(
+                self._host, self._port, egress=self._egress, ssl=self._ctx, config=config
+            )
         self._auth = AuthServiceStub(self._channel)
         self._join = JoinServiceStub(self._channel)
         return self
@@ -250,6 +292,8 @@ class AuthClient:
             return await method(request, timeout=CALL_TIMEOUT)
         except GRPCError as exc:
             raise map_status(operation, exc.status, exc.message or "") from None
+        except EgressProxyError as exc:
+            raise ProxyUnreachable(operation, str(exc)) from None
         except ssl.SSLCertVerificationError as exc:
             raise UntrustedCertificate(
                 operation,
@@ -302,6 +346,18 @@ def map_status(operation: str, status: Status, message: str) -> TeleportError:
     """A gRPC status from Teleport (TELEPORT.md §8) as the agent's error, with what to do."""
     lowered = message.lower()
     if status is Status.PERMISSION_DENIED:
+        if lowered.strip() == "access denied":
+            # Teleport's bare refusal of a certificate whose user no longer exists: the bot
+            # was deleted (TELEPORT.md section 5, revocation). Every later renewal and output
+            # issuance is refused the same way, so this is final.
+            return BotDeleted(
+                operation,
+                "Teleport says: access denied. The bot no longer exists in Teleport (it was "
+                "deleted, e.g. with tctl bots rm): the agent writes nothing more, and the "
+                "secrets it wrote keep their credentials until those expire. To resume, create "
+                "the bot again (tctl create -f with the bot from the chart's install notes; "
+                "with the token join method also a new join token in the token Secret)",
+            )
         if "generation mismatch" in lowered or "lock" in lowered:
             return BotLocked(
                 operation,

@@ -37,7 +37,9 @@ from agent.teleport.errors import (
     BotLocked,
     IdentityExpired,
     JoinRejected,
+    LoadBalancerInTheWay,
     RoleNotImpersonable,
+    ServerNotAllowed,
     TeleportError,
     UntrustedCertificate,
 )
@@ -51,7 +53,7 @@ from agent.teleport.model import (
     split_pem_certificates,
 )
 from agent.teleport.storage import IdentityStore, MemoryStore
-from agent.teleport.webapi import WebClient, register_request
+from agent.teleport.webapi import REVERSE_TUNNEL_ALPN, WebClient, register_request
 
 __all__ = ["DEFAULT_KUBERNETES_TOKEN_PATH", "TeleportClient"]
 
@@ -91,6 +93,8 @@ class TeleportClient:
         self._addr = config.proxy_server
         self._web = WebClient(self._addr, ca_path=config.proxy_ca_path or None)
         self._proxy: ProxySettings | None = None
+        # The proxy itself answered the load balancer test handshake (TELEPORT.md section 1a).
+        self._proxy_answers_tls = False
         self._host_ca: tuple[bytes, ...] = ()
         self._bot: BotIdentity | None = None
         self._unsaved: BotIdentity | None = None  # issued, not yet persisted: not usable
@@ -106,8 +110,46 @@ class TeleportClient:
     # -- TeleportSource ---------------------------------------------------------------------
 
     def proxy_settings(self) -> ProxySettings:
-        self._proxy = self._web.find()
+        proxy = self._web.find()
+        if proxy.tls_routing and not self._proxy_answers_tls:
+            # Once per process: a load balancer is not added in front of a proxy at run time
+            # without the address changing.
+            terminated = self._web.tls_terminated_before_proxy()
+            if terminated is not None:
+                raise LoadBalancerInTheWay(
+                    "ping",
+                    f"{self._addr} answers through a load balancer that terminates TLS (a test "
+                    f"handshake offering the ALPN {REVERSE_TUNNEL_ALPN} got {terminated}), so "
+                    "the Auth Service and the Kubernetes clusters behind the proxy port are out "
+                    "of reach, for the agent and for Argo CD, which needs mutual TLS through "
+                    "the proxy. Put the proxy behind a TCP (layer 4) load balancer or TLS "
+                    "passthrough, or set proxy_server (chart value teleportProxyAddress) to an "
+                    "address that reaches the proxy without TLS termination. The agent does not "
+                    "tunnel through Teleport's connection upgrade",
+                )
+            self._proxy_answers_tls = True
+        self._proxy = proxy
+        self._check_server_allowed(proxy)
         return self._proxy
+
+    def _check_server_allowed(self, proxy: ProxySettings) -> None:
+        """Every secret's ``server`` starts with ``https://<kube address>/v1/teleport/``; the
+        chart's admission policy accepts only ``allowed_server_prefix`` there. A mismatch
+        (the proxy advertises another public address) would have every write refused, so it
+        is one clear error instead."""
+        allowed = self._config.allowed_server_prefix
+        if not allowed or not proxy.kube_addr:
+            return
+        prefix = f"https://{proxy.kube_addr}/v1/teleport/"
+        if prefix != allowed:
+            raise ServerNotAllowed(
+                "ping",
+                f"Teleport advertises {proxy.kube_addr} as the proxy's public address, so "
+                f"the secrets' server would start with {prefix}, but the chart's admission "
+                f"policy allows only {allowed}. Set the chart value "
+                f"admissionPolicy.proxyPublicAddress to {proxy.kube_addr} (or fix the proxy's "
+                "public_addr in Teleport); nothing is written until they match",
+            )
 
     def issue_credential(self, ttl: dt.timedelta) -> Credential:
         """Join or renew the bot as needed, then issue an output credential for ``ttl``."""

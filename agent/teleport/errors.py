@@ -8,11 +8,14 @@ exception types. Every message is a sentence that says what happened and what to
 from __future__ import annotations
 
 __all__ = [
+    "BotDeleted",
     "BotLocked",
     "IdentityExpired",
     "JoinRejected",
+    "LoadBalancerInTheWay",
     "ProxyUnreachable",
     "RoleNotImpersonable",
+    "ServerNotAllowed",
     "TeleportError",
     "TeleportUnavailable",
     "UntrustedCertificate",
@@ -78,6 +81,19 @@ class BotLocked(TeleportError):
     summary = "bot locked"
 
 
+class BotDeleted(TeleportError):
+    """The bot's user no longer exists (the bot was deleted): nothing it holds renews again."""
+
+    summary = "bot deleted"
+
+
+class ServerNotAllowed(TeleportError):
+    """The proxy advertises an address the chart's admission policy does not allow in a
+    secret's ``server``: every write would be refused, so none is attempted."""
+
+    summary = "proxy address not allowed by the admission policy"
+
+
 class IdentityExpired(TeleportError):
     """The stored bot identity has expired; the token join method cannot recover by itself."""
 
@@ -88,3 +104,10 @@ class RoleNotImpersonable(TeleportError):
     """The bot may not impersonate the roles it asked for."""
 
     summary = "roles not impersonable"
+
+
+class LoadBalancerInTheWay(TeleportError):
+    """A load balancer in front of the proxy terminates TLS, so the routes behind the proxy
+    port (Auth, Kubernetes) are out of reach; a person must change the address or the balancer."""
+
+    summary = "TLS terminated before the proxy"

@@ -141,6 +141,12 @@ class ProxySettings:
     server_version: str = ""
     signature_algorithm_suite: str = ""
 
+    @property
+    def kube_addr(self) -> str:
+        """host:port through which Kubernetes clusters are reached ("" if none): the web
+        address with TLS routing, else the separate Kubernetes listener."""
+        return self.web_public_addr if self.tls_routing else self.kube_public_addr
+
 
 @dataclass(frozen=True)
 class IssuedCerts:

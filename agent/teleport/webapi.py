@@ -16,6 +16,7 @@ import socket
 import ssl
 from typing import Any
 
+from agent.teleport.egress import EgressProxy, EgressProxyError, open_tunnel, proxy_for
 from agent.teleport.errors import (
     JoinRejected,
     ProxyUnreachable,
@@ -148,8 +149,29 @@ def _error_message(raw: bytes) -> str:
     return str(data)[:300]
 
 
+# The ALPN a Teleport proxy selects on its web port and a TLS-terminating balancer does not.
+REVERSE_TUNNEL_ALPN = "teleport-reversetunnel"
+
+
+class _TunnelledHTTPSConnection(http.client.HTTPSConnection):
+    """HTTPS to the Teleport proxy inside a CONNECT tunnel through the egress proxy; TLS (SNI,
+    verification) is with the Teleport proxy, as on a direct connection."""
+
+    def __init__(
+        self, host: str, port: int, *, proxy: EgressProxy, timeout: float, context: ssl.SSLContext
+    ) -> None:
+        super().__init__(host, port, timeout=timeout, context=context)
+        self._egress = proxy
+        self._tls = context
+
+    def connect(self) -> None:
+        raw = open_tunnel(self._egress, self.host, self.port, timeout=self.timeout or 15.0)
+        self.sock = self._tls.wrap_socket(raw, server_hostname=self.host)
+
+
 class WebClient:
-    """Calls to the proxy's web API at ``addr`` (host:port)."""
+    """Calls to the proxy's web API at ``addr`` (host:port), through the egress proxy that
+    ``HTTPS_PROXY``/``NO_PROXY`` name, if any."""
 
     def __init__(self, addr: str, *, ca_path: str | None = None, timeout: float = 15.0) -> None:
         self.addr = addr
@@ -213,12 +235,50 @@ class WebClient:
             )
         return certs
 
+    def tls_terminated_before_proxy(self) -> str | None:
+        """The test handshake of TELEPORT.md section 1a: TLS to the web address offering only
+        the ALPN ``teleport-reversetunnel``, which a Teleport proxy selects. What answered
+        instead (no protocol, another one, a "no application protocol" alert) means a load
+        balancer terminates TLS in front of it; returned as a phrase, or None when the proxy
+        itself answered. Nothing is sent inside the connection."""
+        context = web_ssl_context(self._ca_path)
+        context.set_alpn_protocols([REVERSE_TUNNEL_ALPN])
+        try:
+            egress = proxy_for(self._host, self._port)
+            raw = (
+                socket.create_connection((self._host, self._port), timeout=self._timeout)
+                if egress is None
+                else open_tunnel(egress, self._host, self._port, timeout=self._timeout)
+            )
+            with raw, context.wrap_socket(raw, server_hostname=self._host) as tls:
+                selected = tls.selected_alpn_protocol()
+        except ssl.SSLError as exc:
+            if "NO_APPLICATION_PROTOCOL" in str(exc.reason or exc).upper():
+                return "a 'no application protocol' alert"
+            return None  # not this question; the request that follows reports it
+        except (OSError, EgressProxyError):
+            return None
+        if selected == REVERSE_TUNNEL_ALPN:
+            return None
+        return f"the protocol {selected!r}" if selected else "no application protocol"
+
     def _request(
         self, method: str, path: str, *, operation: str, body: bytes | None = None
     ) -> tuple[int, bytes]:
-        conn = http.client.HTTPSConnection(
-            self._host, self._port, timeout=self._timeout, context=web_ssl_context(self._ca_path)
-        )
+        try:
+            egress = proxy_for(self._host, self._port)
+        except EgressProxyError as exc:
+            raise ProxyUnreachable(operation, str(exc)) from None
+        context = web_ssl_context(self._ca_path)
+        conn: http.client.HTTPSConnection
+        if egress is None:
+            conn = http.client.HTTPSConnection(
+                self._host, self._port, timeout=self._timeout, context=context
+            )
+        else:
+            conn = _TunnelledHTTPSConnection(
+                self._host, self._port, proxy=egress, timeout=self._timeout, context=context
+            )
         headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = "application/json"
@@ -226,6 +286,8 @@ class WebClient:
             conn.request(method, path, body=body, headers=headers)
             response = conn.getresponse()
             return response.status, response.read()
+        except EgressProxyError as exc:
+            raise ProxyUnreachable(operation, str(exc)) from None
         except ssl.SSLCertVerificationError as exc:
             raise UntrustedCertificate(
                 operation,

@@ -13,7 +13,7 @@ import signal
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,15 +21,14 @@ from typing import Any
 import yaml
 from kubernetes import client as k8s
 
-from tests.chart.helm import Helm
 from tests.harness.agent_e2e import AgentDaemon, grant_identity_secret
 from tests.harness.kube import (
     ControlPlane,
     grant_secret_verbs,
     service_account_token,
     unique_namespace,
-    wait_for_admission_policy,
 )
+from tests.harness.policy import install_chart_policy
 from tests.harness.standin import StandIn, bot_doc, kube_cluster_doc, role_doc, standin, token_doc
 
 ACCESS_ROLE = "bench-access"
@@ -47,41 +46,6 @@ def fleet(names: Sequence[str], upstream: ControlPlane, labels: Mapping[str, str
 def fleet_standin(count: int, upstream: ControlPlane) -> Iterator[StandIn]:
     with standin(fleet([f"c-{i:04d}" for i in range(count)], upstream, {"env": "bench"})) as s:
         yield s
-
-
-def install_admission_policy(
-    plane: ControlPlane, admin: k8s.ApiClient, workdir: Path, namespace: str, secret_namespace: str
-) -> None:
-    """The chart's ValidatingAdmissionPolicy and binding for the ServiceAccount ``agent`` of
-    ``namespace`` (token join, identity Secret ``agent-identity``, instance
-    ``<namespace>/agent``), rendered by helm from the chart and created as they are."""
-    helm = Helm(workdir / "helm")
-    rendered = helm.template(
-        [
-            {
-                "clusterName": "bench",
-                "teleportProxyAddress": "teleport.example.com:443",
-                "joinMethod": "token",
-                "tokenSecret": {"name": "agent-join"},
-                "fullnameOverride": "agent",
-                "serviceAccount": {"name": "agent"},
-                "instance": f"{namespace}/agent",
-                "argocd": {
-                    "clusterSelectors": [{"labels": {"env": "bench"}}],
-                    "secretNamespace": secret_namespace,
-                },
-            }
-        ],
-        release="agent",
-        namespace=namespace,
-    )
-    api = k8s.AdmissionregistrationV1Api(admin)
-    # The generated client's methods are typed for its models; they take plain manifests too.
-    create_policy: Callable[..., Any] = api.create_validating_admission_policy
-    create_binding: Callable[..., Any] = api.create_validating_admission_policy_binding
-    create_policy(rendered.one("ValidatingAdmissionPolicy"))
-    create_binding(rendered.one("ValidatingAdmissionPolicyBinding"))
-    wait_for_admission_policy(plane, namespace, "agent")
 
 
 class BenchAgent:
@@ -115,8 +79,13 @@ class BenchAgent:
         grant_identity_secret(admin, self.namespace)
         token = service_account_token(admin, self.namespace, "agent")  # creates the account
         if policy:
-            install_admission_policy(
-                plane, admin, self.workdir, self.namespace, self.secret_namespace
+            install_chart_policy(
+                plane,
+                admin,
+                self.workdir,
+                namespace=self.namespace,
+                secret_namespace=self.secret_namespace,
+                proxy=teleport.proxy_addr,
             )
         self.kubeconfig = plane.kubeconfig(self.workdir / "kubeconfig", token=token)
         bot = f"bench-{uuid.uuid4().hex[:6]}"

@@ -22,6 +22,8 @@ from tests.harness.kube import binary
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "chart"
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
+# Bumped on every chart change; tests read it rather than repeat it.
+CHART_VERSION: str = yaml.safe_load((CHART / "Chart.yaml").read_text())["version"]
 
 Manifest = dict[str, Any]
 

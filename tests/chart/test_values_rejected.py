@@ -204,11 +204,133 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     ),
     ("logLevel-bogus", {"logLevel": "verbose"}, ["at '/logLevel': value must be one of"]),
     ("extraArgs-not-strings", {"extraArgs": [1]}, ["at '/extraArgs/0': got number"]),
+    # The admission policy's server pin: an address that would loosen or break it is refused.
+    (
+        "proxyPublicAddress-with-scheme",
+        {"admissionPolicy.proxyPublicAddress": "https://teleport.example.com:443"},
+        ["at '/admissionPolicy/proxyPublicAddress'", "does not match pattern"],
+    ),
+    (
+        "proxyPublicAddress-with-path",
+        {"admissionPolicy.proxyPublicAddress": "teleport.example.com:443/v1"},
+        ["at '/admissionPolicy/proxyPublicAddress'", "does not match pattern"],
+    ),
+    (
+        "proxyPublicAddress-wildcard",
+        {"admissionPolicy.proxyPublicAddress": "*.example.com:443"},
+        ["at '/admissionPolicy/proxyPublicAddress'", "does not match pattern"],
+    ),
+    (
+        "proxyPublicAddress-regex",
+        {"admissionPolicy.proxyPublicAddress": ".*:443"},
+        ["at '/admissionPolicy/proxyPublicAddress'", "does not match pattern"],
+    ),
+    (
+        "proxyPublicAddress-without-port",
+        {"admissionPolicy.proxyPublicAddress": "teleport.example.com"},
+        ["at '/admissionPolicy/proxyPublicAddress'", "does not match pattern"],
+    ),
     (
         "resources-typo",
         {"resources": {"limit": {"memory": "1Gi"}}},
         ["at '/resources': additional properties 'limit' not allowed"],
     ),
+    # -- chart conventions --------------------------------------------------------------------
+    ("image-digest-not-sha256", {"image.digest": "latest"}, ["at '/image/digest'"]),
+    (
+        "extraVolumes-item-without-name",
+        {"extraVolumes": [{"emptyDir": {}}]},
+        ["at '/extraVolumes/0': missing property 'name'"],
+    ),
+    (
+        "extraVolumeMounts-item-without-mountPath",
+        {"extraVolumeMounts": [{"name": "ca"}]},
+        ["at '/extraVolumeMounts/0': missing property 'mountPath'"],
+    ),
+    (
+        "envFrom-typo",
+        {"envFrom": [{"secretRefs": {"name": "proxy"}}]},
+        ["at '/envFrom/0': additional properties 'secretRefs' not allowed"],
+    ),
+    ("revisionHistoryLimit-negative", {"revisionHistoryLimit": -1}, ["/revisionHistoryLimit"]),
+    (
+        "topologySpreadConstraints-incomplete",
+        {"topologySpreadConstraints": [{"maxSkew": 1}]},
+        ["at '/topologySpreadConstraints/0': missing properties"],
+    ),
+    (
+        "enabled-false-without-a-parent-condition",
+        {"enabled": False},
+        ["enabled is false", "condition: teleport-argocd-agent.enabled"],
+    ),
+    (
+        "metrics-typo",
+        {"metrics.serviceMonitor.intervall": "30s"},
+        ["at '/metrics/serviceMonitor': additional properties 'intervall' not allowed"],
+    ),
+    (
+        "metrics-two-monitors",
+        {"metrics.serviceMonitor.enabled": True, "metrics.podMonitor.enabled": True},
+        ["serviceMonitor.enabled and metrics.podMonitor.enabled are both true"],
+    ),
+    (
+        "prometheusRule-bad-duration",
+        {"metrics.prometheusRule.credentialExpiresWithin": "15 minutes"},
+        ["at '/metrics/prometheusRule/credentialExpiresWithin'"],
+    ),
+    # -- tbot chart values that mean something else here: each says what to write instead -----
+    (
+        "tbot-image-string",
+        {"image": "public.ecr.aws/gravitational/tbot-distroless"},
+        ["image is a string", "image.repository, image.tag"],
+    ),
+    (
+        "tbot-extraLabels-deployment",
+        {"extraLabels": {"deployment": {"team": "platform"}}},
+        ["extraLabels.deployment is a map", "extraLabels (one map, on every object)"],
+    ),
+    (
+        "tbot-extraLabels-pod",
+        {"extraLabels": {"pod": {"team": "platform"}}},
+        ["extraLabels.pod is a map", "under podLabels"],
+    ),
+    (
+        "tbot-annotations-pod",
+        {"annotations": {"pod": {"example.com/a": "b"}}},
+        ["annotations.pod is a map", "under podAnnotations"],
+    ),
+    (
+        "tbot-annotations-serviceAccount",
+        {"annotations": {"serviceAccount": {"eks.amazonaws.com/role-arn": "arn"}}},
+        ["annotations.serviceAccount is a map", "under serviceAccount.annotations"],
+    ),
+    (
+        "tbot-persistence",
+        {"persistence": {"enabled": True}},
+        ["persistence is set", "Remove persistence"],
+    ),
+    (
+        "tbot-customConfig",
+        {"customConfig": {"version": "v2"}},
+        ["customConfig is set", "argocd.clusterSelectors"],
+    ),
+    (
+        "tbot-services",
+        {"services": [{"type": "kubernetes/argo-cd"}]},
+        ["outputs or services is set", "argocd.*"],
+    ),
+    (
+        "tbot-teleportVersionOverride",
+        {"teleportVersionOverride": "18.0.0"},
+        ["teleportVersionOverride is set", "image.tag"],
+    ),
+    ("tbot-anonymousTelemetry", {"anonymousTelemetry": True}, ["anonymousTelemetry is true"]),
+    (
+        "tbot-defaultOutput-secretName",
+        {"defaultOutput.secretName": "identity-output"},
+        ["defaultOutput.secretName is set"],
+    ),
+    ("tbot-imagePullPolicy-bogus", {"imagePullPolicy": "Sometimes"}, ["at '/imagePullPolicy'"]),
 ]
 
 

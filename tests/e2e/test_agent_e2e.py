@@ -32,6 +32,7 @@ from tests.harness.agent_e2e import (
     run_agent,
     standin_binary,
 )
+from tests.harness.connect_proxy import ConnectProxy
 from tests.harness.kube import (
     ControlPlane,
     cluster_secret_data,
@@ -40,6 +41,7 @@ from tests.harness.kube import (
     service_account_token,
     unique_namespace,
 )
+from tests.harness.notes import teleport_resources as notes_resources
 
 CLUSTER = "root"
 ROLE = {
@@ -313,6 +315,86 @@ def test_proxy_down_is_reported_and_writes_nothing(agent: Agent):
     assert agent.secrets() == []
 
 
+# -- egress proxy ----------------------------------------------------------------------------
+
+
+def test_every_teleport_connection_goes_through_the_egress_proxy(agent: Agent):
+    agent.bot_resources()
+    (agent.workdir / "token").write_text(agent.token_join())
+    agent.config()
+    # The Kubernetes client honours the same variables: the API server is exempted, as a pod
+    # exempts its cluster's API server address.
+    api_server = agent.kube.url.removeprefix("https://")
+    with ConnectProxy(credentials=("egress", "s3cret-pass")).running() as proxy:
+        done = agent.run("start", "--oneshot", HTTPS_PROXY=proxy.url, NO_PROXY=api_server)
+        assert done.code == 0, done.output
+        assert len(agent.secrets()) == 2
+        # Only tunnels to the Teleport proxy's one port, for the web API and for gRPC to Auth
+        # (its ALPN is in the ClientHello, which the egress proxy sees in clear).
+        assert set(proxy.targets) == {agent.standin.proxy}
+        grpc = [b for b in proxy.first_bytes if b"teleport-auth@" in b]
+        assert grpc, "gRPC to Auth did not go through the egress proxy"
+        assert len(proxy.first_bytes) > len(grpc), "the web API did not go through it"
+        before = len(proxy.targets)
+        check = agent.run("check", HTTPS_PROXY=proxy.url, NO_PROXY=api_server)
+        assert check.code == 0, check.output
+        assert check.stdout.count("GET /version: 200") == 2
+        assert len(proxy.targets) > before
+    assert "s3cret-pass" not in done.output + check.output
+
+
+def test_no_proxy_bypasses_the_egress_proxy(agent: Agent):
+    agent.bot_resources()
+    (agent.workdir / "token").write_text(agent.token_join())
+    agent.config()
+    host = agent.standin.proxy.rpartition(":")[0]
+    with ConnectProxy(refuse=True).running() as proxy:
+        done = agent.run(
+            "start", "--oneshot", HTTPS_PROXY=proxy.url, NO_PROXY=f"example.com,{host}"
+        )
+        assert done.code == 0, done.output
+        assert proxy.targets == []
+
+
+def test_egress_proxy_refusing_the_tunnel_is_reported_and_writes_nothing(agent: Agent):
+    (agent.workdir / "token").write_text("x")
+    agent.config()
+    with ConnectProxy(credentials=("egress", "right")).running() as proxy:
+        url = proxy.url.replace("egress:right@", "")
+        api_server = agent.kube.url.removeprefix("https://")
+        done = agent.run("start", "--oneshot", HTTPS_PROXY=url, NO_PROXY=api_server)
+    assert done.code == 3, done.output
+    assert f"the egress proxy http://127.0.0.1:{proxy.port} (HTTPS_PROXY) refused" in done.stderr
+    assert "407 Proxy Authentication Required" in done.stderr
+    assert agent.secrets() == []
+
+
+def test_a_tls_terminating_load_balancer_is_detected_and_named(
+    agent: Agent, tmp_path_factory: pytest.TempPathFactory
+):
+    # The same stand-in binary, behind what plays a cloud L7 load balancer (TELEPORT.md 1a).
+    behind = StandIn(
+        agent.standin.binary,
+        tmp_path_factory.mktemp("standin-l7"),
+        CLUSTER,
+        flags=["--l7-load-balancer"],
+    ).start([ROLE])
+    try:
+        (agent.workdir / "token").write_text("x")
+        agent.config(proxy_server=behind.proxy, proxy_ca_path=behind.web_ca)
+        done = agent.run("start", "--oneshot")
+        assert done.code == 3, done.output
+        assert f"{behind.proxy} answers through a load balancer that terminates TLS" in done.stderr
+        assert "no application protocol" in done.stderr
+        assert "TCP (layer 4) load balancer or TLS passthrough" in done.stderr
+        assert agent.secrets() == []
+        check = agent.run("check")
+        assert check.code != 0
+        assert "load balancer that terminates TLS" in check.output
+    finally:
+        behind.stop()
+
+
 def test_role_not_impersonable_is_reported(agent: Agent):
     agent.bot_resources(roles=["no-such-role"])
     (agent.workdir / "token").write_text(agent.token_join())
@@ -502,9 +584,7 @@ def test_the_chart_config_runs_as_its_service_account_with_the_notes_resources(
     config = tmp_path / "config.yaml"
     config.write_text(config_map.data["config.yaml"])
     notes = install.stdout.split("NOTES:", 1)[1]
-    resources = notes.split("tctl create -f teleport-argocd.yaml", 1)[1]
-    resources = resources[resources.index("# The Kubernetes access") :]
-    resources = resources.split("\n\n   The agent presents", 1)[0]
+    resources = notes_resources(notes)
     assert JWKS_PLACEHOLDER in resources
     standin.create_yaml(resources.replace(JWKS_PLACEHOLDER, f"'{_jwks(kube)}'"))
     standin.admin(

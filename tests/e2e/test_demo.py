@@ -29,13 +29,14 @@ def test_demo_installs_from_the_registry_and_argo_cd_syncs_through_the_pod():
     out = done.stdout
     assert done.returncode == 0, done.stderr + out
     assert re.search(
-        r"\$ helm install teleport-argocd oci://10\.244\.0\.1:5000/charts/teleport-argocd-agent "
+        r"\$ helm install teleport-argocd-agent "
+        r"oci://10\.244\.0\.1:5000/charts/teleport-argocd-agent "
         rf"--version {re.escape(CHART_VERSION)} --namespace argocd "
         r"--values chart/ci/guide-values\.yaml --values sandbox-values\.yaml",
         out,
     ), out
     pods = out.split("get pods", 1)[1].split("\n\n", 1)[0]
-    assert re.search(r"teleport-argocd-teleport-argocd-agent-\S+\s+1/1\s+Running\s+0", pods), pods
+    assert re.search(r"teleport-argocd-agent-[a-z0-9]+-[a-z0-9]+\s+1/1\s+Running\s+0", pods), pods
     clusters = out.split("secret-type=cluster", 1)[1].split("\n\n", 1)[0]
     assert sorted(re.findall(r"\s(alpha|beta|gamma)\s*$", clusters, re.M)) == ["alpha", "beta"]
     for cluster in ("alpha", "beta"):

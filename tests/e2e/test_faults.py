@@ -48,6 +48,7 @@ from tests.harness.kube import (
     service_account_token,
     unique_namespace,
 )
+from tests.harness.policy import install_chart_policy, policy_config
 from tests.harness.standin import (
     AdminError,
     IssuedIdentity,
@@ -119,7 +120,8 @@ def teleport(
 class Installation:
     """One agent installation as the chart makes it: a namespace with the agent's
     ServiceAccount, the writer Role in the secret namespace (create, patch; deletecollection
-    with prune), the identity Role, a config like the chart's ConfigMap, a bot and its token."""
+    with prune), the identity Role, the chart's admission policy (its names and the content of
+    every secret it writes), a config like the chart's ConfigMap, a bot and its token."""
 
     def __init__(
         self,
@@ -149,6 +151,14 @@ class Installation:
         grant_identity_secret(admin, self.namespace)
         token = service_account_token(admin, self.namespace, "agent")
         self.kubeconfig = kube.kubeconfig(self.workdir / "kubeconfig", token=token)
+        install_chart_policy(
+            kube,
+            admin,
+            self.workdir,
+            namespace=self.namespace,
+            secret_namespace=self.secret_namespace,
+            proxy=teleport.proxy_addr,
+        )
         teleport.create(
             [
                 {
@@ -206,6 +216,7 @@ class Installation:
             "storage": {"type": "kubernetes_secret", "name": "agent-identity"},
             "instance": f"{self.namespace}/agent",
             "diag_addr": f"127.0.0.1:{self.diag_port}",
+            **policy_config(self.teleport.proxy_addr),
             "services": [service],
         }
         config.update(overrides)
@@ -455,6 +466,49 @@ def test_teleport_down_longer_than_a_renewal_interval_recovers_by_itself(
         app.roll()
     finally:
         app.delete()
+
+
+# -- 2a. The bot deleted in Teleport (revocation) ----------------------------------------------
+
+
+def test_deleted_bot_stops_the_writes_keeps_the_secrets_says_what_to_do_and_never_spins(
+    installations: Callable[..., Installation],
+    teleport: StandIn,
+    targets: dict[str, ControlPlane],
+) -> None:
+    agent = installations()
+    agent.new_token()
+    agent.config()
+    agent.start()
+    before = agent.wait_secrets(2)
+    agent.wait_ready()
+
+    teleport.delete("bot", agent.bot)  # tctl bots rm: its user and role go
+    reasons = agent.wait_not_ready("bot deleted", timeout=RENEWAL_SECONDS * 4)
+    # What happened and what to do, in the reason itself.
+    assert any("create the bot again" in r for r in reasons), reasons
+    assert _metric(agent, "teleport_argocd_agent_bot_deleted") == 1.0
+    # Nothing is written any more, not even for a cluster that appears now; nothing is deleted.
+    teleport.add_cluster("delta", targets["alpha"], labels={"env": "prod"})
+    try:
+        versions = agent.versions()
+        errors = sum(agent.teleport_errors().values())
+        time.sleep(RENEWAL_SECONDS * 2 + 2)
+        assert agent.versions() == versions, "a deleted bot's agent must not touch any secret"
+        assert_same_objects(before, agent.secrets())
+        # Retried with backoff (capped at the renewal interval), never in a tight loop.
+        retries = sum(agent.teleport_errors().values()) - errors
+        assert 1 <= retries <= 2 * (RENEWAL_SECONDS * 2 + 2) / RENEWAL_SECONDS + 2, retries
+        assert agent.readyz()[0] == 503
+    finally:
+        teleport.remove_cluster("delta")
+
+
+def _metric(agent: Installation, name: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{agent.diag_port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    (value,) = re.findall(rf"^{name} (\S+)$", text, re.MULTILINE)
+    return float(value)
 
 
 # -- 2. The bot instance locked ----------------------------------------------------------------

@@ -33,6 +33,7 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 
+from tests.harness.notes import teleport_resources as notes_resources
 from tests.harness.user_path import (
     APP_VERSION,
     CHART_VERSION,
@@ -375,8 +376,7 @@ def test_token_join_pod_delete_renews_from_the_identity_secret(installed: Sandbo
     install += ["--values", str(values), "--values", str(s.values)]
     notes = s.helm("install", *install, "--dry-run").split("NOTES:", 1)[1]
     # The NOTES' role and bot, then a one-time token and the Secret holding it.
-    resources = notes[notes.index("# The Kubernetes access") :].split("\n\n2. Create", 1)[0]
-    s.standin.create_yaml(resources)
+    s.standin.create_yaml(notes_resources(notes))
     fullname = f"{TOKEN_RELEASE}-teleport-argocd-agent"
     token = os.urandom(16).hex()
     s.standin.create(

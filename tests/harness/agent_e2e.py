@@ -91,6 +91,8 @@ class StandIn:
     listen: str = ""
     network: Network | None = None
     _admin_addr: str = ""
+    # More command-line flags, e.g. ["--l7-load-balancer"].
+    flags: list[str] = field(default_factory=list)
 
     def start(self, resources: list[dict[str, Any]]) -> StandIn:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -108,6 +110,7 @@ class StandIn:
                 "--cluster-name",
                 self.cluster_name,
                 *(["--listen", self.listen] if self.listen else []),
+                *self.flags,
             ],
             self.workdir / "standin.log",
         )

@@ -30,13 +30,14 @@ from tests.harness.agent_e2e import StandIn, jwks, standin_binary
 from tests.harness.argocd import ArgoCD, argocd, config_map_manifest
 from tests.harness.kube import HarnessError, binary, cluster_secret_data
 from tests.harness.node import APISERVER_PORT, GATEWAY_IP, Node, node
+from tests.harness.notes import teleport_resources as notes_resources
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "chart" / "ci" / "guide-values.yaml"
 TELEPORT_CLUSTER = str(yaml.safe_load(GUIDE.read_text())["clusterName"])
-RELEASE = "teleport-argocd"
+RELEASE = "teleport-argocd-agent"  # README's release name
 NAMESPACE = "argocd"
-FULLNAME = f"{RELEASE}-teleport-argocd-agent"
+FULLNAME = RELEASE  # a release name holding the chart's name is the objects' name
 CONFIG = "/etc/teleport-argocd-agent/config.yaml"
 CHART_VERSION = str(yaml.safe_load((ROOT / "chart" / "Chart.yaml").read_text())["version"])
 APP_VERSION = str(yaml.safe_load((ROOT / "chart" / "Chart.yaml").read_text())["appVersion"])
@@ -218,10 +219,7 @@ def target(name: str, labels: dict[str, str], n: Node) -> dict[str, Any]:
 def teleport_resources(notes: str, n: Node) -> str:
     """What the NOTES tell the Teleport administrator to `tctl create`, the node's JWKS pasted
     where they say."""
-    resources = notes.split("tctl create -f teleport-argocd.yaml", 1)[1]
-    resources = resources[resources.index("# The Kubernetes access") :]
-    resources = resources.split("\n\n   The agent presents", 1)[0]
-    return resources.replace(JWKS_PLACEHOLDER, f"'{jwks(n)}'")  # type: ignore[arg-type]
+    return notes_resources(notes).replace(JWKS_PLACEHOLDER, f"'{jwks(n)}'")  # type: ignore[arg-type]
 
 
 def prepare_namespace(n: Node, namespace: str, proxy_ca: str) -> None:

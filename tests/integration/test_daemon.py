@@ -11,12 +11,14 @@ from __future__ import annotations
 import base64
 import json
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from kubernetes import client as k8s
@@ -26,6 +28,7 @@ from tests.chart.helm import CHART, Helm
 from tests.harness.agent_process import Daemon, launch_with_config
 from tests.harness.kube import (
     ControlPlane,
+    binary,
     cluster_secret_data,
     free_port,
     service_account_token,
@@ -227,3 +230,90 @@ def test_signal_storm_never_hangs_the_loop(start_daemon, admin_api, namespace):
     daemon.signal(signal.SIGTERM)
     assert daemon.proc.wait(timeout=30) == 0
     assert "RecursionError" not in "".join(daemon.lines)
+
+
+def test_a_real_scrape_passes_promtool_and_drives_the_charts_alerts(
+    start_daemon, namespace, daemon_helm, tmp_path
+):
+    # A selector that matches nothing: the pod stays Ready, the metric and the alert say so.
+    daemon = start_daemon(prod(2), clusterSelectors=[{"labels": {"env": "prod"}}, {"name": "gone"}])
+    wait_until(lambda: daemon.get("/readyz")[0] == 200, "readiness")
+    status, scrape = daemon.get("/metrics")
+    assert status == 200
+    promtool = binary("PROMTOOL_BIN", "promtool")
+    checked = subprocess.run(
+        [promtool, "check", "metrics"], input=scrape, capture_output=True, text=True, check=False
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+    # The chart's rule for this release, over series exactly as scraped (plus the labels the
+    # ServiceMonitor adds), held for an hour: only the unmatched selector alerts.
+    rendered = daemon_helm.template(
+        [
+            {
+                "clusterName": "root",
+                "teleportProxyAddress": "teleport.example.com:443",
+                "token": "bot",
+                "argocd": {"clusterSelectors": [{"name": "gone"}]},
+                "metrics": {
+                    "serviceMonitor": {"enabled": True},
+                    "prometheusRule": {"enabled": True},
+                },
+            }
+        ],
+        release=RELEASE,
+        namespace=namespace,
+    )
+    groups = rendered.one("PrometheusRule")["spec"]["groups"]
+    for group in groups:
+        for rule in group["rules"]:
+            rule.pop("annotations")
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": groups}))
+    pod = f"{RELEASE}-6d5f9c7b8-q2x4z"
+    series = []
+    for line in scrape.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        sample, _, value = line.rpartition(" ")
+        name, _, scraped = sample.partition("{")
+        extra = f'namespace="{namespace}",pod="{pod}"'
+        matchers = f"{scraped.rstrip('}')},{extra}" if scraped else extra
+        series.append({"series": f"{name}{{{matchers}}}", "values": f"{float(value)}x60"})
+    assert any(s["series"].startswith("teleport_argocd_agent_selectors_unmatched") for s in series)
+    labels = {"namespace": namespace, "pod": pod, "severity": "warning"}
+    firing = [{"exp_labels": labels}]
+    tests = [
+        {
+            "interval": "1m",
+            "input_series": series,
+            "alert_rule_test": [
+                {"eval_time": "45m", "alertname": name, "exp_alerts": []}
+                for name in (
+                    "TeleportArgoCDCredentialExpiringSoon",
+                    "TeleportArgoCDSyncStale",
+                    "TeleportArgoCDTeleportRequestsFailing",
+                    "TeleportArgoCDRotationPendingTooLong",
+                )
+            ]
+            + [
+                {
+                    "eval_time": "45m",
+                    "alertname": "TeleportArgoCDSelectorUnmatched",
+                    "exp_alerts": firing,
+                }
+            ],
+        }
+    ]
+    (tmp_path / "tests.yaml").write_text(
+        yaml.safe_dump({"rule_files": ["rules.yaml"], "tests": tests}, sort_keys=False)
+    )
+    proc = subprocess.run(
+        [promtool, "test", "rules", "tests.yaml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    daemon.signal(signal.SIGTERM)
+    assert daemon.proc.wait(timeout=30) == 0

@@ -17,6 +17,9 @@ import pytest
 import yaml
 
 from agent.argocd import (
+    CONFIG_CERT,
+    CONFIG_HEAD,
+    CONFIG_KEY,
     DesiredSecret,
     RenderError,
     cluster_hash,
@@ -74,11 +77,13 @@ def render(svc=None, *, proxy=PROXY, cluster=CLUSTER, credential=CREDENTIAL) -> 
 def readable(secret: DesiredSecret) -> dict[str, Any]:
     body = secret.apply_body()
     data = {k: base64.b64decode(v).decode() for k, v in body["data"].items()}
-    config = json.loads(data.pop("config"))
+    raw = data.pop("config")
+    config = json.loads(raw)
     tls = config["tlsClientConfig"]
     for key in ("caData", "certData", "keyData"):
         tls[key] = base64.b64decode(tls[key]).decode()
-    return {**body, "data": data, "config (decoded)": config}
+    # The exact bytes too: the chart's admission policy accepts only this canonical form.
+    return {**body, "data": data, "config (bytes)": raw, "config (decoded)": config}
 
 
 CASES = {
@@ -148,6 +153,49 @@ def test_every_config_round_trips_as_json_with_base64_pem(case):
     assert set(config) == {"tlsClientConfig"}
     assert not dns_subdomain_problems(secret.name)
     assert secret.apply_body()["metadata"]["labels"]["argocd.argoproj.io/secret-type"] == "cluster"
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_config_is_the_one_canonical_byte_form(case):
+    # Fixed key order and spacing, no other key: what the admission policy matches. Every fixed
+    # part and every value starts at a multiple of 3 bytes, so in base64 (all the policy can
+    # see) each fixed part is fixed text.
+    raw = base64.b64decode(CASES[case]().apply_body()["data"]["config"]).decode()
+    tls = json.loads(raw)["tlsClientConfig"]
+    order = ["insecure", "caData", "certData", "keyData"] + (
+        ["serverName"] if "serverName" in tls else []
+    )
+    assert list(tls) == order
+    assert raw.startswith(CONFIG_HEAD)
+    offset = len(CONFIG_HEAD)
+    for key, separator in (("caData", CONFIG_CERT), ("certData", CONFIG_KEY), ("keyData", None)):
+        assert offset % 3 == 0
+        value = tls[key]
+        assert raw[offset : offset + len(value)] == value
+        assert len(value) % 12 == 0, "a multiple of 3 characters and of 4 (no padding '=')"
+        assert "=" not in value
+        offset += len(value)
+        if separator:
+            assert raw[offset:].startswith(separator)
+            offset += len(separator)
+    assert raw[offset:] == (
+        f'","serverName":"{tls["serverName"]}"}}}}' if "serverName" in tls else '"}}'
+    )
+    assert "\\" not in raw
+
+
+def test_pem_padding_is_only_trailing_newlines():
+    raw = base64.b64decode(render().apply_body()["data"]["config"])
+    tls = json.loads(raw)["tlsClientConfig"]
+    for key, pem in (("caData", CA_1), ("certData", CERT), ("keyData", KEY)):
+        padded = base64.b64decode(tls[key])
+        assert len(padded) % 9 == 0
+        assert padded.rstrip(b"\n") == pem.rstrip(b"\n")
+
+
+def test_server_name_that_is_not_a_dns_name_is_a_render_error():
+    with pytest.raises(RenderError, match="not a DNS name"):
+        render(proxy=ProxySettings("root", 'evil"host:443', tls_routing=True))
 
 
 def test_name_matches_tbot_and_teleport_guide():

@@ -153,6 +153,9 @@ def test_concatenated_ca_certificates_split_into_blocks():
         ("list clusters", Status.UNAVAILABLE, "down", E.TeleportUnavailable),
         ("list clusters", Status.FAILED_PRECONDITION, "retry", E.TeleportUnavailable),
         ("get role", Status.UNKNOWN, "boom", E.TeleportError),
+        ("renew bot identity", Status.PERMISSION_DENIED, "access denied", E.BotDeleted),
+        ("re-join", Status.PERMISSION_DENIED, "access denied", E.BotDeleted),
+        ("get role", Status.PERMISSION_DENIED, "access denied", E.BotDeleted),
     ],
 )
 def test_grpc_status_maps_to_an_error_that_says_what_to_do(operation, status, message, kind):
@@ -160,6 +163,18 @@ def test_grpc_status_maps_to_an_error_that_says_what_to_do(operation, status, me
     assert type(error) is kind
     assert message in str(error)
     assert str(error).startswith(operation)
+
+
+def test_a_deleted_bot_says_what_happened_and_how_to_resume():
+    error = map_status("renew bot identity", Status.PERMISSION_DENIED, "access denied")
+    assert error.summary == "bot deleted"
+    assert "writes nothing more" in str(error)
+    assert "create the bot again" in str(error)
+    # Other refusals that start the same way keep their own meaning.
+    expired = "access denied: client credentials have expired, please relogin."
+    assert type(map_status("renew bot identity", Status.PERMISSION_DENIED, expired)) is not (
+        E.BotDeleted
+    )
 
 
 @pytest.mark.parametrize(
@@ -461,3 +476,58 @@ def test_an_auth_call_is_retried_once_with_the_host_ca_the_proxy_serves_now():
     client._web = _Web((b"OTHER",))  # type: ignore[assignment]
     with pytest.raises(E.UntrustedCertificate):
         client._run(call)
+
+
+# -- the server prefix the chart's admission policy allows ---------------------------------
+
+
+def prefix_client(allowed: str) -> TeleportClient:
+    config = parse_config(
+        {
+            "proxy_server": "proxy.test:443",
+            "onboarding": {"token": "t"},
+            "allowed_server_prefix": allowed,
+            "services": [{"type": "kubernetes/argo-cd", "selectors": [{"name": "a"}]}],
+        }
+    )
+    client = TeleportClient(config)
+    client._proxy_answers_tls = True  # no load balancer test handshake: no network here
+    return client
+
+
+@pytest.mark.parametrize(
+    "proxy",
+    [
+        PROXY,
+        ProxySettings("root", "web.test:443", tls_routing=False, kube_public_addr="proxy.test:443"),
+    ],
+    ids=["tls-routing", "kube-listener"],
+)
+def test_the_address_the_policy_allows_passes(proxy):
+    client = prefix_client("https://proxy.test:443/v1/teleport/")
+    client._web.find = lambda: proxy  # type: ignore[method-assign]
+    assert client.proxy_settings() is proxy
+
+
+def test_an_advertised_address_the_policy_refuses_is_one_error_naming_the_chart_value():
+    client = prefix_client("https://teleport.example.com:443/v1/teleport/")
+    client._web.find = lambda: PROXY  # type: ignore[method-assign]
+    with pytest.raises(E.ServerNotAllowed) as refused:
+        client.proxy_settings()
+    message = str(refused.value)
+    assert "admissionPolicy.proxyPublicAddress to proxy.test:443" in message
+    assert "https://teleport.example.com:443/v1/teleport/" in message
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "http://proxy.test:443/v1/teleport/",
+        "https://proxy.test:443/",
+        "https:///v1/teleport/",
+        "https://proxy.test:443/x/v1/teleport/",
+    ],
+)
+def test_allowed_server_prefix_must_be_a_proxy_address_prefix(value):
+    with pytest.raises(Exception, match="allowed_server_prefix"):
+        prefix_client(value)

@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"io"
 	"net"
 	"net/http"
@@ -164,5 +165,44 @@ func TestBadInputLeavesTheServerServing(t *testing.T) {
 	}
 	if _, _, err := renew(t, s, bot, time.Hour); err != nil {
 		t.Fatalf("the server stopped answering: %v", err)
+	}
+}
+
+func TestL7LoadBalancerNegotiatesNoALPNAndHidesAuth(t *testing.T) {
+	s := start(t, Config{L7LoadBalancer: true})
+	// The web API still answers through the load balancer.
+	mustJoin(t, s, "token-1")
+	// The test handshake Teleport clients make: only the reverse-tunnel ALPN, none selected.
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(s.WebCAPEM())
+	conn, err := tls.Dial("tcp", s.WebAddr(), &tls.Config{RootCAs: pool, ServerName: "localhost", NextProtos: []string{"teleport-reversetunnel"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := conn.ConnectionState().NegotiatedProtocol; got != "" {
+		t.Fatalf("the load balancer negotiated %q", got)
+	}
+	_ = conn.Close()
+	// Auth is out of reach: its ALPN gets the web certificate, which the Host CA did not sign.
+	hostPool := x509.NewCertPool()
+	hostPool.AppendCertsFromPEM(s.HostCAPEM())
+	authALPN := "teleport-auth@" + hex.EncodeToString([]byte("root")) + ".teleport.cluster.local"
+	if c, err := tls.Dial("tcp", s.WebAddr(), &tls.Config{RootCAs: hostPool, ServerName: "teleport.cluster.local", NextProtos: []string{authALPN, "h2"}}); err == nil {
+		_ = c.Close()
+		t.Fatal("the Auth route was reachable through the load balancer")
+	}
+}
+
+func TestProxyPortSelectsTheReverseTunnelALPNForTheTestHandshake(t *testing.T) {
+	s := start(t, Config{})
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(s.WebCAPEM())
+	conn, err := tls.Dial("tcp", s.WebAddr(), &tls.Config{RootCAs: pool, ServerName: "localhost", NextProtos: []string{"teleport-reversetunnel"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if got := conn.ConnectionState().NegotiatedProtocol; got != "teleport-reversetunnel" {
+		t.Fatalf("the proxy port negotiated %q", got)
 	}
 }

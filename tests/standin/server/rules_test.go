@@ -13,6 +13,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -526,5 +527,76 @@ func TestWebAPIDiscovery(t *testing.T) {
 				t.Fatalf("export: %s", pemData)
 			}
 		})
+	}
+}
+
+// Revocation (TELEPORT.md §5): deleting the bot takes its user and role; every later renewal and
+// output issuance by any of its certificates is refused with a bare "access denied".
+func TestDeletedBotGetsNoRenewalNorOutput(t *testing.T) {
+	s := start(t, Config{})
+	bot, _ := mustJoin(t, s, "token-1")
+	out, _, err := outputIdentity(t, s, bot, []string{"argocd-access"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer := newJWTSigner(t)
+	addKubernetesToken(t, s, "kube-token", signer.jwks, "ns:agent")
+	jwtToken := signer.sign(t, "root", "agent-0", 10*time.Minute)
+	kubeBot, _, err := webJoin(t, s, map[string]any{"token": "kube-token", "id_token": jwtToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rejoin := func(cert tls.Certificate) error {
+		k := newKey(t)
+		_, err := authpb.NewJoinServiceClient(dialAuth(t, s, &cert)).RegisterUsingToken(ctx(t), &typespb.RegisterUsingTokenRequest{
+			Token: "kube-token", Role: "Bot", IDToken: jwtToken, PublicTLSKey: k.tlsPub, PublicSSHKey: k.sshPub,
+			Expires: timestamppb.New(time.Now().Add(time.Hour)),
+		})
+		return err
+	}
+	getRole := func(cert tls.Certificate) error {
+		_, err := authpb.NewAuthServiceClient(dialAuth(t, s, &cert)).GetRole(ctx(t), &authpb.GetRoleRequest{Name: "bot-argocd"})
+		return err
+	}
+	cases := []struct {
+		name string
+		call func() error
+	}{
+		{"token-joined bot renews", func() error { _, _, err := renew(t, s, bot, time.Hour); return err }},
+		{"bot issues an output identity", func() error {
+			_, _, err := outputIdentity(t, s, bot, []string{"argocd-access"}, time.Hour)
+			return err
+		}},
+		{"bot reads its role to issue an output", func() error { return getRole(bot) }},
+		{"output identity reads the role", func() error {
+			_, err := authpb.NewAuthServiceClient(dialAuth(t, s, &out)).GetRole(ctx(t), &authpb.GetRoleRequest{Name: "argocd-access"})
+			return err
+		}},
+		{"kubernetes-joined bot re-joins", func() error { return rejoin(kubeBot) }},
+	}
+	// Everything works while the bot exists (the re-join last: it moves the generation on).
+	for _, c := range cases[:len(cases)-1] {
+		if err := c.call(); err != nil {
+			t.Fatalf("%s before the bot was deleted: %v", c.name, err)
+		}
+	}
+	if err := rejoin(kubeBot); err != nil {
+		t.Fatalf("re-join before the bot was deleted: %v", err)
+	}
+	bot, _ = mustJoin(t, s, "token-2")
+	adminDo(t, s, http.MethodDelete, "/v1/resources/bot/argocd", "")
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := c.call()
+			wantStatus(t, err, "PermissionDenied", "access denied")
+			if st, _ := status.FromError(err); st.Message() != "access denied" {
+				t.Fatalf("message %q, want exactly %q", st.Message(), "access denied")
+			}
+		})
+	}
+	// A join through the web API names the missing bot, as before.
+	_, _, err = webJoin(t, s, map[string]any{"token": "kube-token", "id_token": jwtToken})
+	if err == nil || !strings.Contains(err.Error(), `bot "argocd" not found`) {
+		t.Fatalf("web join for a deleted bot: %v", err)
 	}
 }

@@ -51,6 +51,11 @@ type Config struct {
 	// NoTLSRouting turns off routing by ClientHello: the web port serves only the web API and
 	// Kubernetes access gets its own port (KubeListen).
 	NoTLSRouting bool
+	// L7LoadBalancer puts a TLS-terminating load balancer in front of the proxy port
+	// (TELEPORT.md section 1a): the web certificate for every ClientHello, no ALPN, only the
+	// web API. The proxy behind it still has TLS routing; clients cannot reach it.
+	// /webapi/connectionupgrade is not served.
+	L7LoadBalancer bool
 	// KubeListen is the Kubernetes port without TLS routing.
 	KubeListen string
 	// StateDir receives the CA files and ready.json ("" writes nothing).
@@ -144,6 +149,9 @@ func (s *Server) Start() error {
 	webMode := router.ModeRouted
 	if s.cfg.NoTLSRouting {
 		webMode = router.ModeWebOnly
+	}
+	if s.cfg.L7LoadBalancer {
+		webMode = router.ModeL7
 	}
 	webAddr, err := s.router.Listen(s.cfg.Listen, webMode)
 	if err != nil {

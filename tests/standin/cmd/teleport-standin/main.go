@@ -38,6 +38,7 @@ func run(args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.AuthListen, "auth-listen", "", "also open a direct Auth port (plain TLS, ALPN h2)")
 	fs.StringVar(&cfg.KubeListen, "kube-listen", "", "the Kubernetes port with --no-tls-routing (default 127.0.0.1:0)")
 	fs.BoolVar(&cfg.NoTLSRouting, "no-tls-routing", false, "serve only the web API on --listen; Kubernetes gets its own port")
+	fs.BoolVar(&cfg.L7LoadBalancer, "l7-load-balancer", false, "play a TLS-terminating load balancer in front of --listen: web certificate, no ALPN, only the web API (no connection upgrade)")
 	fs.StringVar(&cfg.ClusterName, "cluster-name", "root", "the Teleport cluster name")
 	fs.StringVar(&cfg.Suite, "suite", "legacy", "signature algorithm suite: legacy, balanced-v1, fips-v1, hsm-v1, unspecified")
 	fs.StringVar(&cfg.Version, "version", server.DefaultVersion, "the Teleport version to report")

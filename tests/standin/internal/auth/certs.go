@@ -3,6 +3,7 @@ package auth
 import (
 	"bytes"
 	"slices"
+	"strings"
 	"time"
 
 	"teleport-argocd-agent/tests/standin/internal/pki"
@@ -30,6 +31,9 @@ func (s *Server) GenerateUserCerts(caller *Caller, req UserCertsRequest) (*Certs
 	var certs *Certs
 	err := s.State.Write(func(d *state.Data) error {
 		if err := checkCallerIsUser(caller); err != nil {
+			return err
+		}
+		if err := checkUserExists(d, caller); err != nil {
 			return err
 		}
 		if err := CheckNotLocked(d, caller); err != nil {
@@ -87,6 +91,21 @@ func checkCallerIsUser(c *Caller) error {
 		return trail.AccessDeniedf("access denied: only user certificates may request user certificates")
 	}
 	return nil
+}
+
+// checkUserExists: a certificate outlives its user, but once the user is gone - a deleted bot
+// takes its user and role with it - Teleport refuses every renewal and output issuance its
+// certificates ask for, without saying more (TELEPORT.md §5, revocation). In the stand-in every
+// user is a bot's: bot-<name>.
+func checkUserExists(d *state.Data, c *Caller) error {
+	if c == nil || c.Host {
+		return nil
+	}
+	name, isBot := strings.CutPrefix(c.Identity.Username, "bot-")
+	if _, ok := d.Bots[name]; isBot && ok {
+		return nil
+	}
+	return trail.AccessDeniedf("access denied")
 }
 
 // checkNoUserImpersonation: a bot asks for certificates for itself only.
@@ -196,6 +215,10 @@ func minTime(a, b time.Time) time.Time {
 func (s *Server) GetRole(caller *Caller, name string) (*state.Role, error) {
 	var role *state.Role
 	err := s.State.Write(func(d *state.Data) error {
+		// Reading the bot's role is the first step of an output issuance.
+		if err := checkUserExists(d, caller); err != nil {
+			return err
+		}
 		if err := CheckNotLocked(d, caller); err != nil {
 			return err
 		}

@@ -36,6 +36,10 @@ func (s *Server) Join(req JoinRequest, caller *Caller) (*Certs, *state.BotInstan
 	var certs *Certs
 	var instance state.BotInstance
 	err := s.State.Write(func(d *state.Data) error {
+		// A re-join is the kubernetes method's renewal: a deleted bot's certificate gets none.
+		if err := checkUserExists(d, caller); err != nil {
+			return err
+		}
 		token, err := checkTokenValid(d, req, now)
 		if err != nil {
 			return err

@@ -43,6 +43,9 @@ type Certs interface {
 	ClientCAs() *x509.CertPool
 }
 
+// ReverseTunnelALPN is the protocol of the proxy's reverse tunnels.
+const ReverseTunnelALPN = "teleport-reversetunnel"
+
 // Mode is what a listener serves.
 type Mode int
 
@@ -50,10 +53,14 @@ type Mode int
 const (
 	// ModeRouted routes by ClientHello (TLS routing); ModeWebOnly serves only the web API (a
 	// proxy without TLS routing); ModeAuth and ModeKube serve one route on their own port.
+	// ModeL7 plays a TLS-terminating load balancer in front of the proxy port (TELEPORT.md
+	// section 1a): TLS with the web certificate whatever the ClientHello asks, no ALPN
+	// negotiated, only the web API behind it.
 	ModeRouted Mode = iota
 	ModeWebOnly
 	ModeAuth
 	ModeKube
+	ModeL7
 )
 
 // Router accepts TLS connections on its listeners and hands them to the routes.
@@ -171,7 +178,7 @@ func Decide(mode Mode, cluster string, hello *tls.ClientHelloInfo) (string, erro
 		return RouteAuth, nil
 	case ModeKube:
 		return RouteKube, nil
-	case ModeWebOnly:
+	case ModeWebOnly, ModeL7:
 		return RouteWeb, nil
 	}
 	if len(hello.SupportedProtos) > 0 && strings.HasPrefix(hello.SupportedProtos[0], AuthALPNPrefix) {
@@ -243,7 +250,19 @@ func (r *Router) handle(mode Mode, accepted net.Conn) {
 			if err != nil {
 				return nil, err
 			}
-			return r.configFor(route)
+			c, err := r.configFor(route)
+			switch {
+			case err != nil:
+			case mode == ModeL7:
+				// A load balancer that terminates TLS selects no application protocol.
+				c.NextProtos = nil
+			case mode == ModeRouted && route == RouteWeb:
+				// The proxy's port also serves reverse tunnels: clients' test handshake for a
+				// TLS-terminating load balancer (TELEPORT.md section 1a) expects it selected.
+				// The stand-in serves no reverse tunnels; such a connection gets the web API.
+				c.NextProtos = append(c.NextProtos, ReverseTunnelALPN)
+			}
+			return c, err
 		},
 	}
 	conn := tls.Server(raw, conf)

@@ -31,6 +31,8 @@ func TestDecide(t *testing.T) {
 		{"without TLS routing the kube SNI reaches only the web API", ModeWebOnly, nil, "kube-teleport-proxy-alpn.teleport.cluster.local", RouteWeb, ""},
 		{"the direct Auth port is Auth", ModeAuth, []string{"h2"}, "", RouteAuth, ""},
 		{"the Kubernetes port is Kubernetes", ModeKube, nil, "", RouteKube, ""},
+		{"behind an L7 load balancer the auth ALPN reaches only the web API", ModeL7, []string{authALPN, "h2"}, "", RouteWeb, ""},
+		{"behind an L7 load balancer the kube SNI reaches only the web API", ModeL7, nil, "kube-teleport-proxy-alpn.teleport.cluster.local", RouteWeb, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
