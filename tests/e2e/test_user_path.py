@@ -476,11 +476,22 @@ def test_uninstall_removes_what_the_chart_installed_and_keeps_the_cluster_secret
     out = s.helm("uninstall", RELEASE, "--namespace", NAMESPACE, "--wait")
     assert "uninstalled" in out
     n = s.node
-    # The last `helm test` Pod is a hook: helm never deletes it (README says so); only it stays.
-    pods = n.kubectl(
-        "-n", NAMESPACE, "get", "pod", "-l", f"app.kubernetes.io/instance={RELEASE}", "-o", "name"
-    )
-    assert pods.split() == [f"pod/{FULLNAME}-check"]
+
+    # The agent's pod goes with its ReplicaSet (the garbage collector, after `--wait` returned);
+    # the last `helm test` Pod is a hook helm never deletes (README says so): only it stays.
+    def pods() -> list[str]:
+        return n.kubectl(
+            "-n",
+            NAMESPACE,
+            "get",
+            "pod",
+            "-l",
+            f"app.kubernetes.io/instance={RELEASE}",
+            "-o",
+            "name",
+        ).split()
+
+    s.wait("the agent's pod to go", lambda: pods() == [f"pod/{FULLNAME}-check"] or None, 120)
     for kind in ("deployment", "configmap", "serviceaccount", "role", "rolebinding"):
         left = n.kubectl(
             "-n",
