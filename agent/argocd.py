@@ -14,6 +14,7 @@ import base64
 import datetime as dt
 import hashlib
 import ipaddress
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -22,8 +23,9 @@ from typing import Any
 from agent import labels as L
 from agent.config import ArgoCDService
 from agent.names import label_value_problems
-from agent.teleport.model import Credential, KubeCluster, ProxySettings
+from agent.teleport.model import Credential, KubeCluster, ProxySettings, split_pem_certificates
 from agent.templating import TemplateContext
+from agent.writes import Held
 
 __all__ = [
     "CONFIG_CERT",
@@ -38,9 +40,11 @@ __all__ = [
     "connection_target",
     "deduplicate",
     "encode_path_component",
+    "held_by",
     "owner_id",
     "render_secret",
     "secret_name",
+    "shape_of",
 ]
 
 KUBE_SNI_PREFIX = "kube-teleport-proxy-alpn."
@@ -325,3 +329,78 @@ def deduplicate(
             servers[(secret.namespace, secret.server)] = secret
             kept.append(secret)
     return kept, dropped
+
+
+# What changes with every credential (and every write), and never by itself warrants a write;
+# nor does the agent's version: after an upgrade it reaches each secret with its next rotation.
+_CREDENTIAL_TLS_KEYS = frozenset({"certData", "keyData", "caData"})
+_WRITE_ANNOTATIONS = frozenset(
+    {L.ANNOTATION_UPDATED, L.ANNOTATION_CREDENTIAL_EXPIRES, L.ANNOTATION_VERSION}
+)
+
+
+def shape_of(secret: DesiredSecret) -> int | None:
+    """A secret's content but for its credential and write time: two secrets of one shape
+    differ only in what a rotation changes."""
+    return _shape(secret.labels, secret.annotations, secret.data)
+
+
+def held_by(secret: DesiredSecret, live: Mapping[str, Any]) -> Held:
+    """What the live object of ``secret`` (as the API server answered it) holds: its
+    credential's expiry and its shape, counting only the labels and annotations the agent
+    sets (others' survive every apply and are none of its business)."""
+    metadata = live.get("metadata") or {}
+    labels = metadata.get("labels") or {}
+    annotations = metadata.get("annotations") or {}
+    try:
+        data = {k: base64.b64decode(v).decode() for k, v in (live.get("data") or {}).items()}
+    except (ValueError, TypeError):
+        return Held(None, None)
+    try:
+        expires: dt.datetime | None = dt.datetime.fromisoformat(
+            str(annotations.get(L.ANNOTATION_CREDENTIAL_EXPIRES, ""))
+        )
+    except ValueError:
+        expires = None
+    if expires is not None and expires.tzinfo is None:
+        expires = None  # not what the agent writes
+    shape = _shape(
+        {k: str(labels.get(k, "")) for k in secret.labels},
+        {k: str(annotations.get(k, "")) for k in secret.annotations},
+        data,
+    )
+    credential = _credential_in(data, str(annotations.get(L.ANNOTATION_BOT_NAME, "")))
+    if credential is not None:
+        expires = credential.expires  # the certificate's own word over the annotation
+    return Held(expires, shape, credential)
+
+
+def _credential_in(data: Mapping[str, str], bot_name: str) -> Credential | None:
+    """The credential in a secret's ``config``, if it reads as a certificate, key and CA."""
+    try:
+        tls = json.loads(data["config"])["tlsClientConfig"]
+        cert, key, ca = (base64.b64decode(tls[k]) for k in ("certData", "keyData", "caData"))
+        cas = split_pem_certificates(ca)
+        return Credential.from_pem(cert, key, cas, bot_name) if cas else None
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _shape(
+    labels: Mapping[str, str], annotations: Mapping[str, str], data: Mapping[str, str]
+) -> int | None:
+    try:
+        config = json.loads(data.get("config", ""))
+        tls = dict(config["tlsClientConfig"])
+    except (ValueError, KeyError, TypeError):
+        return None  # no config Argo CD can parse: nothing worth keeping
+    kept_tls = {k: v for k, v in tls.items() if k not in _CREDENTIAL_TLS_KEYS}
+    kept_config = {**config, "tlsClientConfig": kept_tls}
+    return hash(
+        (
+            tuple(sorted(labels.items())),
+            tuple(sorted((k, v) for k, v in annotations.items() if k not in _WRITE_ANNOTATIONS)),
+            tuple(sorted((k, v) for k, v in data.items() if k != "config")),
+            json.dumps(kept_config, sort_keys=True),
+        )
+    )

@@ -119,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "plan":
             return commands.plan(config, now=dt.datetime.now(dt.UTC))
         return commands.check(config)
-    except commands.KubernetesUnavailable as exc:
+    except (commands.KubernetesUnavailable, commands.ApiError) as exc:
+        # No credentials, or the bot identity's Secret could not be read or written.
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_KUBERNETES

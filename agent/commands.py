@@ -18,8 +18,9 @@ from agent import __version__
 from agent.argocd import DesiredSecret
 from agent.check import CheckRow, probe_secret, render_table
 from agent.config import AgentConfig, KubernetesSecretStorage
-from agent.exitcodes import EXIT_INCOMPLETE, EXIT_OK, EXIT_TELEPORT
-from agent.kube import ApiError, SecretWriter
+from agent.exitcodes import EXIT_INCOMPLETE, EXIT_KUBERNETES, EXIT_OK, EXIT_TELEPORT
+from agent.kube import SecretWriter
+from agent.kubeapi import ApiError
 from agent.logs import logger
 from agent.plan import plan_cycle
 from agent.planview import diff_secret
@@ -29,7 +30,7 @@ from agent.teleport.errors import TeleportError
 from agent.teleport.model import Credential, KubeCluster, ProxySettings
 from agent.teleport.storage import IdentityStore, KubernetesSecretStore, MemoryStore
 
-__all__ = ["check", "kubernetes_api", "plan", "start"]
+__all__ = ["ApiError", "KubernetesUnavailable", "check", "kubernetes_api", "plan", "start"]
 
 
 def kubernetes_api() -> k8s.ApiClient:
@@ -52,12 +53,12 @@ class _Recorder:
 
     def __init__(self, source: TeleportClient) -> None:
         self._source = source
-        self.error: TeleportError | None = None
+        self.error: TeleportError | ApiError | None = None
 
     def _wrap(self, call: Any, *args: Any) -> Any:
         try:
             result = call(*args)
-        except TeleportError as exc:
+        except (TeleportError, ApiError) as exc:
             self.error = exc
             raise
         return result
@@ -75,9 +76,10 @@ class _Recorder:
         return result
 
 
-def _fail(exc: TeleportError) -> int:
+def _fail(exc: TeleportError | ApiError) -> int:
     print(f"error: {exc}", file=sys.stderr)
-    return EXIT_TELEPORT
+    # The bot identity's Secret is Kubernetes' part, not Teleport's.
+    return EXIT_KUBERNETES if isinstance(exc, ApiError) else EXIT_TELEPORT
 
 
 class KubernetesUnavailable(Exception):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -37,6 +38,7 @@ from agent.names import dns_label_problems, dns_subdomain_problems, label_key_pr
 from agent.templating import Template, TemplateError
 
 __all__ = [
+    "DEFAULT_SERVICE_NAME",
     "ENV_PREFIX",
     "AgentConfig",
     "ArgoCDService",
@@ -49,6 +51,7 @@ __all__ = [
     "max_rotation_window",
     "parse_config",
     "parse_duration",
+    "pod_namespace",
 ]
 
 ENV_PREFIX = "TELEPORT_ARGOCD_AGENT_"
@@ -58,7 +61,13 @@ DEFAULT_CLUSTER_NAME_TEMPLATE = "{{.ClusterName}}-{{.KubeName}}"
 _SAMPLE_NAME_SUFFIX = ".0123456789abcdef"
 
 
-def _pod_namespace() -> str:
+# A service's name when it has none (in logs, metrics, /readyz and the ownership label).
+DEFAULT_SERVICE_NAME = "argo-cd"
+
+
+def pod_namespace() -> str:
+    """The namespace the agent runs in ($POD_NAMESPACE, set by the chart), else "default".
+    The one place the agent reads it."""
     return os.environ.get("POD_NAMESPACE") or "default"
 
 
@@ -204,6 +213,18 @@ class Selector(_Strict):
         return "labels=" + ",".join(f"{k}={v}" for k, v in sorted(self.labels.items()))
 
 
+def _checked_keys(
+    value: dict[str, Template], what: str, reserved: Callable[[str], bool]
+) -> dict[str, Template]:
+    """Label or annotation keys: valid Kubernetes keys, none of those the agent sets."""
+    for key in value:
+        if problems := label_key_problems(key):
+            raise ValueError(f"{what} key {key!r} {'; '.join(problems)}")
+        if reserved(key):
+            raise ValueError(f"{what} {key!r} is set by the agent and cannot be overridden")
+    return value
+
+
 class ArgoCDService(_Strict):
     """A ``kubernetes/argo-cd`` service: one Argo CD cluster secret per matching cluster."""
 
@@ -270,22 +291,12 @@ class ArgoCDService(_Strict):
     @field_validator("secret_labels")
     @classmethod
     def _label_keys(cls, value: dict[str, Template]) -> dict[str, Template]:
-        for key in value:
-            if problems := label_key_problems(key):
-                raise ValueError(f"label key {key!r} {'; '.join(problems)}")
-            if is_reserved_label(key):
-                raise ValueError(f"label {key!r} is set by the agent and cannot be overridden")
-        return value
+        return _checked_keys(value, "label", is_reserved_label)
 
     @field_validator("secret_annotations")
     @classmethod
     def _annotation_keys(cls, value: dict[str, Template]) -> dict[str, Template]:
-        for key in value:
-            if problems := label_key_problems(key):
-                raise ValueError(f"annotation key {key!r} {'; '.join(problems)}")
-            if is_reserved_annotation(key):
-                raise ValueError(f"annotation {key!r} is set by the agent and cannot be overridden")
-        return value
+        return _checked_keys(value, "annotation", is_reserved_annotation)
 
     @field_validator("secret_name_prefix")
     @classmethod
@@ -325,7 +336,7 @@ class ArgoCDService(_Strict):
         # Read the environment once, here, so that the model (and everything computed from it)
         # is a plain value afterwards.
         if isinstance(data, dict) and not data.get("secret_namespace"):
-            return {**data, "secret_namespace": _pod_namespace()}
+            return {**data, "secret_namespace": pod_namespace()}
         return data
 
     @model_validator(mode="after")
@@ -496,7 +507,7 @@ class AgentConfig(BaseSettings):
     @classmethod
     def _default_instance(cls, data: Any) -> Any:
         if isinstance(data, dict) and not data.get("instance"):
-            return {**data, "instance": f"{_pod_namespace()}/teleport-argocd-agent"}
+            return {**data, "instance": f"{pod_namespace()}/teleport-argocd-agent"}
         return data
 
     @model_validator(mode="after")
@@ -513,7 +524,7 @@ class AgentConfig(BaseSettings):
                 "onboarding.join_method 'token' needs storage type kubernetes_secret: a join "
                 "token works once, so the identity must survive a restart"
             )
-        names = [s.name or "argo-cd" for s in self.services]
+        names = [s.name or DEFAULT_SERVICE_NAME for s in self.services]
         if len(self.services) > 1 and any(not s.name for s in self.services):
             raise ValueError(
                 "give every service a unique 'name' when there is more than one: the name "
@@ -569,7 +580,7 @@ class AgentConfig(BaseSettings):
         return self.instance or "default/teleport-argocd-agent"
 
     def service_name(self, index: int) -> str:
-        return self.services[index].name or "argo-cd"
+        return self.services[index].name or DEFAULT_SERVICE_NAME
 
 
 def max_rotation_window(ttl: timedelta, interval: timedelta) -> timedelta:

@@ -84,6 +84,13 @@ class Metrics:
             ["operation"],
             registry=self.registry,
         )
+        self.kubernetes_errors = Counter(
+            f"{_NS}_kubernetes_request_errors",
+            "Failed Kubernetes API requests outside the secret writes (the bot identity's "
+            "Secret) by operation.",
+            ["operation"],
+            registry=self.registry,
+        )
         self.bot_deleted = Gauge(
             f"{_NS}_bot_deleted",
             "1 while Teleport refuses the bot because it no longer exists (deleted, e.g. with "

@@ -21,22 +21,27 @@ from __future__ import annotations
 import datetime as dt
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from agent.config import AgentConfig
 from agent.diagnostics import Metrics
+from agent.kubeapi import ApiError
 from agent.logs import logger
 from agent.plan import CyclePlan, plan_cycle
 from agent.ports import SecretSink, TeleportSource
-from agent.rotation import Clock, Ledger
+from agent.rotation import Clock, Ledger, SecretKey, only
 from agent.schedule import renewal_delay, retry_delay
 from agent.state import AgentState, GroupState
 from agent.sync import apply_plan
-from agent.teleport.errors import BotDeleted, TeleportError
+from agent.teleport.errors import BOT_IDENTITY_OPERATIONS, BotDeleted, TeleportError
 from agent.teleport.model import Credential, KubeCluster, ProxySettings
 
 __all__ = ["CredentialGroup", "Keeper", "credential_groups"]
+
+# What a TeleportSource raises: Teleport's failures, and the Kubernetes API's for the Secret
+# the bot identity is stored in.
+SourceError = TeleportError | ApiError
 
 RETRY_FIRST = dt.timedelta(seconds=1)
 RETRY_CAP = dt.timedelta(minutes=1)
@@ -65,6 +70,8 @@ class CredentialGroup:
     revoked: bool = False
     # The renewal interval in force: shorter than configured when Teleport capped the lifetime.
     effective_interval: dt.timedelta | None = None
+    # What the secrets held when this process started has been read (once).
+    learned: bool = False
 
     def due(self, now: dt.datetime, mono: float) -> bool:
         return self.due_wall is None or now >= self.due_wall or mono >= self.due_mono
@@ -123,7 +130,7 @@ class Keeper:
         self._last_rotation = -ROTATION_TICK  # monotonic
         self._proxy: ProxySettings | None = None
         self._clusters: list[KubeCluster] | None = None  # the last good listing
-        self._listing_error: TeleportError | None = None
+        self._listing_error: SourceError | None = None
         self.state = AgentState(groups=tuple(g.state() for g in self.groups))
 
     def step(self, *, forced: bool, budget: float) -> None:
@@ -154,7 +161,7 @@ class Keeper:
             due += [g for g in self.groups if g.credential is None and g not in due]
         renewed = []
         for group in due:
-            if listing_error is not None and listing_error.of_bot_identity:
+            if listing_error is not None and listing_error.operation in BOT_IDENTITY_OPERATIONS:
                 # The listing could not get a bot identity; a renewal would try the same join.
                 self._renewal_failed(group, listing_error)
             elif self._renew(group):
@@ -183,10 +190,15 @@ class Keeper:
 
     # -- Teleport -------------------------------------------------------------------------
 
-    def _teleport_failed(self, exc: TeleportError) -> None:
-        self._metrics.teleport_errors.labels(operation=exc.operation).inc()
+    def _teleport_failed(self, exc: SourceError) -> None:
+        if isinstance(exc, ApiError):
+            # The bot identity's Secret: a Kubernetes failure, not Teleport's.
+            self._metrics.kubernetes_errors.labels(operation=exc.operation).inc()
+        else:
+            self._metrics.teleport_errors.labels(operation=exc.operation).inc()
         self._metrics.bot_deleted.set(isinstance(exc, BotDeleted))
-        logger.bind(operation=exc.operation).warning("Teleport request failed: {}", exc)
+        party = "Kubernetes API" if isinstance(exc, ApiError) else "Teleport"
+        logger.bind(operation=exc.operation).warning("{} request failed: {}", party, exc)
 
     def _discover(self, *, refresh_proxy: bool) -> None:
         try:
@@ -195,7 +207,7 @@ class Keeper:
             if refresh_proxy or self._proxy is None:
                 self._proxy = self._source.proxy_settings()
             self._clusters = self._source.list_clusters()
-        except TeleportError as exc:
+        except (TeleportError, ApiError) as exc:
             self._teleport_failed(exc)
             self._listing_error = exc
             return
@@ -204,7 +216,7 @@ class Keeper:
     def _renew(self, group: CredentialGroup) -> bool:
         try:
             credential = self._source.issue_credential(group.ttl)
-        except TeleportError as exc:
+        except (TeleportError, ApiError) as exc:
             self._teleport_failed(exc)
             self._renewal_failed(group, exc)
             return False
@@ -222,7 +234,7 @@ class Keeper:
         )
         return True
 
-    def _renewal_failed(self, group: CredentialGroup, exc: TeleportError) -> None:
+    def _renewal_failed(self, group: CredentialGroup, exc: SourceError) -> None:
         group.failures += 1
         group.renewal_error = _why(exc)
         group.revoked = isinstance(exc, BotDeleted)
@@ -258,16 +270,16 @@ class Keeper:
                 "credential expired and could not be renewed; not writing"
             )
             return
-        plan = plan_cycle(
-            self._config,
-            proxy=proxy,
-            clusters=clusters,
-            credential=credential,
-            agent_version=self._version,
-            now=now,
-            services=group.services,
-            listing_complete=self._listing_error is None,
-        )
+        plan = self._plan(group, credential, proxy, clusters, complete=self._listing_error is None)
+        if renewal and spread and group.ledger.window and not group.learned:
+            # The first renewal of this process: what do the secrets hold already? Those with a
+            # valid credential wait for their slot, as after any renewal.
+            changed = group.ledger.learn(plan, self._sink.read_held(plan.secrets))
+            group.learned = True
+            if changed:
+                self._rewrite_keeping_credentials(
+                    group, changed, proxy=proxy, clusters=clusters, budget=budget
+                )
         if renewal:
             work: CyclePlan | None = group.ledger.renewal_work(plan, spread=spread)
         else:
@@ -292,6 +304,60 @@ class Keeper:
             **report.outcomes(),
         )
 
+    def _rewrite_keeping_credentials(
+        self,
+        group: CredentialGroup,
+        changed: Mapping[SecretKey, Credential],
+        *,
+        proxy: ProxySettings,
+        clusters: list[KubeCluster],
+        budget: float | None,
+    ) -> None:
+        """Write the new content of ``changed`` secrets with the credential each holds: a
+        config change (labels, project, namespaces...) reaches Argo CD at once, and the
+        credential rotates later, in the window, like every other."""
+        by_credential: dict[bytes, list[SecretKey]] = {}
+        for key, credential in changed.items():
+            by_credential.setdefault(credential.cert_pem, []).append(key)
+        for keys in by_credential.values():
+            credential = changed[keys[0]]
+            # Never a prune from this partial write.
+            plan = self._plan(group, credential, proxy, clusters, complete=False)
+            work = only(plan, set(keys))
+            report = apply_plan(
+                work, self._sink, metrics=self._metrics, should_stop=self._stopping, budget=budget
+            )
+            for service in report.services:
+                for result in service.writes:
+                    if result.ok:
+                        group.ledger.kept((result.namespace, result.name), credential.expires)
+            logger.bind(services=self._names(group)).info(
+                "content changed; rewritten with the credential each secret holds",
+                **report.outcomes(),
+            )
+
+    def _plan(
+        self,
+        group: CredentialGroup,
+        credential: Credential,
+        proxy: ProxySettings,
+        clusters: list[KubeCluster],
+        *,
+        complete: bool,
+    ) -> CyclePlan:
+        """The group's secrets rendered now with ``credential``; pruning only after a
+        ``complete`` listing."""
+        return plan_cycle(
+            self._config,
+            proxy=proxy,
+            clusters=clusters,
+            credential=credential,
+            agent_version=self._version,
+            now=self._clock.wall(),
+            services=group.services,
+            listing_complete=complete,
+        )
+
     def _record(self, group: CredentialGroup, plan: CyclePlan) -> None:
         view = group.ledger.record(plan)
         for service, problems in view.selector_problems.items():
@@ -314,6 +380,6 @@ class Keeper:
         return ",".join(self._config.service_name(i) for i in group.services)
 
 
-def _why(exc: TeleportError) -> str:
+def _why(exc: SourceError) -> str:
     """A Teleport failure for a person: what kind, then the client's sentence of what to do."""
     return f"{exc.summary}: {exc}"

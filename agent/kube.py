@@ -1,8 +1,11 @@
 """Writes desired cluster secrets with server-side apply, safely and concurrently.
 
-Least privilege: the agent never reads secrets. Creating through apply is authorized as
-``create`` and updating as ``patch``; pruning is one label-selected ``deletecollection``
-call. So the Role needs only those verbs. RBAC cannot limit them to the agent's own secrets,
+Least privilege: the agent has no ``get`` or ``list`` on secrets. Creating through apply is
+authorized as ``create`` and updating as ``patch``; pruning is one label-selected
+``deletecollection`` call. So the Role needs only those verbs. What its own secrets hold is read
+from the answers to dry-run patches (``read_held`` at start, ``current`` for plan and check);
+``read_held``'s patch tests the owner label, so the API server answers with the object only
+when it is the agent's. RBAC cannot limit them to the agent's own secrets,
 though: a (dry-run) PATCH answers with the whole object, so ``patch`` reads any secret whose name
 is known, and ``create`` can make a token Secret for another ServiceAccount. The chart's
 ValidatingAdmissionPolicy closes both (chart/templates/admissionpolicy.yaml); without it the
@@ -27,8 +30,8 @@ that an adopted secret says exactly what this agent's config says.
 
 Each secret gets its own result; one failure never stops the others. Transient failures
 (429, 5xx, timeouts, dropped connections) are retried with capped exponential backoff and
-jitter; everything else is final for this cycle. That is the only retry layer: urllib3's own
-retries are turned off, so one attempt is one connection. An API server that cannot be reached
+jitter; everything else is final for this cycle. That is the only retry layer: the transport
+(``kubeapi.py``) makes one attempt per call. An API server that cannot be reached
 must not hold the daemon for longer than a credential lives, so a cycle also stops trying after
 a run of consecutive transport failures (a circuit breaker) or when its time budget is spent:
 the remaining secrets are reported as skipped and written at the next discovery.
@@ -36,7 +39,6 @@ the remaining secrets are reported as skipped and written at the next discovery.
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 import time
@@ -44,9 +46,7 @@ from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
-from urllib.parse import urlencode
 
-import urllib3
 from kubernetes.client import ApiClient
 from tenacity import (
     Retrying,
@@ -57,8 +57,9 @@ from tenacity import (
 )
 
 from agent import labels as L
-from agent.argocd import DesiredSecret
-from agent.writes import Outcome, PruneResult, WriteResult
+from agent.argocd import DesiredSecret, held_by
+from agent.kubeapi import ApiError, KubeTransport, encode
+from agent.writes import Held, Outcome, PruneResult, WriteResult
 
 __all__ = [
     "ADOPTABLE_MANAGERS",
@@ -76,28 +77,22 @@ JSON_PATCH_CONTENT_TYPE = "application/json-patch+json"
 # Parts of a Secret that say what it is; a manager of any of them owns the secret.
 _CONTENT_FIELDS = frozenset({"f:data", "f:stringData", "f:type", "f:immutable"})
 _CONFLICT_MANAGER = re.compile(r'conflicts? with "([^"]+)"')
-_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 SKIPPED_STOPPING = "skipped: stopping"
 SKIPPED_UNREACHABLE = "skipped: the Kubernetes API server is unreachable"
 SKIPPED_BUDGET = "skipped: the cycle's time budget is spent"
 
 
-class ApiError(Exception):
-    """A Kubernetes API request failed; ``status`` is 0 for transport failures."""
-
-    def __init__(self, status: int, reason: str, body: dict[str, Any] | None = None) -> None:
-        super().__init__(f"{status} {reason}".strip())
-        self.status = status
-        self.reason = reason
-        self.body = body or {}
-
-    @property
-    def transient(self) -> bool:
-        return self.status == 0 or self.status in _RETRY_STATUSES
-
-
 def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, ApiError) and exc.transient
+
+
+class _NotOurs(Exception):
+    """The secret belongs to another field manager: left untouched and reported."""
+
+    def __init__(self, detail: str, managers: Sequence[str] = ()) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.managers = tuple(managers)
 
 
 class _Breaker:
@@ -135,15 +130,17 @@ class SecretWriter:
         breaker_threshold: int = 8,
         ownership_enforced: bool = False,
     ) -> None:
-        self._api = api
         # True when an admission policy makes the API server refuse writes to secrets that are
         # not ours: then the policy's verdict replaces the dry run of the first write.
         self._ownership_enforced = ownership_enforced
         self._concurrency = max(1, concurrency)
         self._adoptable = frozenset(adoptable_managers)
-        # (connect, read): a dropped packet costs seconds, not a 30 s read per attempt.
-        self._timeout = urllib3.Timeout(connect=connect_timeout, read=request_timeout)
-        self._host = api.configuration.host.rstrip("/")
+        self._transport = KubeTransport(
+            api,
+            connections=self._concurrency,
+            connect_timeout=connect_timeout,
+            request_timeout=request_timeout,
+        )
         self._breaker_threshold = max(1, breaker_threshold)
         self._retry = Retrying(
             retry=retry_if_exception(_retryable),
@@ -154,15 +151,6 @@ class SecretWriter:
         # Last resourceVersion seen per secret: an apply that leaves it unchanged did nothing.
         self._versions: dict[tuple[str, str], str] = {}
         self._versions_lock = threading.Lock()
-        # The API client's connection pool must allow as many connections as workers, and must
-        # not retry on its own: urllib3 retries a failed connection 3 times by default, under
-        # every one of our attempts (Configuration.retries = 0 for a client made by the agent).
-        pool = api.rest_client.pool_manager
-        pool.connection_pool_kw["maxsize"] = max(
-            self._concurrency, pool.connection_pool_kw.get("maxsize") or 1
-        )
-        pool.connection_pool_kw["retries"] = False
-        pool.clear()  # pools made before this point keep their own settings
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -228,7 +216,7 @@ class SecretWriter:
             )
 
         # Encoded once: the dry run, the apply and a forced apply send the same body.
-        payload = _encode(secret.apply_body())
+        payload = encode(secret.apply_body())
 
         def apply(force: bool, dry_run: bool = False) -> tuple[int, dict[str, Any]]:
             return self._apply(
@@ -242,37 +230,9 @@ class SecretWriter:
 
         key = (secret.namespace, secret.name)
         try:
-            with self._versions_lock:
-                known = key in self._versions
-            if not known and not self._ownership_enforced:
-                foreign = self._foreign_managers(secret, apply)
-                if foreign:
-                    return result(
-                        Outcome.CONFLICT,
-                        "written by another field manager; left untouched",
-                        foreign,
-                    )
-            try:
-                status, body = apply(False)
-                adopted: list[str] = []
-            except ApiError as exc:
-                if exc.status != 409:
-                    raise
-                managers = _conflict_managers(exc.body)
-                foreign = sorted(set(managers) - self._adoptable - {secret.field_manager})
-                if foreign or not managers:
-                    return result(
-                        Outcome.CONFLICT,
-                        "owned by another field manager; left untouched "
-                        f"({exc.body.get('message', exc.reason)})",
-                        foreign or managers,
-                    )
-                adopted = sorted(set(managers))
-                status, body = apply(True)
-            leftovers = _leftover_data(body, self._adoptable, secret)
-            if leftovers:
-                status, body = self._remove_data(secret, body, leftovers, should_stop, on_attempt)
-                adopted = adopted or sorted(set(leftovers.values()))
+            status, body, adopted = self._write_owned(secret, apply, should_stop, on_attempt)
+        except _NotOurs as refused:
+            return result(Outcome.CONFLICT, refused.detail, refused.managers)
         except ApiError as exc:
             if _denied_by_policy(exc):
                 # The chart's admission policy decides ownership from the live object: a secret
@@ -295,6 +255,44 @@ class SecretWriter:
         if previous is not None and previous == version:
             return result(Outcome.UNCHANGED)
         return result(Outcome.UPDATED)
+
+    def _write_owned(
+        self,
+        secret: DesiredSecret,
+        apply: Callable[..., tuple[int, dict[str, Any]]],
+        should_stop: Callable[[], bool],
+        on_attempt: Callable[..., None],
+    ) -> tuple[int, dict[str, Any], list[str]]:
+        """Apply, unless another field manager owns the secret (``_NotOurs``); an adoptable
+        manager's fields are taken over and its leftover data keys removed. Returns the status,
+        the object answered and the managers adopted."""
+        with self._versions_lock:
+            known = (secret.namespace, secret.name) in self._versions
+        if not known and not self._ownership_enforced:
+            foreign = self._foreign_managers(secret, apply)
+            if foreign:
+                raise _NotOurs("written by another field manager; left untouched", foreign)
+        adopted: list[str] = []
+        try:
+            status, body = apply(False)
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+            managers = _conflict_managers(exc.body)
+            foreign = sorted(set(managers) - self._adoptable - {secret.field_manager})
+            if foreign or not managers:
+                raise _NotOurs(
+                    "owned by another field manager; left untouched "
+                    f"({exc.body.get('message', exc.reason)})",
+                    foreign or managers,
+                ) from None
+            adopted = sorted(set(managers))
+            status, body = apply(True)
+        leftovers = _leftover_data(body, self._adoptable, secret)
+        if leftovers:
+            status, body = self._remove_data(secret, body, leftovers, should_stop, on_attempt)
+            adopted = adopted or sorted(set(leftovers.values()))
+        return status, body, adopted
 
     def _foreign_managers(
         self, secret: DesiredSecret, apply: Callable[..., tuple[int, dict[str, Any]]]
@@ -389,6 +387,35 @@ class SecretWriter:
             raise
         return body
 
+    def read_held(self, secrets: Sequence[DesiredSecret]) -> dict[tuple[str, str], Held]:
+        """What each secret that is already this service's holds (a hint for the rotation
+        window); a secret missing, someone else's or unreadable is left out.
+
+        Each is read with a dry-run JSON patch whose one operation tests the owner label: the
+        API server answers with the object only when the test passes, so a secret of the same
+        name that is not this service's is never read, with or without the admission policy
+        (which also refuses it). Nothing is written and no verb beyond ``patch`` is needed.
+        """
+
+        def one(secret: DesiredSecret) -> tuple[tuple[str, str], Held | None]:
+            label = "/metadata/labels/" + _json_pointer(L.LABEL_OWNER)
+            try:
+                _, live = self._call(
+                    "PATCH",
+                    f"/api/v1/namespaces/{secret.namespace}/secrets/{secret.name}",
+                    [("dryRun", "All"), ("fieldManager", secret.field_manager)],
+                    [{"op": "test", "path": label, "value": secret.owner}],
+                    JSON_PATCH_CONTENT_TYPE,
+                )
+            except ApiError:
+                return (secret.namespace, secret.name), None
+            return (secret.namespace, secret.name), held_by(secret, live)
+
+        if not secrets:
+            return {}
+        with ThreadPoolExecutor(self._concurrency, thread_name_prefix="secret-reader") as pool:
+            return {key: held for key, held in pool.map(one, secrets) if held is not None}
+
     # -- prune ----------------------------------------------------------------------------
 
     def prune(
@@ -446,63 +473,20 @@ class SecretWriter:
         for attempt in retrying:
             with attempt:
                 try:
-                    answer = self._call_once(method, path, query, body, content_type)
+                    answer = self._transport.call(
+                        method,
+                        path,
+                        query=query,
+                        body=body,
+                        content_type=content_type,
+                        operation="write",
+                    )
                 except ApiError as exc:
                     on_attempt(reached=exc.status != 0)
                     raise
                 on_attempt(reached=True)
                 return answer
         raise AssertionError("unreachable")  # pragma: no cover - Retrying reraises
-
-    def _call_once(
-        self,
-        method: str,
-        path: str,
-        query: list[tuple[str, str]],
-        body: bytes | dict[str, Any] | list[dict[str, str]] | None,
-        content_type: str | None,
-    ) -> tuple[int, dict[str, Any]]:
-        # Straight through the API client's own connection pool (its TLS settings, client
-        # certificate and proxy), with the client's credentials: the generated client's request
-        # path walks every body through its model serializer and wraps every answer, which
-        # costs more CPU per write than the rest of the agent and shares the cores with the API
-        # server of a small cluster.
-        headers = {**self._api.default_headers, "Accept": "application/json"}
-        auth = self._api.configuration.auth_settings().get("BearerToken")
-        if auth and auth.get("value"):
-            headers["Authorization"] = str(auth["value"])
-        if content_type:
-            headers["Content-Type"] = content_type
-        payload = body if body is None or isinstance(body, bytes) else _encode(body)
-        url = f"{self._host}{path}"
-        if query:
-            url += "?" + urlencode(query)
-        try:
-            response = self._api.rest_client.pool_manager.request(
-                method,
-                url,
-                body=payload,
-                headers=headers,
-                timeout=self._timeout,
-                retries=False,
-                redirect=False,
-            )
-            raw = response.data
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise ApiError(0, f"cannot reach the Kubernetes API: {type(exc).__name__}") from exc
-        try:
-            data = json.loads(raw) if raw else {}
-        except ValueError:
-            data = {}
-        if not isinstance(data, dict):
-            data = {}
-        if response.status >= 400:
-            raise ApiError(response.status, str(data.get("reason") or response.reason or ""), data)
-        return response.status, data
-
-
-def _encode(body: dict[str, Any] | list[dict[str, str]]) -> bytes:
-    return json.dumps(body, separators=(",", ":")).encode()
 
 
 def _leftover_data(

@@ -8,6 +8,7 @@ plain words; an empty list means valid. Purely computational, no side-effects.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 __all__ = [
     "dns_label_problems",
@@ -26,30 +27,49 @@ DNS_SUBDOMAIN_MAX = 253
 LABEL_VALUE_MAX = 63
 
 
+@dataclass(frozen=True)
+class _Rule:
+    """A name rule: a length limit and a pattern, with the pattern said in words."""
+
+    limit: int
+    pattern: re.Pattern[str]
+    words: str
+
+    def problems(self, value: str) -> list[str]:
+        problems = []
+        if len(value) > self.limit:
+            problems.append(f"must be no more than {self.limit} characters")
+        if not self.pattern.fullmatch(value):
+            problems.append(self.words)
+        return problems
+
+
+_DNS_LABEL_RULE = _Rule(
+    DNS_LABEL_MAX,
+    _DNS_LABEL,
+    "must consist of lowercase letters, digits and '-', and start and end with a letter or digit",
+)
+_DNS_SUBDOMAIN_RULE = _Rule(
+    DNS_SUBDOMAIN_MAX,
+    _DNS_SUBDOMAIN,
+    "must consist of lowercase letters, digits, '-' and '.', and each '.'-separated part must "
+    "start and end with a letter or digit",
+)
+_LABEL_VALUE_RULE = _Rule(
+    LABEL_VALUE_MAX,
+    _LABEL_VALUE,
+    "must consist of letters, digits, '-', '_' or '.', and start and end with a letter or digit",
+)
+
+
 def dns_label_problems(value: str) -> list[str]:
     """Problems with ``value`` as a DNS-1123 label (e.g. a namespace name)."""
-    problems = []
-    if len(value) > DNS_LABEL_MAX:
-        problems.append(f"must be no more than {DNS_LABEL_MAX} characters")
-    if not _DNS_LABEL.fullmatch(value):
-        problems.append(
-            "must consist of lowercase letters, digits and '-', and start and end with a "
-            "letter or digit"
-        )
-    return problems
+    return _DNS_LABEL_RULE.problems(value)
 
 
 def dns_subdomain_problems(value: str) -> list[str]:
     """Problems with ``value`` as a DNS-1123 subdomain (e.g. a Secret name)."""
-    problems = []
-    if len(value) > DNS_SUBDOMAIN_MAX:
-        problems.append(f"must be no more than {DNS_SUBDOMAIN_MAX} characters")
-    if not _DNS_SUBDOMAIN.fullmatch(value):
-        problems.append(
-            "must consist of lowercase letters, digits, '-' and '.', and each '.'-separated "
-            "part must start and end with a letter or digit"
-        )
-    return problems
+    return _DNS_SUBDOMAIN_RULE.problems(value)
 
 
 def label_key_problems(key: str) -> list[str]:
@@ -74,12 +94,4 @@ def label_key_problems(key: str) -> list[str]:
 
 def label_value_problems(value: str) -> list[str]:
     """Problems with ``value`` as a label value (may be empty)."""
-    problems = []
-    if len(value) > LABEL_VALUE_MAX:
-        problems.append(f"must be no more than {LABEL_VALUE_MAX} characters")
-    if not _LABEL_VALUE.fullmatch(value):
-        problems.append(
-            "must consist of letters, digits, '-', '_' or '.', and start and end with a "
-            "letter or digit"
-        )
-    return problems
+    return _LABEL_VALUE_RULE.problems(value)

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from agent.argocd import DesiredSecret
 from agent.teleport.model import Credential, KubeCluster, ProxySettings
-from agent.writes import PruneResult, WriteResult
+from agent.writes import Held, PruneResult, WriteResult
 
 __all__ = ["SecretSink", "TeleportSource"]
 
@@ -50,4 +50,9 @@ class SecretSink(Protocol):
 
     def prune(self, namespace: str, owner: str, keep_hashes: Collection[str]) -> PruneResult:
         """Delete ``owner``'s secrets in ``namespace`` whose cluster hash is not kept."""
+        ...
+
+    def read_held(self, secrets: Sequence[DesiredSecret]) -> dict[tuple[str, str], Held]:
+        """What each of these secrets holds if it is already this agent's; the others (missing,
+        someone else's, unreadable) are left out and never read."""
         ...

@@ -3,7 +3,9 @@
 Every credential change makes Argo CD rebuild that cluster's cache, so a renewal does not
 rewrite every secret at once: secrets that still hold a valid older credential wait for their
 slot in the rotation window (``schedule.rotation_offsets``), the others (new clusters, failed
-writes, secrets this process knows nothing about) are written at once. Between renewals a
+writes, secrets found holding nothing usable at start) are written at once. What the secrets
+hold is read once when the process starts (``learn``), so a restart or an upgrade spreads its
+rewrites like any renewal. Between renewals a
 discovery writes only what changed: a new cluster, a failed write, a slot that came up, a
 secret whose rendered content differs from what it holds.
 
@@ -18,12 +20,14 @@ import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
-from agent.argocd import DesiredSecret
+from agent.argocd import DesiredSecret, shape_of
 from agent.labels import ANNOTATION_UPDATED
 from agent.plan import CyclePlan
 from agent.schedule import oldest_held, rotation_offsets
+from agent.teleport.model import Credential
+from agent.writes import Held
 
-__all__ = ["Clock", "Ledger", "LedgerView", "SecretKey", "content_of", "key_of"]
+__all__ = ["Clock", "Ledger", "LedgerView", "SecretKey", "content_of", "key_of", "only"]
 
 SecretKey = tuple[str, str]  # (namespace, name)
 
@@ -89,6 +93,31 @@ class Ledger:
     def renewed(self) -> None:
         """A new credential was issued: no secret holds it yet."""
         self._current.clear()
+
+    def learn(self, plan: CyclePlan, held: Mapping[SecretKey, Held]) -> dict[SecretKey, Credential]:
+        """Take what the secrets hold (read once, at start) as a hint: a secret of the shape
+        the plan renders whose credential outlives the window counts as holding it, so the
+        next renewal gives it a slot in the window. Every other secret (missing, someone
+        else's, unreadable, expiring within the window, changed) holds nothing usable and is
+        written at once.
+
+        Returns the changed secrets whose own credential outlives the window: rewritten with
+        that credential (``kept``), their change costs no rotation."""
+        horizon = self._clock.wall() + self.window
+        changed: dict[SecretKey, Credential] = {}
+        for secret in plan.secrets:
+            key, found = key_of(secret), held.get(key_of(secret))
+            if found is None or found.expires is None or found.expires <= horizon:
+                continue
+            if found.shape is not None and found.shape == shape_of(secret):
+                self._held[key] = found.expires
+            elif found.credential is not None:
+                changed[key] = found.credential
+        return changed
+
+    def kept(self, key: SecretKey, expires: dt.datetime) -> None:
+        """``key`` was rewritten with the credential it held, which expires then."""
+        self._held[key] = expires
 
     def renewal_work(self, plan: CyclePlan, *, spread: bool = True) -> CyclePlan:
         """After a renewal: every secret of ``plan`` but those that still hold a valid older
@@ -180,11 +209,20 @@ class Ledger:
 
 def _without(plan: CyclePlan, skip: set[SecretKey], *, prune: bool) -> CyclePlan:
     """``plan`` but for the secrets in ``skip``, and without its prune unless ``prune``."""
+    return _select(plan, lambda key: key not in skip, prune=prune)
+
+
+def only(plan: CyclePlan, keep: set[SecretKey]) -> CyclePlan:
+    """``plan`` with only the secrets in ``keep`` and no prune."""
+    return _select(plan, lambda key: key in keep, prune=False)
+
+
+def _select(plan: CyclePlan, wanted: Callable[[SecretKey], bool], *, prune: bool) -> CyclePlan:
     return CyclePlan(
         tuple(
             replace(
                 service,
-                secrets=tuple(s for s in service.secrets if key_of(s) not in skip),
+                secrets=tuple(s for s in service.secrets if wanted(key_of(s))),
                 prune=service.prune if prune else None,
             )
             for service in plan.services

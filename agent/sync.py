@@ -67,38 +67,16 @@ def apply_plan(
     deadline = None if budget is None else started + budget
     reports = []
     for service in plan.services:
-        log = logger.bind(service=service.name)
-        for selector, problem in service.selector_problems.items():
-            log.bind(selector=selector).warning("selector {}", problem)
-        for cluster, error in service.render_errors.items():
-            log.bind(cluster=cluster, result="error").error("cannot render secret: {}", error)
-        for dup in service.duplicates:
-            log.bind(cluster=dup.secret.cluster, secret=dup.secret.name, result="duplicate").error(
-                "not written: {}", dup.reason
-            )
+        _report_problems(service)
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
         writes = tuple(writer.write(list(service.secrets), should_stop=should_stop, budget=left))
         for result in writes:
-            event = log.bind(
-                cluster=result.cluster, secret=result.name, result=result.outcome.value
-            )
-            if result.outcome is Outcome.CREATED or (result.ok and result.detail):
-                event.info("secret {}", result.outcome.value, detail=result.detail)
-            elif result.ok:
-                # Every renewal updates every secret: one line each would bury the rest.
-                event.debug("secret {}", result.outcome.value)
-            else:
-                event.error("secret not written: {}", result.detail)
+            _report_write(service.name, result)
         prune = None
         unreachable = any(r.unreachable for r in writes)
         if service.prune is not None and not should_stop() and not unreachable:
             # A cycle with failed writes still prunes: prune only removes unselected clusters.
-            request = service.prune
-            prune = writer.prune(request.namespace, request.owner, request.keep_hashes)
-            for name in prune.deleted:
-                log.bind(secret=name, result="pruned").info("secret pruned: cluster not selected")
-            if prune.error:
-                log.bind(result="error").error("prune failed: {}", prune.error)
+            prune = _prune(writer, service)
         report = ServiceReport(service, writes, prune)
         if metrics is not None:
             metrics.record_writes(service.name, list(writes))
@@ -111,3 +89,41 @@ def apply_plan(
         if cycle.complete:
             metrics.last_success.set_to_current_time()
     return cycle
+
+
+def _report_problems(service: ServicePlan) -> None:
+    """One event per selector that matched nothing, template that failed, duplicate server."""
+    log = logger.bind(service=service.name)
+    for selector, problem in service.selector_problems.items():
+        log.bind(selector=selector).warning("selector {}", problem)
+    for cluster, error in service.render_errors.items():
+        log.bind(cluster=cluster, result="error").error("cannot render secret: {}", error)
+    for dup in service.duplicates:
+        log.bind(cluster=dup.secret.cluster, secret=dup.secret.name, result="duplicate").error(
+            "not written: {}", dup.reason
+        )
+
+
+def _report_write(service: str, result: WriteResult) -> None:
+    event = logger.bind(
+        service=service, cluster=result.cluster, secret=result.name, result=result.outcome.value
+    )
+    if result.outcome is Outcome.CREATED or (result.ok and result.detail):
+        event.info("secret {}", result.outcome.value, detail=result.detail)
+    elif result.ok:
+        # Every renewal updates every secret: one line each would bury the rest.
+        event.debug("secret {}", result.outcome.value)
+    else:
+        event.error("secret not written: {}", result.detail)
+
+
+def _prune(writer: SecretSink, service: ServicePlan) -> PruneResult:
+    assert service.prune is not None
+    request = service.prune
+    prune = writer.prune(request.namespace, request.owner, request.keep_hashes)
+    log = logger.bind(service=service.name)
+    for name in prune.deleted:
+        log.bind(secret=name, result="pruned").info("secret pruned: cluster not selected")
+    if prune.error:
+        log.bind(result="error").error("prune failed: {}", prune.error)
+    return prune

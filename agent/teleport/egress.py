@@ -85,35 +85,38 @@ def _bypassed(host: str, port: int, no_proxy: str) -> bool:
         address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
     except ValueError:
         address = None
-    for raw in no_proxy.split(","):
-        entry = raw.strip().lower()
-        if not entry:
-            continue
-        if entry == "*":
-            return True
-        entry_port = None
-        if entry.startswith("["):  # [v6]:port
-            bracket = entry.index("]") if "]" in entry else len(entry)
-            entry, rest = entry[1:bracket], entry[bracket + 1 :]
-            entry_port = rest.removeprefix(":") or None
-        elif entry.count(":") == 1:  # name:port or v4:port (a bare v6 address has several)
-            entry, entry_port = entry.split(":")
-        if entry_port is not None and entry_port != str(port):
-            continue
-        if address is not None:
-            try:
-                if address in ipaddress.ip_network(entry, strict=False):
-                    return True
-            except ValueError:
-                pass
-            continue
-        entry = entry.rstrip(".")
-        if entry.startswith("."):
-            if host.endswith(entry):
-                return True
-        elif host == entry or host.endswith("." + entry):
-            return True
-    return False
+    return any(_matches(raw.strip().lower(), host, address, port) for raw in no_proxy.split(","))
+
+
+def _matches(
+    entry: str,
+    host: str,
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address | None,
+    port: int,
+) -> bool:
+    """Whether one NO_PROXY entry covers ``host:port``."""
+    if not entry:
+        return False
+    if entry == "*":
+        return True
+    entry_port = None
+    if entry.startswith("["):  # [v6]:port
+        bracket = entry.index("]") if "]" in entry else len(entry)
+        entry, rest = entry[1:bracket], entry[bracket + 1 :]
+        entry_port = rest.removeprefix(":") or None
+    elif entry.count(":") == 1:  # name:port or v4:port (a bare v6 address has several)
+        entry, entry_port = entry.split(":")
+    if entry_port is not None and entry_port != str(port):
+        return False
+    if address is not None:
+        try:
+            return address in ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            return False
+    entry = entry.rstrip(".")
+    if entry.startswith("."):
+        return host.endswith(entry)
+    return host == entry or host.endswith("." + entry)
 
 
 def proxy_for(host: str, port: int, environ: Mapping[str, str] | None = None) -> EgressProxy | None:

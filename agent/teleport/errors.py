@@ -23,8 +23,10 @@ __all__ = [
 ]
 
 
-# The operations (as errors name them) that obtain the bot identity.
-BOT_IDENTITY_OPERATIONS = frozenset({"join", "re-join", "renew bot identity", "export host CA"})
+# The operations (as errors name them) that obtain the bot identity, its storage included.
+BOT_IDENTITY_OPERATIONS = frozenset(
+    {"join", "re-join", "renew bot identity", "export host CA", "load identity", "save identity"}
+)
 
 
 class TeleportError(Exception):
@@ -37,12 +39,6 @@ class TeleportError(Exception):
         super().__init__(f"{operation}: {message}")
         self.operation = operation
         self.message = message
-
-    @property
-    def of_bot_identity(self) -> bool:
-        """The request was for the bot's own identity (a join or renewal): every other
-        request that needs the bot identity would fail the same way until it works."""
-        return self.operation in BOT_IDENTITY_OPERATIONS
 
 
 class ProxyUnreachable(TeleportError):

@@ -12,14 +12,12 @@ which Kubernetes cannot limit by name).
 from __future__ import annotations
 
 import base64
-import json
-import os
 from typing import Any, Protocol
 
-import urllib3
 from kubernetes.client import ApiClient
 
-from agent.teleport.errors import TeleportError
+from agent.config import pod_namespace
+from agent.kubeapi import ApiError, KubeTransport
 from agent.teleport.model import BotIdentity, split_pem_certificates
 
 __all__ = ["IdentityStore", "KubernetesSecretStore", "MemoryStore", "StorageError"]
@@ -28,8 +26,15 @@ FIELD_MANAGER = "teleport-argocd-agent/identity"
 _CERT, _KEY, _HOST_CA = "tls.crt", "tls.key", "host-ca.crt"
 
 
-class StorageError(TeleportError):
-    """The identity Secret could not be read or written."""
+class StorageError(ApiError):
+    """The identity Secret could not be read or written: a Kubernetes failure, reported as one
+    (exit code, metric and readiness reason), not as Teleport's."""
+
+    def __init__(self, operation: str, message: str, status: int = 0) -> None:
+        super().__init__(status, message, operation=operation)
+
+    def __str__(self) -> str:
+        return f"{self.operation}: {self.reason}"
 
 
 class IdentityStore(Protocol):
@@ -60,9 +65,9 @@ class KubernetesSecretStore:
     """One Secret, ``namespace/name``: the certificate, its key and the Host CA."""
 
     def __init__(self, api: ApiClient, *, name: str, namespace: str | None = None) -> None:
-        self._api = api
+        self._transport = KubeTransport(api)
         self.name = name
-        self.namespace = namespace or os.environ.get("POD_NAMESPACE") or "default"
+        self.namespace = namespace or pod_namespace()
         self._path = f"/api/v1/namespaces/{self.namespace}/secrets/{self.name}"
 
     def describe(self) -> str:
@@ -72,11 +77,12 @@ class KubernetesSecretStore:
         return f"KubernetesSecretStore({self.namespace}/{self.name})"
 
     def load(self) -> BotIdentity | None:
-        status, body = self._call("GET", [], None, None)
-        if status == 404:
-            return None
-        if status != 200:
-            raise self._error("read", status, body)
+        try:
+            _, body = self._call("GET", "load identity")
+        except StorageError as exc:
+            if exc.status == 404:
+                return None
+            raise
         data = body.get("data") or {}
         try:
             cert, key = (base64.b64decode(data[k]) for k in (_CERT, _KEY))
@@ -106,50 +112,33 @@ class KubernetesSecretStore:
             },
         }
         query = [("fieldManager", FIELD_MANAGER), ("force", "true")]
-        status, answer = self._call("PATCH", query, body, "application/apply-patch+yaml")
-        if status not in (200, 201):
-            raise self._error("save", status, answer)
-
-    def _error(self, verb: str, status: int, body: dict[str, Any]) -> StorageError:
-        message = body.get("message") or body.get("reason") or f"HTTP {status}"
-        hint = ""
-        if status == 403:
-            hint = (
-                "; the agent's ServiceAccount needs get and patch on this one Secret "
-                "(and create): the chart's identity Role grants exactly that"
-            )
-        return StorageError(f"{verb} identity", f"{self.describe()}: {message}{hint}")
+        self._call("PATCH", "save identity", query, body, "application/apply-patch+yaml")
 
     def _call(
         self,
         method: str,
-        query: list[tuple[str, str]],
-        body: dict[str, Any] | None,
-        content_type: str | None,
+        operation: str,
+        query: list[tuple[str, str]] | None = None,
+        body: dict[str, Any] | None = None,
+        content_type: str | None = None,
     ) -> tuple[int, dict[str, Any]]:
-        headers = {"Accept": "application/json"}
-        if content_type:
-            headers["Content-Type"] = content_type
-        method, url, headers, payload, _ = self._api.param_serialize(
-            method=method,
-            resource_path=self._path,
-            query_params=query,
-            header_params=headers,
-            body=body,
-            auth_settings=["BearerToken"],
-        )
         try:
-            response = self._api.call_api(
-                method, url, header_params=headers, body=payload, _request_timeout=30
+            return self._transport.call(
+                method,
+                self._path,
+                query=query,
+                body=body,
+                content_type=content_type,
+                operation=operation,
             )
-            raw: bytes = response.read()  # type: ignore[no-untyped-call]
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise StorageError(
-                "identity storage",
-                f"cannot reach the Kubernetes API for {self.describe()}: {type(exc).__name__}",
-            ) from None
-        try:
-            data = json.loads(raw) if raw else {}
-        except ValueError:
-            data = {}
-        return int(response.status), data if isinstance(data, dict) else {}
+        except ApiError as exc:
+            if exc.status == 0:
+                message = f"cannot reach the Kubernetes API for {self.describe()}: {exc.reason}"
+            else:
+                message = f"{self.describe()}: {exc.message}"
+            if exc.status == 403:
+                message += (
+                    "; the agent's ServiceAccount needs get and patch on this one Secret "
+                    "(and create): the chart's identity Role grants exactly that"
+                )
+            raise StorageError(operation, message, exc.status) from None

@@ -9,6 +9,9 @@ cluster secret the agent writes, each syncing one ConfigMap into a namespace of 
 the Teleport stand-in to the one shared upstream API server. Every credential change makes Argo
 CD drop that cluster's cache and rebuild it (discovery, a list and a watch of every type).
 
+After each window's pairs, a restart phase: the agent stopped (SIGTERM) and started again with
+the previous process's secrets in place, as an upgrade, a config change or a node drain does.
+
 Measured per phase: the application controller's peak CPU over 5 s windows (utime + stime from
 /proc/<pid>/stat) and its peak RSS (VmRSS sampled every second), the peak number of requests on
 the stand-in's Kubernetes route in 5 s (its request log; a request is logged when it ends, so a
@@ -225,6 +228,18 @@ def run(clusters: int, windows: Sequence[tuple[int, int]]) -> dict[str, Any]:
                             flush=True,
                         )
                         _settle(sampler)
+                    # A restart (upgrade, crash, drain) with the previous process's secrets in
+                    # place: its first cycle reads what they hold and spreads the rewrites.
+                    phase, daemon, seen = _restart_phase(
+                        agent, daemon, teleport=s, argo=argo, window=window, clusters=clusters
+                    )
+                    phases.append(phase)
+                    print(
+                        f"window {window}s, restart: {phase.writes} writes over "
+                        f"{phase.write_span_s:.1f}s",
+                        flush=True,
+                    )
+                    _settle(sampler)
                     results = [_result(p, sampler, argo, clusters).row() for p in phases]
                     measured.append({"window_s": window, "phases": results})
                     if index == len(windows) - 1:
@@ -365,6 +380,74 @@ def _phase(
                 first = first or event_time(done)
                 last = event_time(done)
                 writes += count
+    phase = _finish(
+        kind,
+        start=start,
+        start_epoch=start_epoch,
+        writes=writes,
+        span=last - first,
+        offset=offset,
+        teleport=teleport,
+        argo=argo,
+        window=window,
+    )
+    return phase, seen
+
+
+def _restart_phase(
+    agent: BenchAgent,
+    daemon: AgentDaemon,
+    *,
+    teleport: StandIn,
+    argo: ArgoCD,
+    window: int,
+    clusters: int,
+) -> tuple[Phase, AgentDaemon, int]:
+    """Stop the agent (SIGTERM) and start a new process with the same config; measured from
+    its first credential until every secret holds the new one."""
+    stop(daemon)
+    teleport.admin("DELETE", "/v1/log")
+    offset = argo.processes[CONTROLLER].log_path.stat().st_size
+    daemon, _ = agent.start()
+    issued, seen = wait_event(daemon, "credential issued", after=0, timeout=120)
+    start_epoch = event_time(issued)
+    start = time.monotonic() - max(0.0, time.time() - start_epoch)
+    writes, first, last = 0, 0.0, 0.0
+    while writes < clusters:
+        done, seen = wait_event(daemon, "sync finished", after=seen, timeout=2 * window + 60)
+        count = int(done.get("updated", 0)) + int(done.get("created", 0))
+        if count:
+            first = first or event_time(done)
+            last = event_time(done)
+            writes += count
+    phase = _finish(
+        "restart",
+        start=start,
+        start_epoch=start_epoch,
+        writes=writes,
+        span=last - first,
+        offset=offset,
+        teleport=teleport,
+        argo=argo,
+        window=window,
+    )
+    return phase, daemon, seen
+
+
+def _finish(
+    kind: str,
+    *,
+    start: float,
+    start_epoch: float,
+    writes: int,
+    span: float,
+    offset: int,
+    teleport: StandIn,
+    argo: ArgoCD,
+    window: int,
+) -> Phase:
+    """Wait out the phase's tail (the window and 30 s), then collect what it cost."""
+    log = argo.processes[CONTROLLER].log_path
     end = max(time.monotonic(), start + window) + 30
     while time.monotonic() < end:
         time.sleep(1)
@@ -376,18 +459,17 @@ def _phase(
         for t in (_epoch(str(e["time"])) for e in entries if e.get("route") == "kube")
         if t >= start_epoch
     ]
-    phase = Phase(
+    return Phase(
         kind,
         start,
         time.monotonic(),
         writes,
-        last - first,
+        span,
         offset,
         log.stat().st_size,
         requests,
         len(entries) >= 10_000,  # the stand-in keeps the last 10,000 entries
     )
-    return phase, seen
 
 
 def _result(phase: Phase, sampler: Sampler, argo: ArgoCD, clusters: int) -> Result:

@@ -28,6 +28,7 @@ from tests.harness.kube import (
     service_account_token,
     unique_namespace,
 )
+from tests.harness.pki import write_private
 from tests.harness.policy import install_chart_policy
 from tests.harness.standin import StandIn, bot_doc, kube_cluster_doc, role_doc, standin, token_doc
 
@@ -91,7 +92,7 @@ class BenchAgent:
         bot = f"bench-{uuid.uuid4().hex[:6]}"
         join = uuid.uuid4().hex
         teleport.create([bot_doc(bot, [ACCESS_ROLE]), token_doc(join, bot)])
-        (self.workdir / "token").write_text(join)
+        write_private(self.workdir / "token", join)
 
     def configure(self, service: Mapping[str, Any], **top: Any) -> Path:
         config: dict[str, Any] = {

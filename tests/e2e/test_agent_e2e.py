@@ -9,12 +9,10 @@ a lock or a spent token never leaks into another test.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import re
 import signal
-import ssl
-import tempfile
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +26,7 @@ from tests.harness.agent_e2e import (
     AGENT_OUTPUT,
     AgentDaemon,
     StandIn,
+    argocd_readable_secrets,
     kube_cluster_yaml,
     run_agent,
     standin_binary,
@@ -38,23 +37,16 @@ from tests.harness.kube import (
     cluster_secret_data,
     control_plane,
     free_port,
+    pod_bound_token,
     service_account_token,
     unique_namespace,
 )
 from tests.harness.notes import teleport_resources as notes_resources
+from tests.harness.pki import write_private
+from tests.harness.standin import bot_doc, kubernetes_token_doc, role_doc, token_doc
 
 CLUSTER = "root"
-ROLE = {
-    "kind": "role",
-    "version": "v7",
-    "metadata": {"name": "argocd-access"},
-    "spec": {
-        "allow": {
-            "kubernetes_labels": {"*": "*"},
-            "kubernetes_groups": ["system:masters"],
-        }
-    },
-}
+ROLE = role_doc("argocd-access", kubernetes_labels={"*": "*"}, kubernetes_groups=["system:masters"])
 SELECTORS = [{"name": "alpha"}, {"labels": {"env": "prod"}}]
 
 
@@ -104,11 +96,13 @@ def no_key_material_in_any_log() -> Iterator[None]:
 class Agent:
     """One agent installation: a namespace, its ServiceAccount, Roles and a kubeconfig."""
 
-    def __init__(self, kube: ControlPlane, admin: k8s.ApiClient, standin: StandIn) -> None:
+    def __init__(
+        self, kube: ControlPlane, admin: k8s.ApiClient, standin: StandIn, workdir: Path
+    ) -> None:
         self.kube, self.admin, self.standin = kube, admin, standin
         self.namespace = unique_namespace(admin, prefix="agent")
         self.bot = f"argocd-{uuid.uuid4().hex[:6]}"
-        self.workdir = Path(tempfile.mkdtemp(prefix="agent-e2e-"))
+        self.workdir = workdir
         rbac = k8s.RbacAuthorizationV1Api(admin)
         rules = {
             "writer": [
@@ -147,26 +141,16 @@ class Agent:
         self.kubeconfig = kube.kubeconfig(self.workdir / "kubeconfig", token=token)
 
     def bot_resources(self, *, roles: list[str] | None = None) -> None:
-        self.standin.create(
-            {
-                "kind": "bot",
-                "version": "v1",
-                "metadata": {"name": self.bot},
-                "spec": {"roles": roles or ["argocd-access"]},
-            }
-        )
+        self.standin.create(bot_doc(self.bot, roles or ["argocd-access"]))
 
     def token_join(self, value: str | None = None) -> str:
         value = value or uuid.uuid4().hex
-        self.standin.create(
-            {
-                "kind": "token",
-                "version": "v2",
-                "metadata": {"name": value},
-                "spec": {"roles": ["Bot"], "join_method": "token", "bot_name": self.bot},
-            }
-        )
+        self.standin.create(token_doc(value, self.bot))
         return value
+
+    def write_token(self, value: str) -> None:
+        """The token file of the token join method (readable by its owner only)."""
+        write_private(self.workdir / "token", value)
 
     def config(self, **overrides: Any) -> Path:
         config: dict[str, Any] = {
@@ -209,8 +193,8 @@ class Agent:
 
 
 @pytest.fixture
-def agent(kube: ControlPlane, admin_api: k8s.ApiClient, standin: StandIn) -> Agent:
-    return Agent(kube, admin_api, standin)
+def agent(kube: ControlPlane, admin_api: k8s.ApiClient, standin: StandIn, tmp_path: Path) -> Agent:
+    return Agent(kube, admin_api, standin, tmp_path)
 
 
 def reached_cluster(data: dict[str, Any], workdir: Path) -> str:
@@ -218,9 +202,7 @@ def reached_cluster(data: dict[str, Any], workdir: Path) -> str:
     tls = data["config"]["tlsClientConfig"]
     files = {}
     for key in ("caData", "certData", "keyData"):
-        path = workdir / f"{key}.pem"
-        path.write_bytes(base64.b64decode(tls[key]))
-        files[key] = str(path)
+        files[key] = str(write_private(workdir / f"{key}.pem", base64.b64decode(tls[key])))
     cfg = k8s.Configuration(host=data["server"])
     cfg.ssl_ca_cert, cfg.cert_file, cfg.key_file = (
         files["caData"],
@@ -243,7 +225,7 @@ def reached_cluster(data: dict[str, Any], workdir: Path) -> str:
 
 def test_token_join_renews_and_writes_secrets_that_reach_the_right_api_server(agent: Agent):
     agent.bot_resources()
-    (agent.workdir / "token").write_text(agent.token_join())
+    agent.write_token(agent.token_join())
     agent.config()
     first = agent.run("start", "--oneshot")
     assert first.code == 0, first.output
@@ -287,7 +269,7 @@ def test_token_join_renews_and_writes_secrets_that_reach_the_right_api_server(ag
 
 def test_wrong_token_is_rejected_and_writes_nothing(agent: Agent):
     agent.bot_resources()
-    (agent.workdir / "token").write_text("not-a-token")
+    agent.write_token("not-a-token")
     agent.config()
     done = agent.run("start", "--oneshot")
     assert done.code == 3, done.output
@@ -297,7 +279,7 @@ def test_wrong_token_is_rejected_and_writes_nothing(agent: Agent):
 
 def test_an_unknown_proxy_ca_is_refused_not_skipped(agent: Agent):
     agent.bot_resources()
-    (agent.workdir / "token").write_text(agent.token_join())
+    agent.write_token(agent.token_join())
     agent.config(proxy_ca_path=None)
     done = agent.run("start", "--oneshot")
     assert done.code == 3, done.output
@@ -307,7 +289,7 @@ def test_an_unknown_proxy_ca_is_refused_not_skipped(agent: Agent):
 
 
 def test_proxy_down_is_reported_and_writes_nothing(agent: Agent):
-    (agent.workdir / "token").write_text("x")
+    agent.write_token("x")
     agent.config(proxy_server=f"127.0.0.1:{free_port()}")
     done = agent.run("start", "--oneshot")
     assert done.code == 3, done.output
@@ -320,7 +302,7 @@ def test_proxy_down_is_reported_and_writes_nothing(agent: Agent):
 
 def test_every_teleport_connection_goes_through_the_egress_proxy(agent: Agent):
     agent.bot_resources()
-    (agent.workdir / "token").write_text(agent.token_join())
+    agent.write_token(agent.token_join())
     agent.config()
     # The Kubernetes client honours the same variables: the API server is exempted, as a pod
     # exempts its cluster's API server address.
@@ -345,7 +327,7 @@ def test_every_teleport_connection_goes_through_the_egress_proxy(agent: Agent):
 
 def test_no_proxy_bypasses_the_egress_proxy(agent: Agent):
     agent.bot_resources()
-    (agent.workdir / "token").write_text(agent.token_join())
+    agent.write_token(agent.token_join())
     agent.config()
     host = agent.standin.proxy.rpartition(":")[0]
     with ConnectProxy(refuse=True).running() as proxy:
@@ -357,7 +339,7 @@ def test_no_proxy_bypasses_the_egress_proxy(agent: Agent):
 
 
 def test_egress_proxy_refusing_the_tunnel_is_reported_and_writes_nothing(agent: Agent):
-    (agent.workdir / "token").write_text("x")
+    agent.write_token("x")
     agent.config()
     with ConnectProxy(credentials=("egress", "right")).running() as proxy:
         url = proxy.url.replace("egress:right@", "")
@@ -380,7 +362,7 @@ def test_a_tls_terminating_load_balancer_is_detected_and_named(
         flags=["--l7-load-balancer"],
     ).start([ROLE])
     try:
-        (agent.workdir / "token").write_text("x")
+        agent.write_token("x")
         agent.config(proxy_server=behind.proxy, proxy_ca_path=behind.web_ca)
         done = agent.run("start", "--oneshot")
         assert done.code == 3, done.output
@@ -397,7 +379,7 @@ def test_a_tls_terminating_load_balancer_is_detected_and_named(
 
 def test_role_not_impersonable_is_reported(agent: Agent):
     agent.bot_resources(roles=["no-such-role"])
-    (agent.workdir / "token").write_text(agent.token_join())
+    agent.write_token(agent.token_join())
     agent.config()
     done = agent.run("start", "--oneshot")
     assert done.code == 3, done.output
@@ -407,7 +389,7 @@ def test_role_not_impersonable_is_reported(agent: Agent):
 
 def test_expired_identity_with_a_spent_token_says_to_create_a_new_token(agent: Agent):
     agent.bot_resources()
-    (agent.workdir / "token").write_text(agent.token_join())
+    agent.write_token(agent.token_join())
     agent.config(credential_ttl="4s", renewal_interval="2s")
     first = agent.run("start", "--oneshot")
     assert first.code == 0, first.output
@@ -419,59 +401,98 @@ def test_expired_identity_with_a_spent_token_says_to_create_a_new_token(agent: A
     assert agent.versions() == before
 
 
-# -- kubernetes join ------------------------------------------------------------------------
-
-
-def _jwks(kube: ControlPlane) -> str:
-    ctx = ssl.create_default_context(cafile=str(kube.ca_path))
-    ctx.load_cert_chain(str(kube.admin_cert_path), str(kube.admin_key_path))
-    with urllib.request.urlopen(kube.url + "/openid/v1/jwks", context=ctx) as resp:  # noqa: S310
-        return str(resp.read().decode())
-
-
-def _pod_token(admin: k8s.ApiClient, namespace: str, *, audience: str, bound: bool) -> str:
-    core = k8s.CoreV1Api(admin)
-    pod_name = f"agent-{uuid.uuid4().hex[:6]}"
-    pod = core.create_namespaced_pod(
-        namespace,
-        k8s.V1Pod(
-            metadata=k8s.V1ObjectMeta(name=pod_name),
-            spec=k8s.V1PodSpec(
-                service_account_name="agent",
-                automount_service_account_token=False,
-                containers=[k8s.V1Container(name="agent", image="agent:test")],
-            ),
-        ),
+def test_a_service_with_its_own_credential_ttl_gets_a_credential_of_that_lifetime(agent: Agent):
+    agent.bot_resources()
+    agent.write_token(agent.token_join())
+    agent.config(
+        credential_ttl="40m",
+        renewal_interval="20m",
+        services=[
+            {
+                "type": "kubernetes/argo-cd",
+                "name": "default-ttl",
+                "selectors": [{"name": "alpha"}],
+                "secret_namespace": agent.namespace,
+            },
+            {
+                "type": "kubernetes/argo-cd",
+                "name": "own-ttl",
+                "selectors": [{"name": "beta"}],
+                "secret_namespace": agent.namespace,
+                "credential_ttl": "15m",
+                "renewal_interval": "5m",
+            },
+        ],
     )
-    spec = k8s.V1TokenRequestSpec(audiences=[audience], expiration_seconds=600)
-    if bound:
-        spec.bound_object_ref = k8s.V1BoundObjectReference(
-            api_version="v1", kind="Pod", name=pod_name, uid=pod.metadata.uid
+    before = dt.datetime.now(dt.UTC)
+    done = agent.run("start", "--oneshot")
+    after = dt.datetime.now(dt.UTC)
+    assert done.code == 0, done.output
+    expiry = {
+        secret.annotations["teleport.dev/kubernetes-cluster-name"]: (
+            secret.certificate.not_valid_after_utc
         )
-    answer = core.create_namespaced_service_account_token(
-        "agent", namespace, k8s.AuthenticationV1TokenRequest(spec=spec)
+        for secret in argocd_readable_secrets(agent.admin, agent.namespace).values()
+    }
+    assert set(expiry) == {"alpha", "beta"}
+    # Teleport grants the expiry asked for (whole seconds): now + the service's TTL.
+    for cluster, ttl in (("alpha", dt.timedelta(minutes=40)), ("beta", dt.timedelta(minutes=15))):
+        assert before + ttl - dt.timedelta(seconds=1) <= expiry[cluster] <= after + ttl, cluster
+
+
+def test_clusters_listed_over_more_than_one_page_are_all_found(
+    agent: Agent, targets: dict[str, ControlPlane], tmp_path: Path
+):
+    # The agent asks for pages of 500 kube servers; each cluster here is carried by two kube
+    # services, so 260 clusters make 520 entries: two pages, in name order.
+    server = StandIn(agent.standin.binary, tmp_path / "paged-standin", CLUSTER)
+    filler = [
+        kube_cluster_yaml(f"fill-{i:03d}", {"env": "filler"}, targets["alpha"]) for i in range(258)
+    ]
+    server.start(
+        [
+            ROLE,
+            kube_cluster_yaml("aa-first-page", {"env": "paged"}, targets["alpha"]),
+            *filler,
+            kube_cluster_yaml("zz-second-page", {"env": "paged"}, targets["beta"]),
+        ]
     )
-    return str(answer.status.token)
+    try:
+        agent.standin = server
+        agent.bot_resources()
+        agent.write_token(agent.token_join())
+        agent.config(
+            services=[
+                {
+                    "type": "kubernetes/argo-cd",
+                    "selectors": [{"labels": {"env": "paged"}}],
+                    "secret_namespace": agent.namespace,
+                }
+            ]
+        )
+        done = agent.run("start", "--oneshot")
+        assert done.code == 0, done.output
+        names = sorted(data["name"] for _, data in agent.secrets())
+        assert names == [f"{CLUSTER}-aa-first-page", f"{CLUSTER}-zz-second-page"]
+        listings = [
+            entry
+            for entry in server.admin("GET", "/v1/log")
+            if entry.get("method") == "/proto.AuthService/ListResources"
+        ]
+        assert len(listings) >= 2, "one listing of two pages"
+    finally:
+        server.stop()
+
+
+# -- kubernetes join ------------------------------------------------------------------------
 
 
 def _kubernetes_token(agent: Agent, kube: ControlPlane) -> str:
     name = f"kube-{agent.bot}"
     agent.standin.create(
-        {
-            "kind": "token",
-            "version": "v2",
-            "metadata": {"name": name},
-            "spec": {
-                "roles": ["Bot"],
-                "join_method": "kubernetes",
-                "bot_name": agent.bot,
-                "kubernetes": {
-                    "type": "static_jwks",
-                    "static_jwks": {"jwks": _jwks(kube)},
-                    "allow": [{"service_account": f"{agent.namespace}:agent"}],
-                },
-            },
-        }
+        kubernetes_token_doc(
+            name, agent.bot, jwks=kube.jwks(), service_accounts=[f"{agent.namespace}:agent"]
+        )
     )
     return name
 
@@ -482,7 +503,7 @@ def test_kubernetes_join_with_a_pod_bound_token_and_rejoin_keeps_the_instance(
     agent.bot_resources()
     name = _kubernetes_token(agent, kube)
     jwt = agent.workdir / "jwt"
-    jwt.write_text(_pod_token(agent.admin, agent.namespace, audience=CLUSTER, bound=True))
+    write_private(jwt, pod_bound_token(agent.admin, agent.namespace, audiences=[CLUSTER]))
     config = agent.config(
         onboarding={"join_method": "kubernetes", "token": name}, storage={"type": "memory"}
     )
@@ -498,7 +519,7 @@ def test_kubernetes_join_with_a_pod_bound_token_and_rejoin_keeps_the_instance(
         assert len(agent.secrets()) == 2
         time.sleep(6)
         # The kubelet would have rotated the projected token: the re-join reads it again.
-        jwt.write_text(_pod_token(agent.admin, agent.namespace, audience=CLUSTER, bound=True))
+        write_private(jwt, pod_bound_token(agent.admin, agent.namespace, audiences=[CLUSTER]))
         daemon.proc.send_signal(signal.SIGUSR1)
         daemon.wait_for("sync finished", count=2)
         (after,) = agent.instances()
@@ -519,7 +540,10 @@ def test_kubernetes_join_rejects_bad_tokens(
     agent.bot_resources()
     name = _kubernetes_token(agent, kube)
     jwt = agent.workdir / "jwt"
-    jwt.write_text(_pod_token(agent.admin, agent.namespace, audience=audience, bound=bound))
+    write_private(
+        jwt,
+        pod_bound_token(agent.admin, agent.namespace, audiences=[audience], bind_pod=bound),
+    )
     agent.config(
         onboarding={"join_method": "kubernetes", "token": name}, storage={"type": "memory"}
     )
@@ -535,7 +559,7 @@ def test_kubernetes_join_rejects_bad_tokens(
 
 def test_check_reports_secrets_whose_credential_no_longer_works(agent: Agent):
     agent.bot_resources()
-    (agent.workdir / "token").write_text(agent.token_join())
+    agent.write_token(agent.token_join())
     agent.config()
     assert agent.run("start", "--oneshot").code == 0
     agent.standin.admin("POST", "/v1/host-ca/rotate", {"phase": "start"})
@@ -586,7 +610,7 @@ def test_the_chart_config_runs_as_its_service_account_with_the_notes_resources(
     notes = install.stdout.split("NOTES:", 1)[1]
     resources = notes_resources(notes)
     assert JWKS_PLACEHOLDER in resources
-    standin.create_yaml(resources.replace(JWKS_PLACEHOLDER, f"'{_jwks(kube)}'"))
+    standin.create_yaml(resources.replace(JWKS_PLACEHOLDER, f"'{kube.jwks()}'"))
     standin.admin(
         "PUT",
         "/v1/clusters/beta/labels",
@@ -594,30 +618,9 @@ def test_the_chart_config_runs_as_its_service_account_with_the_notes_resources(
     )
 
     sa_name = fullname
-    core = k8s.CoreV1Api(admin_api)
-    pod = core.create_namespaced_pod(
-        namespace,
-        k8s.V1Pod(
-            metadata=k8s.V1ObjectMeta(name="agent"),
-            spec=k8s.V1PodSpec(
-                service_account_name=sa_name,
-                automount_service_account_token=False,
-                containers=[k8s.V1Container(name="agent", image="agent:test")],
-            ),
-        ),
-    )
-    spec = k8s.V1TokenRequestSpec(
-        audiences=[CLUSTER],
-        expiration_seconds=600,
-        bound_object_ref=k8s.V1BoundObjectReference(
-            api_version="v1", kind="Pod", name="agent", uid=pod.metadata.uid
-        ),
-    )
-    jwt = tmp_path / "join-sa-token"
-    jwt.write_text(
-        core.create_namespaced_service_account_token(
-            sa_name, namespace, k8s.AuthenticationV1TokenRequest(spec=spec)
-        ).status.token
+    jwt = write_private(
+        tmp_path / "join-sa-token",
+        pod_bound_token(admin_api, namespace, sa_name, audiences=[CLUSTER]),
     )
     kubeconfig = kube.kubeconfig(
         tmp_path / "kubeconfig",

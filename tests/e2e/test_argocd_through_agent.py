@@ -13,6 +13,7 @@ import time
 import urllib.error
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,10 +38,11 @@ def argocd_agent(
     admin_api: k8s.ApiClient,
     standin: StandIn,  # noqa: F811 - the fixture imported above
     argo: ArgoCD,
+    tmp_path: Path,
 ) -> Iterator[Agent]:
     """An agent whose one service writes into Argo CD's namespace (its Role there: create and
     patch on secrets, as the chart grants); its secrets and Applications go afterwards."""
-    agent = Agent(kube, admin_api, standin)
+    agent = Agent(kube, admin_api, standin, tmp_path)
     grant_secret_verbs(
         admin_api,
         argo.namespace,
@@ -50,7 +52,7 @@ def argocd_agent(
         name=f"writer-{agent.namespace}",
     )
     agent.bot_resources()
-    (agent.workdir / "token").write_text(agent.token_join())
+    agent.write_token(agent.token_join())
     agent.config(
         services=[
             {

@@ -17,7 +17,6 @@ import contextlib
 import json
 import re
 import signal
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -37,26 +36,29 @@ from tests.harness.agent_e2e import (
     ReadableSecret,
     argocd_readable_secrets,
     grant_identity_secret,
-    jwks,
-    pod_bound_token,
 )
 from tests.harness.argocd import ArgoCD, config_map_manifest
 from tests.harness.kube import (
     ControlPlane,
     free_port,
     grant_secret_verbs,
+    pod_bound_token,
     service_account_token,
     unique_namespace,
 )
+from tests.harness.pki import write_private
 from tests.harness.policy import install_chart_policy, policy_config
 from tests.harness.standin import (
     AdminError,
     IssuedIdentity,
     StandIn,
+    bot_doc,
     kube_cluster_doc,
+    kubernetes_token_doc,
     renew_bot,
     role_doc,
     standin,
+    token_doc,
 )
 
 pytestmark = pytest.mark.timeout(900)
@@ -128,6 +130,7 @@ class Installation:
         kube: ControlPlane,
         admin: k8s.ApiClient,
         teleport: StandIn,
+        workdir: Path,
         *,
         secret_namespace: str | None = None,
         prune: bool = False,
@@ -136,7 +139,7 @@ class Installation:
         self.namespace = unique_namespace(admin, prefix="faults")
         self.secret_namespace = secret_namespace or self.namespace
         self.bot = f"argocd-{uuid.uuid4().hex[:6]}"
-        self.workdir = Path(tempfile.mkdtemp(prefix="faults-"))
+        self.workdir = workdir
         self.diag_port = free_port()
         self.prune = prune
         verbs = ["create", "patch"] + (["deletecollection"] if prune else [])
@@ -159,16 +162,7 @@ class Installation:
             secret_namespace=self.secret_namespace,
             proxy=teleport.proxy_addr,
         )
-        teleport.create(
-            [
-                {
-                    "kind": "bot",
-                    "version": "v1",
-                    "metadata": {"name": self.bot},
-                    "spec": {"roles": [ROLE]},
-                }
-            ]
-        )
+        teleport.create([bot_doc(self.bot, [ROLE])])
         self.daemons: list[AgentDaemon] = []
 
     # -- Teleport side -----------------------------------------------------------------------
@@ -176,17 +170,8 @@ class Installation:
     def new_token(self) -> str:
         """A single-use join token for this installation's bot, written to the token file."""
         value = uuid.uuid4().hex
-        self.teleport.create(
-            [
-                {
-                    "kind": "token",
-                    "version": "v2",
-                    "metadata": {"name": value},
-                    "spec": {"roles": ["Bot"], "join_method": "token", "bot_name": self.bot},
-                }
-            ]
-        )
-        (self.workdir / "token").write_text(value)
+        self.teleport.create([token_doc(value, self.bot)])
+        write_private(self.workdir / "token", value)
         return value
 
     def instances(self) -> list[dict[str, Any]]:
@@ -334,12 +319,14 @@ def assert_same_objects(before: dict[str, ReadableSecret], after: dict[str, Read
 
 @pytest.fixture
 def installations(
-    kube: ControlPlane, admin_api: k8s.ApiClient, teleport: StandIn
+    kube: ControlPlane, admin_api: k8s.ApiClient, teleport: StandIn, tmp_path: Path
 ) -> Iterator[Callable[..., Installation]]:
     made: list[Installation] = []
 
     def make(**kwargs: Any) -> Installation:
-        made.append(Installation(kube, admin_api, teleport, **kwargs))
+        workdir = tmp_path / f"installation-{len(made)}"
+        workdir.mkdir()
+        made.append(Installation(kube, admin_api, teleport, workdir, **kwargs))
         return made[-1]
 
     yield make
@@ -622,33 +609,17 @@ def test_token_method_keeps_renewing_after_its_join_token_is_deleted(
     assert not same["locked"]
 
 
-def kubernetes_token(agent: Installation, kube: ControlPlane, name: str) -> dict[str, Any]:
-    return {
-        "kind": "token",
-        "version": "v2",
-        "metadata": {"name": name},
-        "spec": {
-            "roles": ["Bot"],
-            "join_method": "kubernetes",
-            "bot_name": agent.bot,
-            "kubernetes": {
-                "type": "static_jwks",
-                "static_jwks": {"jwks": jwks(kube)},
-                "allow": [{"service_account": f"{agent.namespace}:agent"}],
-            },
-        },
-    }
-
-
 def test_kubernetes_method_reports_clearly_when_a_rejoin_is_refused(
     installations: Callable[..., Installation], teleport: StandIn, kube: ControlPlane
 ) -> None:
     agent = installations()
     name = f"kube-{agent.bot}"
-    token = kubernetes_token(agent, kube, name)
+    token = kubernetes_token_doc(
+        name, agent.bot, jwks=kube.jwks(), service_accounts=[f"{agent.namespace}:agent"]
+    )
     teleport.create([token])
     jwt = agent.workdir / "jwt"
-    jwt.write_text(pod_bound_token(agent.admin, agent.namespace, audience=CLUSTER))
+    write_private(jwt, pod_bound_token(agent.admin, agent.namespace, audiences=[CLUSTER]))
     # The chart's kubernetes-method config: the token's name, nothing stored.
     agent.config(
         onboarding={"join_method": "kubernetes", "token": name}, storage={"type": "memory"}

@@ -1,4 +1,4 @@
-"""The Teleport stand-in's rules that need real API servers (issue 10, rules 2 and 8).
+"""The Teleport stand-in's rules that need real API servers (rules 2 and 8 of its contract).
 
 Rule 2: the kubernetes join method with ``static_jwks`` checks real TokenRequest-issued,
 pod-bound tokens against the API server's real ``/openid/v1/jwks``. Rule 8: the Kubernetes
@@ -12,16 +12,15 @@ import json
 import ssl
 import time
 import urllib.error
-import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client as k8s
 
-from tests.harness.kube import ControlPlane, control_plane, unique_namespace
+from tests.harness.kube import ControlPlane, control_plane, pod_bound_token, unique_namespace
 from tests.harness.pki import CertificateAuthority
 from tests.harness.standin import (
     IssuedIdentity,
@@ -48,66 +47,6 @@ def other_kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlan
         yield plane
 
 
-def jwks_of(plane: ControlPlane) -> str:
-    """The API server's real ``/openid/v1/jwks``."""
-    ctx = ssl.create_default_context(cafile=str(plane.ca_path))
-    ctx.load_cert_chain(str(plane.admin_cert_path), str(plane.admin_key_path))
-    url = f"{plane.url}/openid/v1/jwks"
-    with urllib.request.urlopen(url, timeout=10, context=ctx) as response:  # noqa: S310
-        return str(response.read().decode())
-
-
-def pod_bound_token(
-    plane: ControlPlane,
-    namespace: str,
-    service_account: str,
-    *,
-    audiences: list[str],
-    seconds: int = 600,
-    bind_pod: bool = True,
-) -> str:
-    """A TokenRequest token for the account, bound to a Pod created for it (there is no
-    controller manager: the Pod only has to exist as an object)."""
-    api = plane.admin_client()
-    core = k8s.CoreV1Api(api)
-    try:
-        try:
-            core.create_namespaced_service_account(
-                namespace, k8s.V1ServiceAccount(metadata=k8s.V1ObjectMeta(name=service_account))
-            )
-        except k8s.ApiException as exc:
-            if exc.status != 409:
-                raise
-        bound = None
-        if bind_pod:
-            pod = core.create_namespaced_pod(
-                namespace,
-                k8s.V1Pod(
-                    metadata=k8s.V1ObjectMeta(name=f"agent-{uuid.uuid4().hex[:6]}"),
-                    spec=k8s.V1PodSpec(
-                        service_account_name=service_account,
-                        automount_service_account_token=False,
-                        containers=[k8s.V1Container(name="agent", image="example.invalid/agent")],
-                    ),
-                ),
-            )
-            bound = k8s.V1BoundObjectReference(
-                api_version="v1", kind="Pod", name=pod.metadata.name, uid=pod.metadata.uid
-            )
-        response = core.create_namespaced_service_account_token(
-            service_account,
-            namespace,
-            k8s.AuthenticationV1TokenRequest(
-                spec=k8s.V1TokenRequestSpec(
-                    audiences=audiences, expiration_seconds=seconds, bound_object_ref=bound
-                )
-            ),
-        )
-        return str(response.status.token)
-    finally:
-        api.close()
-
-
 def join_error(server: StandIn, token: str, id_token: str) -> tuple[int, str]:
     """The HTTP status and message of a refused join."""
     with pytest.raises(urllib.error.HTTPError) as refused:
@@ -122,13 +61,17 @@ def join_error(server: StandIn, token: str, id_token: str) -> tuple[int, str]:
 @pytest.fixture
 def kube_join(kube: ControlPlane, admin_api: k8s.ApiClient) -> Iterator[tuple[StandIn, str]]:
     """A stand-in with a static_jwks token trusting ``kube``'s real JWKS and allowing
-    ``<namespace>:agent``; yields it and the namespace."""
+    ``<namespace>:agent``; yields it and the namespace (which also has an ``intruder``)."""
     namespace = unique_namespace(admin_api, prefix="join")
+    for account in ("agent", "intruder"):
+        k8s.CoreV1Api(admin_api).create_namespaced_service_account(
+            namespace, k8s.V1ServiceAccount(metadata=k8s.V1ObjectMeta(name=account))
+        )
     resources = [
         role_doc("access", kubernetes_labels={"*": "*"}),
         bot_doc("argocd", ["access"]),
         kubernetes_token_doc(
-            "kube-join", "argocd", jwks=jwks_of(kube), service_accounts=[f"{namespace}:agent"]
+            "kube-join", "argocd", jwks=kube.jwks(), service_accounts=[f"{namespace}:agent"]
         ),
     ]
     with standin(resources, cluster_name=CLUSTER) as server:
@@ -136,10 +79,10 @@ def kube_join(kube: ControlPlane, admin_api: k8s.ApiClient) -> Iterator[tuple[St
 
 
 def test_pod_bound_token_from_the_api_server_joins(
-    kube_join: tuple[StandIn, str], kube: ControlPlane
+    kube_join: tuple[StandIn, str], admin_api: k8s.ApiClient
 ) -> None:
     server, namespace = kube_join
-    token = pod_bound_token(kube, namespace, "agent", audiences=[CLUSTER])
+    token = pod_bound_token(admin_api, namespace, audiences=[CLUSTER])
     bot = web_join(server, "kube-join", id_token=token)
     subject = {a.oid.dotted_string: a.value for a in bot.certificate.subject}
     assert subject["2.5.4.3"] == "bot-argocd"
@@ -149,74 +92,71 @@ def test_pod_bound_token_from_the_api_server_joins(
     assert [i["join_method"] for i in server.instances()] == ["kubernetes", "kubernetes"]
 
 
-def test_token_signed_by_another_api_server_is_rejected(
-    kube_join: tuple[StandIn, str], other_kube: ControlPlane, admin_api: k8s.ApiClient
-) -> None:
-    server, namespace = kube_join
-    other_api = other_kube.admin_client()
+def token_from_another_api_server(other_kube: ControlPlane, namespace: str) -> str:
+    """A token from ``other_kube`` for the same namespace and account name, so only the signing
+    key differs."""
+    api = other_kube.admin_client()
     try:
-        # The same namespace and account name, so only the signing key differs.
-        k8s.CoreV1Api(other_api).create_namespace(
-            k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=namespace))
+        core = k8s.CoreV1Api(api)
+        core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=namespace)))
+        core.create_namespaced_service_account(
+            namespace, k8s.V1ServiceAccount(metadata=k8s.V1ObjectMeta(name="agent"))
         )
+        return pod_bound_token(api, namespace, audiences=[CLUSTER])
     finally:
-        other_api.close()
-    foreign = pod_bound_token(other_kube, namespace, "agent", audiences=[CLUSTER])
-    status, message = join_error(server, "kube-join", foreign)
-    assert status == 500
-    assert "reviewing kubernetes token with static_jwks" in message
-    assert "validating jwt signature" in message
+        api.close()
 
 
-def test_token_without_the_cluster_in_its_audience_is_rejected(
-    kube_join: tuple[StandIn, str], kube: ControlPlane
-) -> None:
-    server, namespace = kube_join
-    token = pod_bound_token(kube, namespace, "agent", audiences=["https://kubernetes.default.svc"])
-    status, message = join_error(server, "kube-join", token)
-    assert status == 500
-    assert "validating jwt claims" in message
-
-
-def test_token_not_bound_to_a_pod_is_rejected(
-    kube_join: tuple[StandIn, str], kube: ControlPlane
-) -> None:
-    server, namespace = kube_join
-    token = pod_bound_token(kube, namespace, "agent", audiences=[CLUSTER], bind_pod=False)
-    status, message = join_error(server, "kube-join", token)
-    assert (status, message) == (
+# Each refusal: how the id_token is made, then Teleport's HTTP status and message (a part of it
+# where the rest is the JWT library's wording).
+JoinToken = Callable[[k8s.ApiClient, ControlPlane, str], str]
+REFUSED_JOINS: dict[str, tuple[JoinToken, int, str]] = {
+    "token signed by another API server": (
+        lambda api, other, ns: token_from_another_api_server(other, ns),
+        500,
+        "reviewing kubernetes token with static_jwks: validating jwt signature",
+    ),
+    "token without the cluster in its audience": (
+        lambda api, other, ns: pod_bound_token(
+            api, ns, audiences=["https://kubernetes.default.svc"]
+        ),
+        500,
+        "validating jwt claims",
+    ),
+    "token not bound to a pod": (
+        lambda api, other, ns: pod_bound_token(api, ns, audiences=[CLUSTER], bind_pod=False),
         400,
         "reviewing kubernetes token with static_jwks: static_jwks joining requires the use "
         "of projected pod bound service account token",
-    )
-
-
-def test_token_living_longer_than_30_minutes_is_rejected(
-    kube_join: tuple[StandIn, str], kube: ControlPlane
-) -> None:
-    server, namespace = kube_join
-    token = pod_bound_token(kube, namespace, "agent", audiences=[CLUSTER], seconds=31 * 60)
-    status, message = join_error(server, "kube-join", token)
-    assert status == 400
-    assert "with a TTL of less than 30m0s" in message
-
-
-def test_service_account_outside_the_allow_rules_is_rejected(
-    kube_join: tuple[StandIn, str], kube: ControlPlane
-) -> None:
-    server, namespace = kube_join
-    token = pod_bound_token(kube, namespace, "intruder", audiences=[CLUSTER])
-    assert join_error(server, "kube-join", token) == (
+    ),
+    "token living longer than 30 minutes": (
+        lambda api, other, ns: pod_bound_token(api, ns, audiences=[CLUSTER], seconds=31 * 60),
+        400,
+        "with a TTL of less than 30m0s",
+    ),
+    "service account outside the allow rules": (
+        lambda api, other, ns: pod_bound_token(api, ns, "intruder", audiences=[CLUSTER]),
         403,
         "kubernetes token did not match any allow rules",
+    ),
+    "empty id_token": (lambda api, other, ns: "", 400, "IDToken not provided"),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED_JOINS))
+def test_kubernetes_join_is_refused(
+    case: str,
+    kube_join: tuple[StandIn, str],
+    admin_api: k8s.ApiClient,
+    other_kube: ControlPlane,
+) -> None:
+    make_token, status, message = REFUSED_JOINS[case]
+    server, namespace = kube_join
+    refused_status, refused_message = join_error(
+        server, "kube-join", make_token(admin_api, other_kube, namespace)
     )
-
-
-def test_empty_id_token_is_rejected(kube_join: tuple[StandIn, str]) -> None:
-    server, _ = kube_join
-    status, message = join_error(server, "kube-join", "")
-    assert status == 400
-    assert "IDToken not provided" in message
+    assert refused_status == status
+    assert message in refused_message
     assert server.instances() == []
 
 
@@ -299,44 +239,28 @@ def namespaces(body: dict[str, Any]) -> set[str]:
     return {item["metadata"]["name"] for item in body["items"]}
 
 
-def test_request_reaches_the_right_api_server_as_the_impersonated_group(
-    routed: dict[str, Any],
+@pytest.mark.parametrize(
+    ("cluster", "seen", "hidden"),
+    [("alpha", "alpha", "beta"), ("beta", "beta", "alpha")],
+    ids=[
+        "alpha, as the impersonated group (the only subject allowed to read there)",
+        "beta, as the impersonated user (the only subject allowed to read there)",
+    ],
+)
+def test_request_reaches_the_right_api_server(
+    routed: dict[str, Any], cluster: str, seen: str, hidden: str
 ) -> None:
-    server: StandIn = routed["server"]
-    response = kube_request(
-        server, "alpha", "/api/v1/namespaces", identity=routed["out"], workdir=routed["workdir"]
-    )
-    assert response.status == 200, response.body
-    names = namespaces(response.json())
-    assert routed["marker"]["alpha"] in names
-    assert routed["marker"]["beta"] not in names
-
-
-def test_request_reaches_the_second_api_server_as_the_impersonated_user(
-    routed: dict[str, Any],
-) -> None:
-    server: StandIn = routed["server"]
-    response = kube_request(
-        server, "beta", "/api/v1/namespaces", identity=routed["out"], workdir=routed["workdir"]
-    )
-    assert response.status == 200, response.body
-    names = namespaces(response.json())
-    assert routed["marker"]["beta"] in names
-    assert routed["marker"]["alpha"] not in names
-
-
-def test_upstream_sees_the_impersonated_identity_not_the_proxy(routed: dict[str, Any]) -> None:
-    # The stand-in's own upstream credential is cluster-admin; secrets are refused only
-    # because the request runs as the impersonated user and group.
     response = kube_request(
         routed["server"],
-        "alpha",
-        "/api/v1/namespaces/kube-system/secrets",
+        cluster,
+        "/api/v1/namespaces",
         identity=routed["out"],
         workdir=routed["workdir"],
     )
-    assert response.status == 403
-    assert 'User "bot-argocd" cannot list resource "secrets"' in response.json()["message"]
+    assert response.status == 200, response.body
+    names = namespaces(response.json())
+    assert routed["marker"][seen] in names
+    assert routed["marker"][hidden] not in names
 
 
 def test_watch_streams_through_the_route(routed: dict[str, Any]) -> None:
@@ -359,66 +283,78 @@ def test_watch_streams_through_the_route(routed: dict[str, Any]) -> None:
     assert time.monotonic() - started < 30
 
 
-def test_route_differing_from_the_certificate_is_refused(routed: dict[str, Any]) -> None:
-    response = kube_request(
-        routed["server"],
+# Each refusal: the cluster, the path, which identity (``out`` or ``bot``), extra request
+# options, and the status with the message (None: any message).
+REFUSED_ROUTES: dict[str, tuple[str, str, str, dict[str, Any], int, str | None]] = {
+    # The stand-in's own upstream credential is cluster-admin; secrets are refused only
+    # because the request runs as the impersonated user and group.
+    "upstream sees the impersonated identity, not the proxy's": (
+        "alpha",
+        "/api/v1/namespaces/kube-system/secrets",
+        "out",
+        {},
+        403,
+        'User "bot-argocd" cannot list resource "secrets"',
+    ),
+    "route differing from the certificate's": (
         "alpha",
         "/api/v1/namespaces",
-        identity=routed["out"],
-        workdir=routed["workdir"],
-        teleport_cluster="leaf",
-    )
-    assert response.status == 403
-    assert response.json()["message"] == "existing route in identity may not be overwritten"
-
-
-def test_cluster_not_allowed_by_the_roles_is_refused(routed: dict[str, Any]) -> None:
-    response = kube_request(
-        routed["server"],
+        "out",
+        {"teleport_cluster": "leaf"},
+        403,
+        "existing route in identity may not be overwritten",
+    ),
+    "cluster the roles do not allow": (
         "gamma",
         "/api/v1/namespaces",
-        identity=routed["out"],
-        workdir=routed["workdir"],
-    )
-    assert response.status == 403
-    assert response.json()["message"] == 'kubernetes cluster "gamma" not found'
-
-
-def test_bot_identity_reaches_no_cluster(routed: dict[str, Any]) -> None:
-    response = kube_request(
-        routed["server"],
+        "out",
+        {},
+        403,
+        'kubernetes cluster "gamma" not found',
+    ),
+    "bot identity, which reaches no cluster": ("alpha", "/api/v1/namespaces", "bot", {}, 403, None),
+    "client impersonation outside the roles": (
         "alpha",
         "/api/v1/namespaces",
-        identity=routed["bot"],
-        workdir=routed["workdir"],
-    )
-    assert response.status == 403
+        "out",
+        {"headers": {"Impersonate-Group": "system:masters"}},
+        403,
+        "system:masters",
+    ),
+}
 
 
-def test_client_impersonation_outside_the_roles_is_refused(routed: dict[str, Any]) -> None:
+@pytest.mark.parametrize("case", list(REFUSED_ROUTES))
+def test_kubernetes_route_refuses(routed: dict[str, Any], case: str) -> None:
+    cluster, path, identity, options, status, message = REFUSED_ROUTES[case]
     response = kube_request(
         routed["server"],
-        "alpha",
-        "/api/v1/namespaces",
-        identity=routed["out"],
+        cluster,
+        path,
+        identity=routed[identity],
         workdir=routed["workdir"],
-        headers={"Impersonate-Group": "system:masters"},
+        **options,
     )
-    assert response.status == 403
-    assert "system:masters" in response.json()["message"]
+    assert response.status == status, response.body
+    if message is not None:
+        assert message in response.json()["message"]
 
 
-def test_certificate_from_another_ca_is_refused(routed: dict[str, Any], tmp_path: Path) -> None:
-    stranger = CertificateAuthority("not-teleport").issue("bot-argocd", client=True)
-    identity = IssuedIdentity(stranger.cert_pem, stranger.key_pem, [])
+def stranger() -> IssuedIdentity:
+    """A certificate for the bot's user name from a CA Teleport does not know."""
+    pair = CertificateAuthority("not-teleport").issue("bot-argocd", client=True)
+    return IssuedIdentity(pair.cert_pem, pair.key_pem, [])
+
+
+@pytest.mark.parametrize(
+    "identity",
+    [stranger, lambda: None],
+    ids=["certificate from another CA", "no client certificate"],
+)
+def test_handshake_without_a_teleport_certificate_is_refused(
+    routed: dict[str, Any], identity: Callable[[], IssuedIdentity | None], tmp_path: Path
+) -> None:
     with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
         kube_request(
-            routed["server"], "alpha", "/api/v1/namespaces", identity=identity, workdir=tmp_path
-        )
-
-
-def test_no_client_certificate_is_refused(routed: dict[str, Any], tmp_path: Path) -> None:
-    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
-        kube_request(
-            routed["server"], "alpha", "/api/v1/namespaces", identity=None, workdir=tmp_path
+            routed["server"], "alpha", "/api/v1/namespaces", identity=identity(), workdir=tmp_path
         )

@@ -12,7 +12,6 @@ import base64
 import json
 import os
 import signal
-import ssl
 import subprocess
 import sys
 import time
@@ -314,48 +313,6 @@ def argocd_readable_secrets(api: k8s.ApiClient, namespace: str) -> dict[str, Rea
             str(meta.uid), data["server"], host_cas, certificate, dict(meta.annotations or {})
         )
     return found
-
-
-def jwks(plane: ControlPlane) -> str:
-    """The API server's service-account JWKS (``kubectl get --raw /openid/v1/jwks``)."""
-    ctx = ssl.create_default_context(cafile=str(plane.ca_path))
-    ctx.load_cert_chain(str(plane.admin_cert_path), str(plane.admin_key_path))
-    with urllib.request.urlopen(plane.url + "/openid/v1/jwks", context=ctx) as r:  # noqa: S310
-        return str(r.read().decode())
-
-
-def pod_bound_token(
-    api: k8s.ApiClient, namespace: str, *, service_account: str = "agent", audience: str
-) -> str:
-    """The projected token the chart mounts for the kubernetes join method: ``audience`` = the
-    Teleport cluster, bound to a pod of ``service_account`` (created here; nothing runs it)."""
-    core = k8s.CoreV1Api(api)
-    name = f"{service_account}-{os.urandom(3).hex()}"
-    pod = core.create_namespaced_pod(
-        namespace,
-        k8s.V1Pod(
-            metadata=k8s.V1ObjectMeta(name=name),
-            spec=k8s.V1PodSpec(
-                service_account_name=service_account,
-                automount_service_account_token=False,
-                containers=[k8s.V1Container(name="agent", image="agent:test")],
-            ),
-        ),
-    )
-    assert pod.metadata is not None
-    spec = k8s.V1TokenRequestSpec(
-        audiences=[audience],
-        expiration_seconds=600,
-        bound_object_ref=k8s.V1BoundObjectReference(
-            api_version="v1", kind="Pod", name=name, uid=pod.metadata.uid
-        ),
-    )
-    answer = core.create_namespaced_service_account_token(
-        service_account, namespace, k8s.AuthenticationV1TokenRequest(spec=spec)
-    )
-    if answer.status is None:
-        raise HarnessError(f"TokenRequest for {namespace}/{service_account} returned no token")
-    return str(answer.status.token)
 
 
 IDENTITY_SECRET = "agent-identity"

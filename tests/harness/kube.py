@@ -36,7 +36,7 @@ from typing import IO, Any
 import yaml
 from kubernetes import client as k8s
 
-from tests.harness.pki import CertificateAuthority, rsa_signing_key_pem
+from tests.harness.pki import CertificateAuthority, rsa_signing_key_pem, write_private
 
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 _START_TIMEOUT = 60.0
@@ -182,6 +182,15 @@ class ControlPlane:
     def admin_client(self) -> k8s.ApiClient:
         return k8s.ApiClient(self.configuration())
 
+    def jwks(self) -> str:
+        """The service-account signing keys (``kubectl get --raw /openid/v1/jwks``): what a
+        Teleport ``static_jwks`` join token trusts."""
+        ctx = ssl.create_default_context(cafile=str(self.ca_path))
+        ctx.load_cert_chain(str(self.admin_cert_path), str(self.admin_key_path))
+        url = f"{self.url}/openid/v1/jwks"
+        with urllib.request.urlopen(url, timeout=10, context=ctx) as response:  # noqa: S310
+            return str(response.read().decode())
+
     def kubeconfig(self, path: Path, *, token: str | None = None, name: str = "test") -> Path:
         """Write a kubeconfig for the admin (or for ``token``) and return its path."""
         user: dict[str, Any]
@@ -205,8 +214,8 @@ class ControlPlane:
             "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
             "current-context": name,
         }
-        path.write_text(yaml.safe_dump(doc))
-        return path
+        # A kubeconfig may hold a token: readable by its owner only.
+        return write_private(path, yaml.safe_dump(doc))
 
     # -- internals -------------------------------------------------------------------------
 
@@ -227,7 +236,7 @@ class ControlPlane:
         ).write(pki, "admin")
         private, public = rsa_signing_key_pem()
         self.sa_key_path = pki / "sa.key"
-        self.sa_key_path.write_bytes(private)
+        write_private(self.sa_key_path, private)
         self.sa_pub_path = pki / "sa.pub"
         self.sa_pub_path.write_bytes(public)
 
@@ -447,6 +456,48 @@ def grant_secret_verbs(
             ],
         ),
     )
+
+
+def pod_bound_token(
+    api: k8s.ApiClient,
+    namespace: str,
+    service_account: str = "agent",
+    *,
+    audiences: list[str],
+    seconds: int = 600,
+    bind_pod: bool = True,
+) -> str:
+    """The token the kubelet projects for the kubernetes join method: a TokenRequest token of
+    an existing ServiceAccount for ``audiences`` (the Teleport cluster's name), bound to a Pod
+    created for it here (no kubelet runs it: it only has to exist). 10 minutes by default, as
+    the chart projects it; Teleport's ``static_jwks`` join refuses more than 30."""
+    core = k8s.CoreV1Api(api)
+    bound = None
+    if bind_pod:
+        pod = core.create_namespaced_pod(
+            namespace,
+            k8s.V1Pod(
+                metadata=k8s.V1ObjectMeta(name=f"{service_account}-{uuid.uuid4().hex[:6]}"),
+                spec=k8s.V1PodSpec(
+                    service_account_name=service_account,
+                    automount_service_account_token=False,
+                    containers=[k8s.V1Container(name="agent", image="example.invalid/agent")],
+                ),
+            ),
+        )
+        assert pod.metadata is not None
+        bound = k8s.V1BoundObjectReference(
+            api_version="v1", kind="Pod", name=pod.metadata.name, uid=pod.metadata.uid
+        )
+    spec = k8s.V1TokenRequestSpec(
+        audiences=audiences, expiration_seconds=seconds, bound_object_ref=bound
+    )
+    answer = core.create_namespaced_service_account_token(
+        service_account, namespace, k8s.AuthenticationV1TokenRequest(spec=spec)
+    )
+    if answer.status is None:
+        raise HarnessError(f"TokenRequest for {namespace}/{service_account} returned no token")
+    return str(answer.status.token)
 
 
 def cluster_secret_data(api: k8s.ApiClient, namespace: str) -> list[tuple[str, dict[str, Any]]]:

@@ -364,6 +364,15 @@ class Node:
     def admin_client(self) -> k8s.ApiClient:
         return k8s.ApiClient(self.configuration())
 
+    def jwks(self) -> str:
+        """The node's service-account signing keys (``kubectl get --raw /openid/v1/jwks``): what
+        the Teleport join token of the chart's NOTES trusts."""
+        ctx = ssl.create_default_context(cafile=str(self.ca_path))
+        ctx.load_cert_chain(str(self.admin_cert_path), str(self.admin_key_path))
+        url = f"{self.url}/openid/v1/jwks"
+        with urllib.request.urlopen(url, timeout=10, context=ctx) as response:  # noqa: S310
+            return str(response.read().decode())
+
     @property
     def admin_kubeconfig(self) -> Path:
         """The admin's kubeconfig for tools run inside the namespace (:meth:`in_netns`)."""

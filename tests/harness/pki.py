@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,16 +24,29 @@ def _pem_key(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
     )
 
 
+def write_private(path: Path, data: bytes | str) -> Path:
+    """Write key material or a token readable by its owner only: the file is created 0600, so
+    it is never readable by others, not even between the write and a chmod."""
+    raw = data.encode() if isinstance(data, str) else data
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
+        os.write(fd, raw)
+    finally:
+        os.close(fd)
+    return path
+
+
 @dataclass(frozen=True)
 class KeyPair:
     cert_pem: bytes
     key_pem: bytes
 
     def write(self, directory: Path, stem: str) -> tuple[Path, Path]:
+        """``<stem>.crt`` and ``<stem>.key`` (0600) in ``directory``."""
         cert, key = directory / f"{stem}.crt", directory / f"{stem}.key"
         cert.write_bytes(self.cert_pem)
-        key.write_bytes(self.key_pem)
-        key.chmod(0o600)
+        write_private(key, self.key_pem)
         return cert, key
 
 

@@ -44,6 +44,7 @@ from grpclib.config import Configuration
 
 from agent.teleport.proto import authservice_grpc, authservice_pb2
 from tests.harness.kube import ControlPlane, HarnessError, Process
+from tests.harness.pki import KeyPair
 
 ROOT = Path(__file__).resolve().parents[2]
 _START_TIMEOUT = 30.0
@@ -434,23 +435,14 @@ def standin_factory(tmp_path: Path) -> Iterator[Any]:
 
 
 @dataclass(frozen=True)
-class IssuedIdentity:
-    """A key and the certificate issued for it."""
+class IssuedIdentity(KeyPair):
+    """A key and the certificate Teleport issued for it, with the Host CAs it answered."""
 
-    cert_pem: bytes
-    key_pem: bytes
     tls_ca_pems: list[bytes]
 
     @property
     def certificate(self) -> x509.Certificate:
         return x509.load_pem_x509_certificate(self.cert_pem)
-
-    def write(self, directory: Path, stem: str) -> tuple[Path, Path]:
-        cert, key = directory / f"{stem}.crt", directory / f"{stem}.key"
-        cert.write_bytes(self.cert_pem)
-        key.write_bytes(self.key_pem)
-        key.chmod(0o600)
-        return cert, key
 
 
 def _new_key() -> tuple[ec.EllipticCurvePrivateKey, bytes, bytes, bytes]:

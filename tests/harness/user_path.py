@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import yaml
 from kubernetes import client as k8s
 
-from tests.harness.agent_e2e import StandIn, jwks, standin_binary
+from tests.harness.agent_e2e import StandIn, standin_binary
 from tests.harness.argocd import ArgoCD, argocd, config_map_manifest
 from tests.harness.kube import HarnessError, binary, cluster_secret_data
 from tests.harness.node import APISERVER_PORT, GATEWAY_IP, Node, node
@@ -219,7 +219,7 @@ def target(name: str, labels: dict[str, str], n: Node) -> dict[str, Any]:
 def teleport_resources(notes: str, n: Node) -> str:
     """What the NOTES tell the Teleport administrator to `tctl create`, the node's JWKS pasted
     where they say."""
-    return notes_resources(notes).replace(JWKS_PLACEHOLDER, f"'{jwks(n)}'")  # type: ignore[arg-type]
+    return notes_resources(notes).replace(JWKS_PLACEHOLDER, f"'{n.jwks()}'")
 
 
 def prepare_namespace(n: Node, namespace: str, proxy_ca: str) -> None:

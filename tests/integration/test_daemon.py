@@ -34,6 +34,7 @@ from tests.harness.kube import (
     service_account_token,
     wait_for_admission_policy,
 )
+from tests.harness.pki import write_private
 from tests.harness.source import write_inventory
 
 
@@ -88,8 +89,9 @@ def start_daemon(
         config = tmp_path / "config.yaml"
         configmap = k8s.CoreV1Api(admin_api).read_namespaced_config_map(RELEASE, namespace)
         config.write_text(configmap.data["config.yaml"])
-        token = tmp_path / "token"
-        token.write_text(service_account_token(admin_api, namespace, RELEASE, create=False))
+        token = write_private(
+            tmp_path / "token", service_account_token(admin_api, namespace, RELEASE, create=False)
+        )
         daemon = launch_with_config(kube, tmp_path, token, config, clusters, diag_port=port)
         daemons.append(daemon)
         return daemon

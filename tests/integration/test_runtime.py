@@ -39,7 +39,12 @@ class Clock:
         self.mono += delta.total_seconds()
 
 
-def make_config(namespace, *, rotation_window="0s", **service):
+def make_config(namespace, *, rotation_window="0s", services=None, **service):
+    """The agent's config writing into ``namespace``: one pruning service selecting env=prod
+    (``service`` overrides its fields), or ``services``, each completed with the type and the
+    namespace."""
+    if services is None:
+        services = [{"selectors": [{"labels": {"env": "prod"}}], "prune": True, **service}]
     # All at once unless a test is about the rotation window: the assertions stay simple.
     return parse_config(
         {
@@ -48,13 +53,7 @@ def make_config(namespace, *, rotation_window="0s", **service):
             "instance": f"{namespace}/agent",
             "rotation_window": rotation_window,
             "services": [
-                {
-                    "type": "kubernetes/argo-cd",
-                    "secret_namespace": namespace,
-                    "selectors": [{"labels": {"env": "prod"}}],
-                    "prune": True,
-                    **service,
-                }
+                {"type": "kubernetes/argo-cd", "secret_namespace": namespace, **s} for s in services
             ],
         }
     )
@@ -194,29 +193,18 @@ def test_a_lifetime_capped_by_teleport_is_renewed_at_half_its_life(
 def test_services_with_their_own_lifetime_get_their_own_credential(
     admin_api, namespace, writer, clock
 ):
-    config = parse_config(
-        {
-            "proxy_server": "teleport.example.com:443",
-            "onboarding": {"token": "bot"},
-            "instance": f"{namespace}/agent",
-            "services": [
-                {
-                    "type": "kubernetes/argo-cd",
-                    "name": "short",
-                    "secret_namespace": namespace,
-                    "selectors": [{"name": "a"}],
-                },
-                {
-                    "type": "kubernetes/argo-cd",
-                    "name": "long",
-                    "secret_namespace": namespace,
-                    "secret_name_prefix": "long",
-                    "selectors": [{"name": "b"}],
-                    "credential_ttl": "4h",
-                    "renewal_interval": "1h",
-                },
-            ],
-        }
+    config = make_config(
+        namespace,
+        services=[
+            {"name": "short", "selectors": [{"name": "a"}]},
+            {
+                "name": "long",
+                "secret_name_prefix": "long",
+                "selectors": [{"name": "b"}],
+                "credential_ttl": "4h",
+                "renewal_interval": "1h",
+            },
+        ],
     )
     source = InventorySource(clock=lambda: clock.now, clusters=prod("a", "b"))
     rt = runtime(config, source, writer, clock)

@@ -7,7 +7,6 @@ import datetime as dt
 
 from kubernetes import client as k8s
 
-from agent.config import parse_config
 from agent.teleport.model import KubeCluster
 from tests.harness.source import InventorySource
 from tests.integration.test_runtime import Clock, make_config, prod, runtime, secrets
@@ -93,29 +92,21 @@ def test_failed_renewal_is_retried_with_backoff_by_the_loop(admin_api, namespace
 
 
 def test_discovery_runs_at_the_shortest_service_interval(admin_api, namespace, writer, clock):
-    config = parse_config(
-        {
-            "proxy_server": "teleport.example.com:443",
-            "onboarding": {"token": "bot"},
-            "instance": f"{namespace}/agent",
-            "services": [
-                {
-                    "type": "kubernetes/argo-cd",
-                    "name": "slow",
-                    "secret_namespace": namespace,
-                    "selectors": [{"labels": {"env": "prod"}}],
-                    "discovery_interval": "5m",
-                },
-                {
-                    "type": "kubernetes/argo-cd",
-                    "name": "fast",
-                    "secret_namespace": namespace,
-                    "secret_name_prefix": "fast",
-                    "selectors": [{"labels": {"env": "dev"}}],
-                    "discovery_interval": "10s",
-                },
-            ],
-        }
+    config = make_config(
+        namespace,
+        services=[
+            {
+                "name": "slow",
+                "selectors": [{"labels": {"env": "prod"}}],
+                "discovery_interval": "5m",
+            },
+            {
+                "name": "fast",
+                "secret_name_prefix": "fast",
+                "selectors": [{"labels": {"env": "dev"}}],
+                "discovery_interval": "10s",
+            },
+        ],
     )
     source = InventorySource(clock=lambda: clock.now, clusters=prod("a"))
     rt = runtime(config, source, writer, clock)
@@ -161,3 +152,27 @@ def test_prune_runs_for_gone_clusters_when_another_write_failed(
     clock.advance(minutes=21)
     rt.step()
     assert secrets(admin_api, namespace) == {"a": 2}, "b pruned although c's write failed"
+
+
+def test_nothing_is_pruned_from_a_listing_kept_through_a_failed_listing(
+    admin_api, namespace, writer, clock
+):
+    source = InventorySource(clock=lambda: clock.now, clusters=prod("a", "b"))
+    rt = runtime(make_config(namespace), source, writer, clock)
+    rt.step()
+    # A secret of the same service for a cluster the listing above did not hold, as another
+    # process of this installation wrote it (one that does not prune).
+    other = InventorySource(clock=lambda: clock.now, clusters=prod("c"))
+    runtime(make_config(namespace, prune=False), other, writer, clock).step()
+    assert set(secrets(admin_api, namespace)) == {"a", "b", "c"}
+
+    source.failing = {"list_clusters"}
+    clock.advance(minutes=21)  # a renewal: every secret is rewritten from the kept listing
+    rt.step()
+    assert len(source.issued) == 2
+    assert secrets(admin_api, namespace) == {"a": 2, "b": 2, "c": 1}, "c pruned from a kept list"
+
+    source.failing = set()
+    clock.advance(minutes=21)  # the listing works again: now c goes
+    rt.step()
+    assert set(secrets(admin_api, namespace)) == {"a", "b"}

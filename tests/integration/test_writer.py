@@ -19,7 +19,13 @@ from agent.argocd import DesiredSecret, owner_id, render_secret
 from agent.config import parse_config
 from agent.kube import SKIPPED_BUDGET, SKIPPED_UNREACHABLE, Outcome, SecretWriter, WriteResult
 from agent.teleport.model import Credential, KubeCluster, ProxySettings
-from tests.harness.kube import free_port, grant_secret_verbs, unique_namespace
+from tests.harness.flaky_proxy import dropping_proxy
+from tests.harness.kube import (
+    free_port,
+    grant_secret_verbs,
+    service_account_token,
+    unique_namespace,
+)
 
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
 PROXY = ProxySettings("root", "teleport.example.com:443", tls_routing=True)
@@ -576,3 +582,37 @@ def test_conflict_whose_managers_cannot_be_read_is_foreign_and_never_forced():
         server.shutdown()
     assert result.outcome is Outcome.CONFLICT
     assert not any("force=true" in path for _, path in server.requests)
+
+
+@pytest.mark.parametrize(
+    "concurrency",
+    [1, 16],
+    ids=["one at a time: drops and answers strictly alternate", "the agent's 16 workers"],
+)
+def test_intermittent_drops_never_open_the_breaker_on_a_healthy_server(
+    kube, admin_api, namespace, tmp_path, concurrency
+):
+    """Every other request is dropped (a connection reset before any answer): many more failed
+    attempts in the cycle than the breaker's threshold, but never a run of them without answers
+    in between, so every secret is written and none is skipped as unreachable."""
+    grant(admin_api, namespace, ["create", "patch"], namespace)
+    token = service_account_token(admin_api, namespace, "agent")
+    secrets = [desired(namespace, f"kube-{i:03d}") for i in range(40)]
+    with dropping_proxy(kube.url, kube.ca_path, tmp_path, drop_every=2) as proxy:
+        cfg = k8s.Configuration()
+        cfg.host, cfg.ssl_ca_cert = proxy.url, str(proxy.ca_path)
+        cfg.api_key = {"authorization": f"Bearer {token}"}
+        api = k8s.ApiClient(cfg)
+        try:
+            # With 16 workers a secret's own attempts need not alternate (the proxy counts
+            # requests across all of them): enough attempts that no secret runs out of them.
+            writer = SecretWriter(
+                api, concurrency=concurrency, retry_attempts=20, retry_max_wait=0.05
+            )
+            results = writer.write(secrets)
+        finally:
+            api.close()
+    assert [r.detail for r in results if not r.ok] == []
+    assert [r.outcome for r in results] == [Outcome.CREATED] * len(secrets)
+    assert proxy.dropped > 8, "the cycle saw more drops than the breaker's threshold"
+    assert _names(admin_api, namespace) >= {s.name for s in secrets}

@@ -11,6 +11,7 @@ from agent.keeper import Keeper
 from agent.rotation import Clock
 from agent.teleport.errors import JoinRejected
 from agent.teleport.model import Credential, KubeCluster, ProxySettings
+from agent.teleport.storage import StorageError
 from agent.writes import Outcome, PruneResult, WriteResult
 
 START = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
@@ -71,6 +72,9 @@ class MemorySink:
 
     def prune(self, namespace, owner, keep_hashes):
         return PruneResult(namespace, ())
+
+    def read_held(self, secrets):
+        return {}
 
 
 def keeper(clock, source, sink):
@@ -137,3 +141,33 @@ def test_a_fixed_join_renews_at_the_next_discovery_not_after_the_renewal_backoff
     assert group.credential is not None
     assert sorted(sink.written) == ["a", "b"]
     assert k.state.readiness(clock.now).ready
+
+
+class ForbiddenStoreSource(JoiningSource):
+    """The bot identity's Secret cannot be read: the agent's Role lacks get on it."""
+
+    def _bot(self) -> None:
+        self.join_attempts += 1
+        raise StorageError("load identity", "secret argocd/bot: secrets is forbidden", status=403)
+
+
+def test_a_failing_identity_secret_is_a_kubernetes_failure_not_teleports():
+    clock = FakeClock()
+    source = ForbiddenStoreSource(clock)
+    k = keeper(clock, source, MemorySink())
+
+    k.step(forced=False, budget=60)
+
+    registry = k._metrics.registry  # the Metrics the runtime exports
+    kube = registry.get_sample_value(
+        "teleport_argocd_agent_kubernetes_request_errors_total", {"operation": "load identity"}
+    )
+    teleport = registry.get_sample_value(
+        "teleport_argocd_agent_teleport_request_errors_total", {"operation": "load identity"}
+    )
+    assert (kube, teleport) == (1.0, None)
+    assert source.join_attempts == 1, "the renewal does not read the Secret a second time"
+    reasons = k.state.readiness(clock.now).reasons
+    assert any(
+        "Kubernetes API request failed: load identity: secret argocd/bot" in r for r in reasons
+    )

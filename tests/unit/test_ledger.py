@@ -10,10 +10,12 @@ import datetime as dt
 
 import pytest
 
+from agent.argocd import shape_of
 from agent.config import parse_config
 from agent.plan import plan_cycle
 from agent.rotation import Clock, Ledger, content_of, key_of
 from agent.teleport.model import Credential, KubeCluster, ProxySettings
+from agent.writes import Held
 
 START = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
 TTL = dt.timedelta(hours=1)
@@ -276,3 +278,65 @@ def test_content_ignores_the_write_time_only():
     assert content_of(first) == content_of(later)
     world.renew()
     assert content_of(world.plan().secrets[0]) != content_of(first)
+
+
+# -- a restart: what the secrets hold, read at start ----------------------------------------
+
+HOUR = dt.timedelta(hours=1)
+RESTART_ROWS = [
+    # (id, what secret "a" holds as read at start, a written at once)
+    ("valid, same content: waits for its slot", lambda s: Held(START + HOUR, shape_of(s)), False),
+    ("missing: at once", lambda s: None, True),
+    ("expires within the window: at once", lambda s: Held(START + WINDOW / 2, shape_of(s)), True),
+    ("expired: at once", lambda s: Held(START - HOUR, shape_of(s)), True),
+    ("no expiry readable: at once", lambda s: Held(None, shape_of(s)), True),
+    ("changed content: at once", lambda s: Held(START + HOUR, 12345), True),
+    ("no config Argo CD can parse: at once", lambda s: Held(START + HOUR, None), True),
+]
+
+
+@pytest.mark.parametrize(
+    ("held", "at_once"), [r[1:] for r in RESTART_ROWS], ids=[r[0] for r in RESTART_ROWS]
+)
+def test_a_restart_spreads_only_secrets_that_hold_a_valid_credential(held, at_once):
+    world = World()
+    plan = world.plan()
+    by_cluster = {s.cluster: s for s in plan.secrets}
+    found = {key_of(s): Held(START + HOUR, shape_of(s)) for s in plan.secrets}
+    row = held(by_cluster["a"])
+    found.pop(key_of(by_cluster["a"]))
+    if row is not None:
+        found[key_of(by_cluster["a"])] = row
+    world.ledger.learn(plan, found)
+    work = world.ledger.renewal_work(world.plan())
+    written = clusters(work)
+    # Of the secrets holding a valid credential one has slot 0 (written now), the rest wait.
+    if at_once:
+        assert "a" in written
+        assert len(written) == 2
+    else:
+        assert len(written) == 1
+    view = world.write(work)
+    assert view.failed_writes == {"argo-cd": 0}, "waiting secrets hold a valid credential"
+
+
+def test_after_a_restart_readiness_sees_the_credentials_already_held():
+    world = World()
+    plan = world.plan()
+    world.ledger.learn(plan, {key_of(s): Held(START + HOUR, shape_of(s)) for s in plan.secrets})
+    view = world.write(world.ledger.renewal_work(world.plan()))
+    assert view.oldest_expiry == START + HOUR
+    assert view.pending == 3
+
+
+def test_a_changed_secret_with_a_valid_credential_is_rewritten_with_it():
+    world = World()
+    plan = world.plan()
+    credential = world.credential
+    found = {key_of(s): Held(START + HOUR, shape_of(s)) for s in plan.secrets}
+    a = next(s for s in plan.secrets if s.cluster == "a")
+    found[key_of(a)] = Held(START + HOUR, 12345, credential)
+    assert world.ledger.learn(plan, found) == {key_of(a): credential}
+    world.ledger.kept(key_of(a), credential.expires)
+    # Rewritten with its own credential, it now waits for its slot like the others.
+    assert len(clusters(world.ledger.renewal_work(world.plan()))) == 1

@@ -38,9 +38,15 @@ def svc(name, selectors, **extra):
     }
 
 
-def plan(cfg, clusters=CLUSTERS):
+def plan(cfg, clusters=CLUSTERS, *, listing_complete=True):
     return plan_cycle(
-        cfg, proxy=PROXY, clusters=clusters, credential=CRED, agent_version="1", now=NOW
+        cfg,
+        proxy=PROXY,
+        clusters=clusters,
+        credential=CRED,
+        agent_version="1",
+        now=NOW,
+        listing_complete=listing_complete,
     )
 
 
@@ -94,5 +100,9 @@ def test_prune_is_requested_only_when_opted_in_and_the_listing_is_usable():
         cluster_hash("root", "prod-2"),
     }
     assert plan(cfg, clusters=None).services[0].prune is None  # listing failed
+    # An older listing kept through a failed one: its secrets are refreshed, nothing is pruned.
+    kept = plan(cfg, listing_complete=False).services[0]
+    assert [s.cluster for s in kept.secrets] == ["prod-1"]
+    assert kept.prune is None
     assert plan(cfg, clusters=[]).services[0].prune is None  # listing empty
     assert plan(cfg, clusters=None).services[0].secrets == ()

@@ -4,7 +4,6 @@ import (
 	"testing"
 
 	"teleport-argocd-agent/tests/standin/internal/state"
-	"teleport-argocd-agent/tests/standin/internal/trail"
 )
 
 func TestMatchLabels(t *testing.T) {
@@ -47,47 +46,5 @@ func TestClusterVisibleDenyWins(t *testing.T) {
 	}
 	if ClusterVisible(nil, map[string]string{"env": "prod"}) {
 		t.Fatal("no roles see a cluster")
-	}
-}
-
-func TestParsePredicate(t *testing.T) {
-	cases := []struct {
-		name, expr, want string
-		wantErr          bool
-	}{
-		{"no predicate", "", "", false},
-		{"tbot name predicate", `(name == "kc-1") || (labels["teleport.internal/discovered-name"] == "kc-1")`, "kc-1", false},
-		{"tbot name predicate without spaces", `(name=="kc-1")||(labels["teleport.internal/discovered-name"]=="kc-1")`, "kc-1", false},
-		{"names that differ are refused", `(name == "a") || (labels["teleport.internal/discovered-name"] == "b")`, "", true},
-		{"other predicate is refused", `labels["env"] == "prod"`, "", true},
-		{"bare name predicate is refused", `name == "kc-1"`, "", true},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := parsePredicate(tc.expr)
-			if tc.wantErr {
-				if !trail.Is(err, trail.BadParameter) {
-					t.Fatalf("want BadParameter, got %v", err)
-				}
-				return
-			}
-			if err != nil || got != tc.want {
-				t.Fatalf("got %q, %v; want %q", got, err, tc.want)
-			}
-		})
-	}
-}
-
-func TestCheckGenerationNotReused(t *testing.T) {
-	inst := &state.BotInstance{ID: "i", BotName: "b", Generation: 3}
-	if err := checkGenerationNotReused(inst, 3); err != nil || inst.Locked {
-		t.Fatalf("current generation refused: %v", err)
-	}
-	err := checkGenerationNotReused(inst, 2)
-	if !trail.Is(err, trail.AccessDenied) || err.Error() != "cert generation mismatch for bot b/i: stored=3, presented=2" {
-		t.Fatalf("older generation: %v", err)
-	}
-	if !inst.Locked {
-		t.Fatal("a generation mismatch does not lock the instance")
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"teleport-argocd-agent/tests/standin/internal/auth"
 	"teleport-argocd-agent/tests/standin/internal/pki"
+	"teleport-argocd-agent/tests/standin/internal/state"
 	"teleport-argocd-agent/tests/standin/internal/trail"
 )
 
@@ -98,6 +99,53 @@ func TestImpersonationFor(t *testing.T) {
 			}
 			if err != nil || user != tc.wantUser || !slices.Equal(groups, tc.wantGroups) {
 				t.Fatalf("got %q %v %v; want %q %v", user, groups, err, tc.wantUser, tc.wantGroups)
+			}
+		})
+	}
+}
+
+func TestCheckClusterAllowed(t *testing.T) {
+	d := &state.Data{
+		ClusterName: "root",
+		Roles: map[string]*state.Role{
+			"prod": {Name: "prod", Allow: state.Conditions{KubernetesLabels: map[string][]string{"env": {"prod"}}}},
+			"no-eu": {Name: "no-eu", Allow: state.Conditions{KubernetesLabels: map[string][]string{"*": {"*"}}},
+				Deny: state.Conditions{KubernetesLabels: map[string][]string{"region": {"eu"}}}},
+		},
+		Clusters: map[string]*state.KubeCluster{
+			"prod-1":  {Name: "prod-1", Labels: map[string]string{"env": "prod"}},
+			"dev-1":   {Name: "dev-1", Labels: map[string]string{"env": "dev"}},
+			"prod-eu": {Name: "prod-eu", Labels: map[string]string{"env": "prod"}, DynamicLabels: map[string]state.DynamicLabel{"region": {Result: "eu"}}},
+		},
+	}
+	user := func(roles ...string) *auth.Caller {
+		return &auth.Caller{Identity: pki.Identity{Username: "bot-argocd", Roles: roles}}
+	}
+	cases := []struct {
+		name, teleportCluster, kube string
+		caller                      *auth.Caller
+		status                      int // 0: allowed
+		message                     string
+	}{
+		{"cluster the roles see", "root", "prod-1", user("prod"), 0, ""},
+		{"another Teleport cluster", "leaf", "prod-1", user("prod"), 404, `cluster "leaf" is not found`},
+		{"host certificate", "root", "prod-1", &auth.Caller{Host: true}, 403, "[00] access denied"},
+		{"cluster the roles do not see", "root", "dev-1", user("prod"), 403, `kubernetes cluster "dev-1" not found`},
+		{"cluster that does not exist", "root", "ghost", user("prod"), 403, `kubernetes cluster "ghost" not found`},
+		{"cluster denied by a dynamic label", "root", "prod-eu", user("no-eu"), 403, `kubernetes cluster "prod-eu" not found`},
+		{"caller without roles", "root", "prod-1", user(), 403, `kubernetes cluster "prod-1" not found`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cluster, _, err := checkClusterAllowed(d, tc.caller, tc.teleportCluster, tc.kube)
+			if tc.status == 0 {
+				if err != nil || cluster == nil || cluster.Name != tc.kube {
+					t.Fatalf("want %s allowed, got %v, %v", tc.kube, cluster, err)
+				}
+				return
+			}
+			if err == nil || trail.HTTPStatus(err) != tc.status || err.Error() != tc.message {
+				t.Fatalf("got %v (status %d), want %d %q", err, trail.HTTPStatus(err), tc.status, tc.message)
 			}
 		})
 	}
