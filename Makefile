@@ -1,10 +1,11 @@
 # teleport-argocd-agent — every target installs what it needs on first use.
 #
 #   make test    lint, type-check and every test tier (unit, chart, integration, e2e)
-#   make demo    Argo CD, the Teleport stand-in, two target API servers, the chart and the agent
+#   make demo    helm install from a local registry onto a real node; Argo CD syncs through it
 #   make unit    the fast inner loop: unit tests only
 #   make bench   benchmarks against the real API server, printed as ratios
 #   make image   the container image (buildah, no daemon), cached by a hash of its inputs
+#   make release REGISTRY=host[/path]   the chart and the image, pushed to an OCI registry
 #
 # Caches survive between clones on the same machine:
 #   $(CACHE)/tools/<tool>-<version>/   binaries built from their Go modules
@@ -32,7 +33,7 @@ BENCH_ARGS ?=
 
 FORCE:
 
-.PHONY: FORCE proto test unit lint typecheck pytest tools tool-env venv demo bench clean help image image-size \
+.PHONY: FORCE proto test unit lint typecheck pytest tools tool-env venv demo bench clean help image image-size release \
 	standin standin-test helm-docs
 
 help:
@@ -49,7 +50,7 @@ $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 
 venv: $(VENV)/.synced
 
-TOOL_ENV := $(CACHE)/tool-env-$(KUBERNETES_VERSION)-$(HELM_VERSION)-$(CT_VERSION)-$(ARGOCD_VERSION).sh
+TOOL_ENV := $(CACHE)/tool-env-$(KUBERNETES_VERSION)-$(HELM_VERSION)-$(CT_VERSION)-$(ARGOCD_VERSION)-node.sh
 
 # Paths of the real tools, resolved (and built on first use) by tools/install.sh. Resolved on every
 # run: a cached path goes stale when a system package (etcd) is removed, and install.sh answers in
@@ -57,9 +58,12 @@ TOOL_ENV := $(CACHE)/tool-env-$(KUBERNETES_VERSION)-$(HELM_VERSION)-$(CT_VERSION
 $(TOOL_ENV): FORCE
 	@mkdir -p $(CACHE)
 	@for tool in KUBE_APISERVER:kube-apiserver KUBECTL:kubectl ETCD:etcd HELM:helm CT:ct \
-	    ARGOCD:argocd REDIS:redis-server PROMTOOL:promtool; do \
+	    ARGOCD:argocd REDIS:redis-server PROMTOOL:promtool KUBELET:kubelet \
+	    KUBE_CONTROLLER_MANAGER:kube-controller-manager KUBE_SCHEDULER:kube-scheduler \
+	    CONTAINERD:containerd RUNC:runc CNI_PLUGINS:cni-plugins REGISTRY:docker-registry \
+	    PAUSE_IMAGE:pause-image; do \
 	  path=$$(tools/install.sh $${tool#*:}); \
-	  [ -x "$$path" ] || { echo "tools: $${tool#*:} could not be installed" >&2; exit 1; }; \
+	  [ -e "$$path" ] || { echo "tools: $${tool#*:} could not be installed" >&2; exit 1; }; \
 	  echo "export $${tool%%:*}_BIN=$$path"; \
 	done > $@.tmp && mv $@.tmp $@
 
@@ -124,6 +128,20 @@ IMAGE_REPOSITORY ?= ghcr.io/teleport-argocd-agent/teleport-argocd-agent
 image: $(UV)
 	@CACHE_DIR=$(CACHE) UV=$(UV) PIP_PYTHON=$(CACHE)/uv-$(UV_VERSION)/bin/python \
 	  IMAGE_REPOSITORY=$(IMAGE_REPOSITORY) tools/build-image.sh
+
+# Publishes the chart (oci://$(REGISTRY)/charts/teleport-argocd-agent:<chart version>) and the
+# image (<host of $(REGISTRY)>/<image repository path>:<appVersion>) to an OCI registry, as a release does.
+# REGISTRY_CA=<PEM file> trusts a private registry CA (the tests' local registry); IMAGE_REF=<a
+# local image or its ID> publishes that image instead of building one (it must carry the chart's
+# appVersion in its version label).
+REGISTRY ?=
+REGISTRY_CA ?=
+IMAGE_REF ?=
+release: $(UV)
+	@[ -n "$(REGISTRY)" ] || { echo "release: set REGISTRY=host[:port][/path]" >&2; exit 1; }
+	@ref="$(IMAGE_REF)"; [ -n "$$ref" ] || ref=$$($(MAKE) --no-print-directory image | tail -n 1); \
+	  CACHE_DIR=$(CACHE) REGISTRY=$(REGISTRY) REGISTRY_CA=$(REGISTRY_CA) IMAGE_REF=$$ref \
+	  tools/release.sh
 
 # Uncompressed size of the image in bytes.
 image-size: image

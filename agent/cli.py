@@ -58,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("-c", "--config", required=True, help="path of the agent config file")
         command.add_argument("--log-format", choices=["text", "json"], default="text")
         command.add_argument("--log-level", default="", help="debug, info (default), warning")
+        command.add_argument(
+            "--log-libraries",
+            action="store_true",
+            help="with --log-level debug, also the libraries' debug lines (HTTP/2, gRPC, urllib3)",
+        )
     return parser
 
 
@@ -100,7 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(describe(config))
         return EXIT_OK
     fmt: Literal["text", "json"] = args.log_format
-    configure_logging(args.log_level or ("debug" if config.debug else "info"), fmt)
+    configure_logging(
+        args.log_level or ("debug" if config.debug else "info"), fmt, libraries=args.log_libraries
+    )
     for warning in config.warnings():
         logger.warning(warning)
     # The Teleport and Kubernetes clients load only for the commands that use them.

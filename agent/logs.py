@@ -101,13 +101,26 @@ def _text_format(record: Record) -> str:
 
 
 def configure_logging(
-    level: str = "INFO", fmt: Literal["text", "json"] = "text", stream: TextIO | None = None
+    level: str = "INFO",
+    fmt: Literal["text", "json"] = "text",
+    stream: TextIO | None = None,
+    *,
+    libraries: bool = False,
 ) -> None:
-    """Send all events to ``stream`` (default stderr) in the chosen format."""
+    """Send all events to ``stream`` (default stderr) in the chosen format.
+
+    ``debug`` means the agent's own debug events. The libraries' (the standard library's
+    ``logging``: hpack, grpclib, urllib3, asyncio, the Kubernetes client) stay at ``info`` unless
+    ``libraries`` is set: at debug they log every HTTP/2 frame and connection, and would drown
+    the agent's lines (about nine in ten lines of a debug log were theirs).
+    """
     stream = stream or sys.stderr
     logger.remove()
     logger.configure(patcher=_patch)
-    logging.basicConfig(handlers=[_StdlibBridge()], level=level.upper(), force=True)
+    library_level = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+    if not libraries:
+        library_level = max(library_level, logging.INFO)
+    logging.basicConfig(handlers=[_StdlibBridge()], level=library_level, force=True)
     if fmt == "json":
         logger.add(_json_sink(stream), level=level.upper(), format="{message}", backtrace=False)
     else:

@@ -4,6 +4,8 @@
 #   tools/install.sh NAME        NAME: kube-apiserver kubectl helm ct etcd argocd redis-server
 #                                      buildah mmdebstrap teleport-standin helm-docs promtool
 #                                      monitoring-crds (prints a directory of CRD files)
+#                                      kubelet kube-controller-manager kube-scheduler
+#                                      containerd runc cni-plugins docker-registry pause-image
 #
 # A tool already on PATH at the pinned version is used as it is; otherwise it is
 # built from its Go module with the machine's Go toolchain (there is no way to
@@ -42,8 +44,17 @@ apt_install() { # package
   fi
 }
 
+# A Debian package whose daemon the node fixture starts itself: the package's own service, if
+# the machine runs systemd, is disabled so it never shares the node's ports or state.
+apt_daemon() { # package service
+  dpkg -s "$1" >/dev/null 2>&1 && return 0
+  with_lock
+  apt_install "$1"
+  if [ -d /run/systemd/system ]; then systemctl disable --now "$2" >/dev/null 2>&1 || true; fi
+}
+
 case "$name" in
-  kube-apiserver|kubectl)
+  kube-apiserver|kubectl|kubelet|kube-controller-manager|kube-scheduler)
     # The "-stamped" directory holds builds that report their real version (as a release build
     # does): clients such as helm check a chart's kubeVersion against it.
     dir="$cache/kubernetes-$KUBERNETES_VERSION-stamped"
@@ -151,6 +162,57 @@ case "$name" in
   mmdebstrap)
     command -v mmdebstrap >/dev/null 2>&1 || { with_lock; apt_install "$MMDEBSTRAP_DEBIAN_PACKAGE"; }
     command -v mmdebstrap
+    ;;
+  containerd)
+    apt_daemon "$CONTAINERD_DEBIAN_PACKAGE" containerd
+    command -v containerd
+    ;;
+  runc)
+    command -v runc >/dev/null 2>&1 || { with_lock; apt_install "$RUNC_DEBIAN_PACKAGE"; }
+    command -v runc
+    ;;
+  cni-plugins)
+    # Prints the directory of the plugins (bridge, host-local, loopback, ...).
+    [ -x /usr/lib/cni/bridge ] || { with_lock; apt_install "$CNI_PLUGINS_DEBIAN_PACKAGE"; }
+    echo /usr/lib/cni
+    ;;
+  docker-registry)
+    apt_daemon "$REGISTRY_DEBIAN_PACKAGE" docker-registry
+    command -v docker-registry
+    ;;
+  pause-image)
+    # The pod sandbox image, an OCI archive holding only the static program of tools/pause;
+    # cached by a hash of its sources. Prints the archive's path; its image name is in the
+    # file next to it (name).
+    src="$here/pause"
+    hash=$(cd "$src" && find . -type f \( -name '*.go' -o -name go.mod \) -print0 \
+      | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
+    dir="$cache/pause-$hash"
+    if [ ! -f "$dir/pause.tar" ]; then
+      with_lock
+      if [ ! -f "$dir/pause.tar" ]; then
+        rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+        go_build "$src" "$dir.tmp" .
+        image=localhost/teleport-argocd-agent-pause:$hash
+        buildah=$("$here/install.sh" buildah)
+        # A throw-away buildah storage: this image never needs to live anywhere but the archive.
+        store="$dir.tmp/storage"
+        b() { "$buildah" --root "$store/root" --runroot "$store/run" --storage-driver vfs "$@"; }
+        ctr=$(b from --quiet scratch)
+        b copy --quiet "$ctr" "$dir.tmp/pause" /pause >/dev/null
+        b config --entrypoint '["/pause"]' --user 65535:65535 "$ctr"
+        b commit --quiet --rm --identity-label=false "$ctr" "$image" >/dev/null
+        b push --quiet "$image" "oci-archive:$dir.tmp/pause.tar:$image"
+        b rmi --all >/dev/null 2>&1 || true
+        rm -rf "$store" "$dir.tmp/pause"
+        echo "$image" >"$dir.tmp/name"
+        rm -rf "$dir" && mv "$dir.tmp" "$dir"
+        # Builds of other source trees stay a day (other worktrees may use them), then go.
+        find "$cache" -maxdepth 1 -name 'pause-*' ! -name "pause-$hash" -mmin +1440 \
+          -exec rm -rf {} + 2>/dev/null || true
+      fi
+    fi
+    echo "$dir/pause.tar"
     ;;
   helm-docs)
     dir="$cache/helm-docs-$HELM_DOCS_VERSION"

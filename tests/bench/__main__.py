@@ -7,6 +7,8 @@
 3. Peak RSS of the daemon at 1,000 clusters.
 4. Secret writes beside a raw-apply baseline (below), with a profile of one update cycle.
 5. Rolling rotation against real Argo CD: all at once vs spread (tests/bench/rotation.py).
+6. The chart's pod on a real node at 1,000 clusters: peak memory against the chart's default
+   limit, OOMKilled or not (tests/bench/node_memory.py; ``--only node``).
 
 Numbers are measurements printed side by side, never assertions: the machine is shared, so
 compare ratios within a run. For the writes: for 1, 100 and 1,000 clusters the agent renders
@@ -50,7 +52,7 @@ from agent.argocd import DesiredSecret, render_secret
 from agent.config import parse_config
 from agent.kube import APPLY_CONTENT_TYPE, SecretWriter
 from agent.teleport.model import Credential, KubeCluster, ProxySettings
-from tests.bench import rotation, teleport_path
+from tests.bench import node_memory, rotation, teleport_path
 from tests.chart.helm import CHART, Helm
 from tests.harness.kube import (
     ControlPlane,
@@ -483,8 +485,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         nargs="+",
-        choices=["writes", "teleport", "rotation"],
-        default=["writes", "teleport", "rotation"],
+        choices=["writes", "teleport", "rotation", "node"],
+        default=["writes", "teleport", "rotation", "node"],
     )
     parser.add_argument("--rotation-clusters", type=int, default=30)
     # 60 s is the window of the issue's own measurement; 300 s is the agent's default for the
@@ -514,7 +516,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["rotation"] = rotation.run(
             args.rotation_clusters, list(zip(args.rotation_window, rounds, strict=False))
         )
+    if "node" in args.only:
+        print("== the chart's pod on a real node, default resources")
+        results["node"] = node_memory.run(max(args.clusters))
     print()
+    if "node" in results:
+        assert isinstance(results["node"], dict)
+        node_memory.table(results["node"])
+        print()
     if "teleport" in results:
         assert isinstance(results["teleport"], dict)
         teleport_tables(results["teleport"])

@@ -152,7 +152,14 @@ def test_every_value_has_a_helm_docs_comment():
 
 # Kubernetes objects passed through as they are: the schema lists their fields (so typos
 # fail) but values.yaml sets only some.
-_PASSTHROUGH = {"resources.", "podSecurityContext.", "securityContext."}
+_PASSTHROUGH = {
+    "resources.",
+    "podSecurityContext.",
+    "securityContext.",
+    "probes.startup.",
+    "probes.liveness.",
+    "probes.readiness.",
+}
 # Keys of Teleport's tbot chart: in the schema only, so the chart can refuse them with what to
 # write instead (or, for imagePullPolicy, accept them), and never in this chart's values table.
 _TBOT_ONLY = {

@@ -22,15 +22,14 @@ FULLNAME = "rel-teleport-argocd-agent"
 CONFIG_PATH = "/etc/teleport-argocd-agent/config.yaml"
 SECRET_VERBS = ["create", "patch"]
 ALL_SCENARIOS = [scenario(p) for p in CI_VALUES]
+CHART_VERSION = yaml.safe_load((CHART / "Chart.yaml").read_text())["version"]
 
 STANDARD_LABELS = {
     "app.kubernetes.io/name": "teleport-argocd-agent",
     "app.kubernetes.io/instance": "rel",
     "app.kubernetes.io/managed-by": "Helm",
     "app.kubernetes.io/version": "0.1.0",
-    # The version bumps with every chart change: read it, not a copy of it.
-    "helm.sh/chart": "teleport-argocd-agent-"
-    + yaml.safe_load((CHART / "Chart.yaml").read_text())["version"],
+    "helm.sh/chart": f"teleport-argocd-agent-{CHART_VERSION}",
 }
 
 
@@ -63,6 +62,7 @@ def test_objects_are_exactly_configmap_sa_rbac_policy_and_deployment(rendered_ci
     )
     if name == "token-join":  # plus the Role/RoleBinding for the identity Secret
         expected = sorted([*expected, "Role", "RoleBinding"])
+    expected = sorted([*expected, "Pod"])  # the `helm test` hook
     assert kinds == expected
     assert not rendered_ci[name].all("ClusterRole")
     assert not rendered_ci[name].all("ClusterRoleBinding")
@@ -242,6 +242,14 @@ def test_guide_values_use_the_default_image_and_names(rendered_ci):
         if obj["kind"].startswith("ValidatingAdmissionPolicy"):  # cluster-scoped
             assert obj["metadata"]["name"] == f"{FULLNAME}.argocd"
             assert "namespace" not in obj["metadata"]
+        elif obj["kind"] == "Pod":  # the `helm test` hook, labelled apart from the agent's pod
+            assert obj["metadata"]["name"] == f"{FULLNAME}-check"
+            assert obj["metadata"]["labels"] == {
+                **STANDARD_LABELS,
+                "app.kubernetes.io/name": "teleport-argocd-agent-check",
+                "app.kubernetes.io/component": "test",
+            }
+            continue
         else:
             assert obj["metadata"]["name"] == FULLNAME
             assert obj["metadata"]["namespace"] == "argocd"
@@ -415,6 +423,7 @@ def test_full_options_apply_the_chart_surface(rendered_ci):
             "ServiceAccount": "argocd-teleport-bot",
             "ValidatingAdmissionPolicy": "argocd-teleport.argocd",
             "ValidatingAdmissionPolicyBinding": "argocd-teleport.argocd",
+            "Pod": "argocd-teleport-check",
         }.get(obj["kind"], "argocd-teleport")
         assert obj["metadata"]["labels"]["example.com/team"] == "platform"
         assert obj["metadata"]["annotations"]["example.com/contact"] == "platform@example.com"
@@ -771,3 +780,66 @@ def test_instance_keeps_the_owner_identity_across_a_release_rename(helm: Helm):
         return expression.rsplit('"', 2)[1]
 
     assert owner_in_policy(renamed) == owner_in_policy(old) == owner_id("argocd/old", "argo-cd")
+
+
+# -- probes, the projected token, helm test --------------------------------------------------
+
+
+def test_probes_default_to_a_start_without_failed_probes_and_take_overrides(helm: Helm):
+    container = helm.template([GUIDE]).container()
+    startup, liveness, readiness = (
+        container[f"{kind}Probe"] for kind in ("startup", "liveness", "readiness")
+    )
+    assert startup["httpGet"] == liveness["httpGet"] == {"path": "/livez", "port": "diagnostics"}
+    assert readiness["httpGet"] == {"path": "/readyz", "port": "diagnostics"}
+    # Liveness runs only after the startup probe passed: no initial delay of its own.
+    assert "initialDelaySeconds" not in liveness
+    assert readiness["initialDelaySeconds"] >= 1
+
+    container = helm.template(
+        [GUIDE, {"probes": {"readiness": {"initialDelaySeconds": 30, "periodSeconds": 3}}}]
+    ).container()
+    # Helm merges the override into the defaults: the fields not given keep theirs.
+    assert container["readinessProbe"] == {
+        "httpGet": {"path": "/readyz", "port": "diagnostics"},
+        **readiness,
+        "initialDelaySeconds": 30,
+        "periodSeconds": 3,
+    }
+
+
+def test_join_token_expiration_is_a_value(helm: Helm):
+    volumes = {v["name"]: v for v in helm.template([GUIDE]).pod_spec()["volumes"]}
+    source = volumes["join-sa-token"]["projected"]["sources"][0]["serviceAccountToken"]
+    assert source["expirationSeconds"] == 600
+    rendered = helm.template([GUIDE, {"joinTokenExpirationSeconds": 3600}])
+    volumes = {v["name"]: v for v in rendered.pod_spec()["volumes"]}
+    source = volumes["join-sa-token"]["projected"]["sources"][0]["serviceAccountToken"]
+    assert source["expirationSeconds"] == 3600
+
+
+def test_log_libraries_is_an_opt_in(helm: Helm):
+    assert "--log-libraries" not in helm.template([GUIDE]).container()["args"]
+    args = helm.template([GUIDE, {"logLevel": "debug", "logLibraries": True}]).container()["args"]
+    assert args[5:8] == ["--log-level", "debug", "--log-libraries"]
+
+
+@pytest.mark.parametrize("name", ALL_SCENARIOS)
+def test_helm_test_pod_checks_with_the_agents_config_and_credentials(rendered_ci, name):
+    rendered = rendered_ci[name]
+    pod = rendered.one("Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    # Never selected by the Deployment: its ReplicaSet would adopt (and delete) the Pod.
+    selector = rendered.deployment()["spec"]["selector"]["matchLabels"]
+    assert not selector.items() <= pod["metadata"]["labels"].items()
+    spec = pod["spec"]
+    agent = rendered.pod_spec()
+    assert spec["restartPolicy"] == "Never"
+    for key in ("serviceAccountName", "securityContext", "automountServiceAccountToken"):
+        assert spec[key] == agent[key], key
+    (check,) = spec["containers"]
+    container = rendered.container()
+    assert check["args"] == ["check", "-c", CONFIG_PATH]
+    for key in ("image", "env", "securityContext", "resources", "volumeMounts"):
+        assert check[key] == container[key], key
+    assert spec["volumes"] == agent["volumes"]

@@ -133,6 +133,16 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("negative-port", {"diagnostics.port": -1}, ["at '/diagnostics/port': minimum: got -1"]),
     ("port-too-large", {"diagnostics.port": 70000}, ["at '/diagnostics/port': maximum"]),
     (
+        "join-token-shorter-than-the-api-allows",
+        {"joinTokenExpirationSeconds": 300},
+        ["at '/joinTokenExpirationSeconds': minimum: got 300"],
+    ),
+    (
+        "probe-path-is-not-a-value",
+        {"probes.liveness.path": "/healthz"},
+        ["at '/probes/liveness': additional properties 'path' not allowed"],
+    ),
+    (
         "clusterResources-without-namespaces",
         {"argocd.clusterResources": True},
         ["argocd.clusterResources is only applicable if argocd.namespaces is also set"],

@@ -25,3 +25,14 @@ def argo(kube: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     """One Argo CD for the tier (it takes seconds to start and ~0.5 GB to run)."""
     with argocd(kube, tmp_path_factory.mktemp("argocd")) as instance:
         yield instance
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.when == "call" and report.failed:
+        # A module may say what a failure should show, e.g. the node's pods, events and logs.
+        explain = getattr(getattr(item, "module", None), "diagnostics", None)
+        if explain is not None:
+            report.sections.append(("diagnostics", explain(item)))

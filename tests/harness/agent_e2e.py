@@ -18,7 +18,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from cryptography import x509
@@ -65,15 +65,31 @@ def kube_cluster_yaml(name: str, labels: dict[str, str], plane: ControlPlane) ->
     }
 
 
+class Network(Protocol):
+    """Where a server runs: ``command`` wraps its command line (e.g. into a network namespace),
+    ``reach`` maps a port it listens on to one this process can connect to."""
+
+    def command(self, args: list[str]) -> list[str]: ...
+
+    def reach(self, port: int) -> int: ...
+
+
 @dataclass
 class StandIn:
-    """A running stand-in; ``admin`` calls its test interface."""
+    """A running stand-in; ``admin`` calls its test interface.
+
+    ``listen`` sets the proxy's public address (default: a loopback port); with ``network`` the
+    stand-in runs there (a test node's namespace) and its admin interface is reached through it.
+    """
 
     binary: str
     workdir: Path
     cluster_name: str = "root"
     ready: dict[str, Any] = field(default_factory=dict)
     process: Process | None = None
+    listen: str = ""
+    network: Network | None = None
+    _admin_addr: str = ""
     # More command-line flags, e.g. ["--l7-load-balancer"].
     flags: list[str] = field(default_factory=list)
 
@@ -92,10 +108,13 @@ class StandIn:
                 str(state),
                 "--cluster-name",
                 self.cluster_name,
+                *(["--listen", self.listen] if self.listen else []),
                 *self.flags,
             ],
             self.workdir / "standin.log",
         )
+        if self.network is not None:
+            self.process.args = self.network.command(self.process.args)
         self.process.start()
         deadline = time.monotonic() + 30
         while not (state / "ready.json").exists():
@@ -104,6 +123,10 @@ class StandIn:
             time.sleep(0.1)
         time.sleep(0.1)
         self.ready = json.loads((state / "ready.json").read_text())
+        self._admin_addr = str(self.ready["admin_addr"])
+        if self.network is not None:
+            port = self._admin_addr.rpartition(":")[2]
+            self._admin_addr = f"127.0.0.1:{self.network.reach(int(port))}"
         return self
 
     def stop(self) -> None:
@@ -127,7 +150,7 @@ class StandIn:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
         request = urllib.request.Request(
-            f"http://{self.ready['admin_addr']}{path}", data=data, method=method, headers=headers
+            f"http://{self._admin_addr}{path}", data=data, method=method, headers=headers
         )
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
             return json.loads(response.read() or b"null")

@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import yaml
 from kubernetes import client as k8s
@@ -50,6 +50,31 @@ _COMPONENTS = (
 )
 
 T = TypeVar("T")
+
+
+class ManagementAPI(Protocol):
+    """What Argo CD needs of the API server it runs against (a ControlPlane, or a test node)."""
+
+    def admin_client(self) -> k8s.ApiClient: ...
+
+    def kubeconfig(self, path: Path, *, token: str | None = None, name: str = "test") -> Path: ...
+
+
+class Network(Protocol):
+    """Where Argo CD's processes run: ``command`` wraps a command line (e.g. into a network
+    namespace), ``reach`` maps a port they listen on to one this process can connect to."""
+
+    def command(self, args: list[str]) -> list[str]: ...
+
+    def reach(self, port: int) -> int: ...
+
+
+class _Loopback:
+    def command(self, args: list[str]) -> list[str]:
+        return args
+
+    def reach(self, port: int) -> int:
+        return port
 
 
 def tool_versions() -> dict[str, str]:
@@ -178,9 +203,10 @@ class GitRepository:
 class ArgoCD:
     """Argo CD's controllers and repo-server running against ``plane`` in ``namespace``."""
 
-    plane: ControlPlane
+    plane: ManagementAPI
     workdir: Path
     namespace: str = "argocd"
+    network: Network = field(default_factory=_Loopback)
     processes: dict[str, Process] = field(default_factory=dict)
     repo: GitRepository | None = None
     startup_seconds: float = 0.0
@@ -638,7 +664,7 @@ class ArgoCD:
         return env
 
     def _process(self, name: str, args: list[str], env: dict[str, str]) -> Process:
-        proc = Process(name, args, self.workdir / f"{name}.log")
+        proc = Process(name, self.network.command(args), self.workdir / f"{name}.log")
         self.processes[name] = proc
         proc.start(env=env)
         return proc
@@ -664,7 +690,8 @@ class ArgoCD:
             ],
             env,
         )
-        self._wait(proc, lambda: _redis_pong(port))
+        reached = self.network.reach(port)
+        self._wait(proc, lambda: _redis_pong(reached))
         return port
 
     def _start_repo_server(self, env: dict[str, str], redis_port: int) -> int:
@@ -686,7 +713,8 @@ class ArgoCD:
             ],
             env,
         )
-        self._wait(proc, lambda: _accepts(port))
+        reached = self.network.reach(port)
+        self._wait(proc, lambda: _accepts(reached))
         return port
 
     def _start_controllers(self, env: dict[str, str], redis_port: int, repo_port: int) -> None:
@@ -724,6 +752,7 @@ class ArgoCD:
             ],
             env,
         )
+        metrics, appset_metrics = self.network.reach(metrics), self.network.reach(appset_metrics)
         self._wait(controller, lambda: _http_ok(f"http://127.0.0.1:{metrics}/healthz"))
         # It registers no health checks: metrics are served once its manager has started.
         self._wait(appset, lambda: _http_ok(f"http://127.0.0.1:{appset_metrics}/metrics"))
@@ -786,7 +815,7 @@ def _http_ok(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def argocd(plane: ControlPlane, workdir: Path | None = None, **kwargs: Any) -> Iterator[ArgoCD]:
+def argocd(plane: ManagementAPI, workdir: Path | None = None, **kwargs: Any) -> Iterator[ArgoCD]:
     """Start Argo CD against ``plane`` and always stop it, however the body ends."""
     own_dir = workdir is None
     root = Path(tempfile.mkdtemp(prefix="argocd-test-")) if workdir is None else workdir

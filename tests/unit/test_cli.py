@@ -59,6 +59,9 @@ def test_plan_and_check_accept_the_same_options():
     for command in ("start", "plan", "check"):
         args = build_parser().parse_args([command, "-c", "f", "--log-format", "json"])
         assert (args.command, args.config, args.log_format) == (command, "f", "json")
+        assert args.log_libraries is False
+        opted_in = build_parser().parse_args([command, "-c", "f", "--log-libraries"])
+        assert opted_in.log_libraries is True
 
 
 def test_a_failing_identity_secret_exits_4_as_a_kubernetes_failure(tmp_path, monkeypatch, capsys):

@@ -103,3 +103,34 @@ def test_exceptions_are_rendered_into_a_redacted_stack_field():
     assert "Traceback" in event["stack"]
     assert "ValueError" in event["stack"]
     assert "PRIVATE KEY" not in out.getvalue()
+
+
+def test_debug_means_the_agents_own_lines_libraries_only_on_request():
+    out = io.StringIO()
+    configure_logging("DEBUG", "json", out)
+    logger.debug("own debug line")
+    for name in ("hpack.hpack", "grpclib.protocol", "urllib3.connectionpool", "asyncio"):
+        logging.getLogger(name).debug("frame from %s", name)
+    logging.getLogger("urllib3.connectionpool").warning("connection pool is full")
+    messages = [json.loads(line)["message"] for line in out.getvalue().splitlines()]
+    assert messages == ["own debug line", "connection pool is full"]
+
+    out = io.StringIO()
+    configure_logging("DEBUG", "json", out, libraries=True)
+    logging.getLogger("hpack.hpack").debug("decoded header")
+    event = json.loads(out.getvalue())
+    assert (event["message"], event["level"], event["logger"]) == (
+        "decoded header",
+        "debug",
+        "hpack.hpack",
+    )
+
+
+def test_a_level_above_info_applies_to_the_libraries_too():
+    out = io.StringIO()
+    configure_logging("WARNING", "json", out)
+    logging.getLogger("urllib3.connectionpool").info("retrying")
+    logging.getLogger("urllib3.connectionpool").warning("retried too often")
+    assert [json.loads(line)["message"] for line in out.getvalue().splitlines()] == [
+        "retried too often"
+    ]
