@@ -13,19 +13,9 @@ from agent.teleport.errors import JoinRejected
 from agent.teleport.model import Credential, KubeCluster, ProxySettings
 from agent.teleport.storage import StorageError
 from agent.writes import Outcome, PruneResult, WriteResult
+from tests.harness.clock import FakeClock
 
-START = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
 PROXY = ProxySettings("root", "teleport.example.com:443", tls_routing=True)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = START
-        self.mono = 1000.0
-
-    def advance(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
-        self.mono += seconds
 
 
 class JoiningSource:

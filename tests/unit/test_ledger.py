@@ -13,27 +13,14 @@ import pytest
 from agent.argocd import shape_of
 from agent.config import parse_config
 from agent.plan import plan_cycle
-from agent.rotation import Clock, Ledger, content_of, key_of
+from agent.rotation import Ledger, content_of, key_of
 from agent.teleport.model import Credential, KubeCluster, ProxySettings
 from agent.writes import Held
+from tests.harness.clock import START, FakeClock
 
-START = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
 TTL = dt.timedelta(hours=1)
 WINDOW = dt.timedelta(minutes=5)
 PROXY = ProxySettings("root", "teleport.example.com:443", tls_routing=True)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = START
-        self.mono = 1000.0
-
-    def advance(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
-        self.mono += seconds
-
-    def clock(self) -> Clock:
-        return Clock(lambda: self.now, lambda: self.mono)
 
 
 def config(**service):
