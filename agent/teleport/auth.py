@@ -13,6 +13,7 @@ Failures are mapped to ``agent.teleport.errors`` here, so callers never see grpc
 from __future__ import annotations
 
 import datetime as dt
+import re
 import ssl
 from types import TracebackType
 from typing import Any
@@ -31,6 +32,7 @@ from agent.teleport.errors import (
     IdentityExpired,
     JoinRejected,
     ProxyUnreachable,
+    RoleMissing,
     RoleNotImpersonable,
     TeleportError,
     TeleportUnavailable,
@@ -342,6 +344,28 @@ def map_tls_alert(operation: str, addr: str, reason: str) -> TeleportError:
     return WrongAddress(operation, f"TLS with {addr} failed ({reason})")
 
 
+# Teleport's words when a role a request names does not exist (its role store's NotFound).
+_ROLE_NOT_FOUND = re.compile(r"role (\S+) is not found")
+
+
+def _role_missing(operation: str, message: str, role: str) -> RoleMissing:
+    if role.startswith("bot-"):
+        # The role Teleport makes with a bot and deletes with it.
+        return RoleMissing(
+            operation,
+            f"Teleport says: {message}. That is the bot's own role, which Teleport makes and "
+            "deletes with the bot: create the bot again (tctl create -f with the bot from the "
+            "chart's install notes)",
+        )
+    return RoleMissing(
+        operation,
+        f"Teleport says: {message}. The bot's spec.roles names the role {role}, which does not "
+        "exist in Teleport: create it (tctl create -f with the role from the chart's install "
+        'notes: helm get notes <release> -n <namespace>, README "What to create in '
+        "Teleport\"), or take it out of the bot's spec.roles",
+    )
+
+
 def map_status(operation: str, status: Status, message: str) -> TeleportError:
     """A gRPC status from Teleport (TELEPORT.md §8) as the agent's error, with what to do."""
     lowered = message.lower()
@@ -377,6 +401,8 @@ def map_status(operation: str, status: Status, message: str) -> TeleportError:
         return TeleportError(operation, f"access denied: {message}")
     if status is Status.INVALID_ARGUMENT and operation == "re-join":
         return JoinRejected(operation, f"Teleport rejected the re-join: {message}")
+    if status is Status.NOT_FOUND and (missing := _ROLE_NOT_FOUND.search(message)):
+        return _role_missing(operation, message, missing.group(1))
     if status is Status.NOT_FOUND and "cluster name not found" in lowered:
         return WrongAddress(
             operation, f"Teleport says: {message}. The identity is for another cluster"

@@ -14,6 +14,7 @@ __all__ = [
     "JoinRejected",
     "LoadBalancerInTheWay",
     "ProxyUnreachable",
+    "RoleMissing",
     "RoleNotImpersonable",
     "ServerNotAllowed",
     "TeleportError",
@@ -100,6 +101,12 @@ class RoleNotImpersonable(TeleportError):
     """The bot may not impersonate the roles it asked for."""
 
     summary = "roles not impersonable"
+
+
+class RoleMissing(TeleportError):
+    """A role the bot's identity or output asks for does not exist (deleted, or never created)."""
+
+    summary = "role not found"
 
 
 class LoadBalancerInTheWay(TeleportError):

@@ -156,6 +156,8 @@ def test_concatenated_ca_certificates_split_into_blocks():
         ("renew bot identity", Status.PERMISSION_DENIED, "access denied", E.BotDeleted),
         ("re-join", Status.PERMISSION_DENIED, "access denied", E.BotDeleted),
         ("get role", Status.PERMISSION_DENIED, "access denied", E.BotDeleted),
+        ("issue output identity", Status.NOT_FOUND, "role argocd is not found", E.RoleMissing),
+        ("get role", Status.NOT_FOUND, "role bot-argocd is not found", E.RoleMissing),
     ],
 )
 def test_grpc_status_maps_to_an_error_that_says_what_to_do(operation, status, message, kind):
@@ -175,6 +177,19 @@ def test_a_deleted_bot_says_what_happened_and_how_to_resume():
     assert type(map_status("renew bot identity", Status.PERMISSION_DENIED, expired)) is not (
         E.BotDeleted
     )
+
+
+def test_a_missing_role_is_named_with_how_to_create_it():
+    error = map_status("issue output identity", Status.NOT_FOUND, "role argocd is not found")
+    assert error.summary == "role not found"
+    assert "names the role argocd, which does not exist in Teleport" in str(error)
+    assert "tctl create -f with the role from the chart's install notes" in str(error)
+    own = map_status("get role", Status.NOT_FOUND, "role bot-argocd is not found")
+    assert "the bot's own role" in str(own)
+    assert "create the bot again" in str(own)
+    # Other NotFound answers keep their own meaning.
+    cluster = map_status("ping", Status.NOT_FOUND, 'auth server for "x" cluster name not found')
+    assert type(cluster) is not E.RoleMissing
 
 
 @pytest.mark.parametrize(
