@@ -36,3 +36,26 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         explain = getattr(getattr(item, "module", None), "diagnostics", None)
         if explain is not None:
             report.sections.append(("diagnostics", explain(item)))
+
+
+@pytest.hookimpl(trylast=True)  # after `-k`/`-m` deselected what does not run
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The kubelet refreshes a projected token only after 80 % of its life, at least 600 s: the
+    test of that refresh waits ~10 minutes. When it is selected, the test that starts its clock
+    (installs the release whose token is refreshed, on the node the module shares) runs first in
+    the session, and the node's tests run last, so the other tests run while the clock runs.
+
+    Only one node runs on a machine: the modules holding a clock's test run first among the node
+    tests (their node goes when their last test is done); the others start their own after it."""
+    if not any(item.get_closest_marker("clock_read") for item in items):
+        return
+    starts = [item for item in items if item.get_closest_marker("clock_start")]
+    if not starts:
+        return  # the wait starts with the reading test's module: nothing to overlap
+    clock_modules = {item.path for item in starts}
+    moved = set(starts)
+    on_node = [item for item in items if item.get_closest_marker("node") and item not in moved]
+    first_node = [item for item in on_node if item.path in clock_modules]
+    last_node = [item for item in on_node if item.path not in clock_modules]
+    rest = [item for item in items if item not in moved and not item.get_closest_marker("node")]
+    items[:] = [*starts, *rest, *first_node, *last_node]

@@ -13,7 +13,7 @@ import pytest
 from tests.harness.user_path import CHART_VERSION, TELEPORT_CLUSTER
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.timeout(1200)
+pytestmark = [pytest.mark.timeout(1200), pytest.mark.node]
 
 
 def test_demo_installs_from_the_registry_and_argo_cd_syncs_through_the_pod():

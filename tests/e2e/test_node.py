@@ -34,6 +34,7 @@ from tests.harness.node import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.node
 
 
 def _mounts_under(root: str) -> list[str]:

@@ -10,6 +10,12 @@ sandbox forces (the proxy's address, its private CA, the registry host), into a 
 enforces the `restricted` Pod Security Standard; the stand-in is seeded with the YAML the
 chart's NOTES print and the node's real `/openid/v1/jwks`.
 
+The kubelet's refresh of a projected token comes after 80 % of its life, at least 600 s. The
+release whose token is refreshed is installed by the module's first test; when the refresh test
+is selected too, tests/e2e/conftest.py runs that first test first in the session and this
+module's other tests last, so the wait passes while the other tiers run (the node, shared by
+the module's tests, lives from the first test to the module's last).
+
 Every failure prints the pod's events, the kubelet's and containerd's log tails and the agent's
 logs (``node.diagnostics``).
 """
@@ -26,6 +32,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,22 +58,37 @@ from tests.harness.user_path import (
     teleport_resources,
 )
 
-# The module's fixture builds the image (when agent/ changed), starts the node, the registry and
-# Argo CD and installs twice; the token refresh test waits for the kubelet's refresh.
-pytestmark = pytest.mark.timeout(1500)
+# The shared sandbox builds the image (when agent/ changed), starts the node, the registry and
+# Argo CD; the token refresh test may wait for the kubelet's refresh.
+pytestmark = [pytest.mark.timeout(1500), pytest.mark.node]
 
 REFRESH_NAMESPACE = "argocd-refresh"
 REFRESH_RELEASE = "teleport-argocd-refresh"
 REFRESH_SELECTOR = (
     f"app.kubernetes.io/instance={REFRESH_RELEASE},app.kubernetes.io/name=teleport-argocd-agent"
 )
+REFRESH_FULLNAME = f"{REFRESH_RELEASE}-teleport-argocd-agent"
 REFRESH_TOKEN_FILE = "/var/run/secrets/tokens/join-sa-token"
 # The kubelet rewrites a projected token at 80 % of its life, the agent renews every 2 minutes:
 # by then the first token (the API's minimum life, 600 s) has expired and renewals go on.
 REFRESH_RENEWAL = 120
 
 
-def _token_digest(s: Sandbox) -> str:
+# Read inside the pod: the token file's digest and its claims' life and audience (never the
+# token itself).
+_TOKEN_PROBE = """
+import base64, hashlib, json, sys
+raw = open(sys.argv[1], "rb").read()
+claims = json.loads(base64.urlsafe_b64decode(raw.split(b".")[1] + b"=="))
+print(json.dumps({
+    "digest": hashlib.sha256(raw).hexdigest(),
+    "life": claims["exp"] - claims["iat"],
+    "aud": claims["aud"],
+}))
+"""
+
+
+def _projected_token(s: Sandbox) -> dict[str, Any]:
     done = s.kubectl(
         "--namespace",
         REFRESH_NAMESPACE,
@@ -75,16 +97,69 @@ def _token_digest(s: Sandbox) -> str:
         "--",
         "/opt/venv/bin/python",
         "-c",
-        "import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], 'rb').read()).hexdigest())",
+        _TOKEN_PROBE,
         REFRESH_TOKEN_FILE,
     )
     assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
+    token: dict[str, Any] = json.loads(done.stdout)
+    return token
 
 
-def _install_refresh_release(s: Sandbox) -> dict[str, Any]:
-    """A second release whose pod lives through the kubelet's refresh of its projected token;
-    installed at the start so the wait overlaps the other tests."""
+def _token_digest(s: Sandbox) -> str:
+    return str(_projected_token(s)["digest"])
+
+
+class SharedSandbox:
+    """The module's sandbox: started by the first test that needs it, stopped when the module's
+    last test is done (``installed``'s teardown) or, at the latest, when the session ends -
+    also after a failure or an interrupt."""
+
+    def __init__(self, workdir: Path) -> None:
+        self._workdir = workdir
+        self._stack = contextlib.ExitStack()
+        self._sandbox: Sandbox | None = None
+        self.started = 0.0  # time.monotonic() when the node was up
+
+    def open(self) -> Sandbox:
+        if self._sandbox is None:
+            self._sandbox = self._stack.enter_context(sandbox(self._workdir))
+            self.started = time.monotonic()
+        return self._sandbox
+
+    @property
+    def current(self) -> Sandbox | None:
+        return self._sandbox
+
+    def close(self) -> None:
+        self._sandbox = None
+        self._stack.close()
+
+
+@pytest.fixture(scope="session")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedSandbox]:
+    held = SharedSandbox(tmp_path_factory.mktemp("user-path"))
+    try:
+        yield held
+    finally:
+        held.close()
+
+
+@dataclass(frozen=True)
+class Refresh:
+    """The refresh release as installed: when its pod was Ready, its uid, its first token."""
+
+    started: float  # time.monotonic()
+    pod: str
+    token: str
+    life: int  # the first token's exp - iat, in seconds
+    audience: list[str]
+
+
+@pytest.fixture(scope="session")
+def refresh(shared: SharedSandbox) -> Refresh:
+    """A second release whose pod lives through the kubelet's refresh of its projected token
+    (session scope: installed by the module's first test, read by the refresh test)."""
+    s = shared.open()
     prepare_namespace(s.node, REFRESH_NAMESPACE, s.standin.web_ca)
     values = s.workdir / "refresh-values.yaml"
     values.write_text(
@@ -108,32 +183,55 @@ def _install_refresh_release(s: Sandbox) -> dict[str, Any]:
         "the refresh release's pod to turn Ready",
         lambda: s.ready_pod(REFRESH_NAMESPACE, REFRESH_SELECTOR),
     )
-    return {"started": time.monotonic(), "pod": pod.metadata.uid, "token": _token_digest(s)}
+    token = _projected_token(s)
+    return Refresh(time.monotonic(), pod.metadata.uid, token["digest"], token["life"], token["aud"])
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    """The chart installed from the registry, its pod Ready, every selected cluster synced."""
-    with sandbox(tmp_path_factory.mktemp("user-path")) as s:
+def installed(shared: SharedSandbox) -> Iterator[Sandbox]:
+    """The chart installed from the registry, its pod Ready, every selected cluster synced.
+    The node goes with the module: other node tests start their own after it."""
+    try:
+        s = shared.open()
         out = s.install()
         assert "STATUS: deployed" in out
-        s.refresh = _install_refresh_release(s)  # type: ignore[attr-defined]
         s.deploy_guestbook()
         s.timings["node up"] = s.node.timings["node_ready"]
         s.timings["make release"] = s.node.timings["release"]
         print("user path timings (s):", json.dumps({k: round(v, 1) for k, v in s.timings.items()}))
         yield s
+    finally:
+        shared.close()
 
 
 def diagnostics(item: pytest.Item) -> str:
     """What a failed test of this module shows (tests/e2e/conftest.py adds it to the report):
     the pods' events and logs - the agent's - and the kubelet's and containerd's log tails."""
-    s = item.funcargs.get("installed")  # type: ignore[attr-defined]
+    held = item.funcargs.get("shared")  # type: ignore[attr-defined]
+    s = item.funcargs.get("installed", held and held.current)  # type: ignore[attr-defined]
     if not isinstance(s, Sandbox):
         return ""
     return "\n".join(
         s.node.diagnostics(ns) for ns in (NAMESPACE, TOKEN_NAMESPACE, REFRESH_NAMESPACE)
     )
+
+
+@pytest.mark.clock_start
+def test_a_release_with_the_shortest_token_life_joins_with_its_projected_token(
+    shared: SharedSandbox, refresh: Refresh
+):
+    """The refresh release (the refresh test's clock starts here): its pod joined with a
+    projected token of the life the chart's value asks, for the join token's audience."""
+    s = shared.open()
+    pod = s.ready_pod(REFRESH_NAMESPACE, REFRESH_SELECTOR)
+    assert pod is not None
+    assert pod.metadata.uid == refresh.pod
+    assert refresh.life == 600
+    assert refresh.audience == [TELEPORT_CLUSTER]
+    written = sorted(data["name"] for _, data in s.secrets(REFRESH_NAMESPACE))
+    assert written == [f"{TELEPORT_CLUSTER}-alpha", f"{TELEPORT_CLUSTER}-beta"]
+    bots = [i for i in s.standin.instances() if i["bot_name"] == REFRESH_FULLNAME]
+    assert [b["join_method"] for b in bots] == ["kubernetes"], bots
 
 
 def test_install_from_the_registry_runs_the_pod_as_the_chart_renders_it(installed: Sandbox):
@@ -266,11 +364,8 @@ def test_a_stuck_agent_is_restarted_by_the_liveness_probe(installed: Sandbox):
     assert all(_parses(data) for data in _secret_bytes(s).values())
 
 
-def test_upgrade_to_a_bumped_chart_with_a_config_change(installed: Sandbox, tmp_path: Path):
-    s = installed
-    old = s.ready_pod()
-    assert old is not None
-    # The next release: the chart with a bumped version, published to the registry.
+def _publish_bumped_chart(s: Sandbox, tmp_path: Path) -> str:
+    """The next release: the chart with a bumped version, published to the registry."""
     major, minor, patch = (int(p) for p in CHART_VERSION.split("."))
     bumped = f"{major}.{minor}.{patch + 1}"
     chart = tmp_path / "teleport-argocd-agent"
@@ -285,6 +380,37 @@ def test_upgrade_to_a_bumped_chart_with_a_config_change(installed: Sandbox, tmp_
         str(tmp_path / f"teleport-argocd-agent-{bumped}.tgz"),
         f"oci://{s.node.registry}/charts",
     )
+    return bumped
+
+
+Samples = list[tuple[float, dict[str, tuple[str, str]]]]
+
+
+def _sample_applications(s: Sandbox, stop: threading.Event, samples: Samples) -> None:
+    """Argo CD's view of every Application, every 0.5 s until ``stop``: (seconds since the
+    first sample, {name: (sync, health)})."""
+    first = time.monotonic()
+    with contextlib.closing(s.node.admin_client()) as api:
+        while not stop.is_set():
+            listed = k8s.CustomObjectsApi(api).list_namespaced_custom_object(
+                "argoproj.io", "v1alpha1", NAMESPACE, "applications"
+            )
+            states = {}
+            for item in listed["items"]:
+                status = item.get("status", {})
+                states[item["metadata"]["name"]] = (
+                    status.get("sync", {}).get("status", "-"),
+                    status.get("health", {}).get("status", "-"),
+                )
+            samples.append((time.monotonic() - first, states))
+            stop.wait(0.5)
+
+
+def test_upgrade_to_a_bumped_chart_with_a_config_change(installed: Sandbox, tmp_path: Path):
+    s = installed
+    old = s.ready_pod()
+    assert old is not None
+    bumped = _publish_bumped_chart(s, tmp_path)
 
     # Every secret stays whole while the old pod is stopped and the new one takes over.
     seen: dict[str, Any] = {"broken": [], "old_exit": None}
@@ -305,8 +431,15 @@ def test_upgrade_to_a_bumped_chart_with_a_config_change(installed: Sandbox, tmp_
                         seen["old_exit"] = status.state.terminated.exit_code
             time.sleep(0.2)
 
+    # The Applications, sampled from before the upgrade until after the new pod's Ready.
+    assert s.argo is not None
+    apps = s.argo.application_names()
+    assert apps, "no Application to watch"
+    samples: Samples = []
     watcher = threading.Thread(target=watch, daemon=True)
+    sampler = threading.Thread(target=_sample_applications, args=(s, stop, samples), daemon=True)
     watcher.start()
+    sampler.start()
     try:
         chart_ref = f"oci://{s.node.registry}/charts/teleport-argocd-agent"
         s.helm(
@@ -329,10 +462,20 @@ def test_upgrade_to_a_bumped_chart_with_a_config_change(installed: Sandbox, tmp_
             lambda: (p := s.ready_pod()) is not None and p.metadata.uid != old.metadata.uid and p,
             timeout=180,
         )
+        # A few more samples with the new pod alone in charge.
+        time.sleep(5)
     finally:
         stop.set()
         watcher.join(10)
+        sampler.join(10)
     assert seen["broken"] == []
+    # Applications stayed Synced/Healthy throughout: every sample, not only the last.
+    assert len(samples) >= 10, samples
+    for at, states in samples:
+        assert sorted(states) == apps, (at, states)
+        bad = {name: state for name, state in states.items() if state != ("Synced", "Healthy")}
+        assert not bad, f"at {at:.1f}s of {samples[-1][0]:.1f}s: {bad}"
+    print(f"upgrade: {len(samples)} samples over {samples[-1][0]:.1f}s, all Synced/Healthy")
     # SIGTERM: the old agent finished what it was writing and exited cleanly.
     assert seen["old_exit"] == 0, seen
     assert new.metadata.labels["helm.sh/chart"] == f"teleport-argocd-agent-{bumped}"
@@ -356,6 +499,11 @@ def test_helm_test_fails_once_the_teleport_role_is_gone_saying_why(installed: Sa
         failed = [line for line in out.splitlines() if "  FAIL  " in line]
         assert failed, out
         print("helm test after the role was removed:\n" + "\n".join(failed))
+        # What is wrong and what to do: the role by name, and where its YAML is.
+        said = "\n".join(failed)
+        assert f"role {FULLNAME} is not found" in said, out
+        assert f"names the role {FULLNAME}, which does not exist in Teleport" in said, out
+        assert "tctl create -f with the role from the chart's install notes" in said, out
     finally:
         s.standin.create_yaml(teleport_resources(s.notes, s.node))
     out = s.helm("test", RELEASE, "--namespace", NAMESPACE, "--logs")
@@ -429,13 +577,15 @@ def test_token_join_pod_delete_renews_from_the_identity_secret(installed: Sandbo
     s.helm("uninstall", TOKEN_RELEASE, "--namespace", TOKEN_NAMESPACE, "--wait")
 
 
-def test_the_kubelets_token_refresh_keeps_the_agent_joining_without_a_restart(installed: Sandbox):
+@pytest.mark.clock_read
+def test_the_kubelets_token_refresh_keeps_the_agent_joining_without_a_restart(
+    installed: Sandbox, refresh: Refresh
+):
     s = installed
-    refresh = s.refresh  # type: ignore[attr-defined]
     # The first projected token expires 600 s after the pod started; the kubelet rewrote the
     # file at about 480 s. Every renewal re-joins, so once every secret was written after that
     # expiry, the agent joined with the refreshed token (the other tests ran meanwhile).
-    expired_at = time.time() - (time.monotonic() - refresh["started"]) + 600
+    expired_at = time.time() - (time.monotonic() - refresh.started) + refresh.life
 
     def written_after_expiry() -> list[Any] | None:
         with contextlib.closing(s.node.admin_client()) as api:
@@ -452,7 +602,7 @@ def test_the_kubelets_token_refresh_keeps_the_agent_joining_without_a_restart(in
                 return None
         return items or None
 
-    deadline = refresh["started"] + 600 + 3 * REFRESH_RENEWAL - time.monotonic()
+    deadline = refresh.started + refresh.life + 3 * REFRESH_RENEWAL - time.monotonic()
     items = s.wait(
         "a renewal after the first token expired", written_after_expiry, max(deadline, 60)
     )
@@ -460,9 +610,9 @@ def test_the_kubelets_token_refresh_keeps_the_agent_joining_without_a_restart(in
     pod = s.ready_pod(REFRESH_NAMESPACE, REFRESH_SELECTOR)
     if pod is None:
         s.fail("the refresh release's pod is not Ready after the token refresh")
-    assert pod.metadata.uid == refresh["pod"]
+    assert pod.metadata.uid == refresh.pod
     assert pod.status.container_statuses[0].restart_count == 0
-    assert _token_digest(s) != refresh["token"]
+    assert _token_digest(s) != refresh.token
     assert s.events("Unhealthy", REFRESH_NAMESPACE) == []
     s.helm("uninstall", REFRESH_RELEASE, "--namespace", REFRESH_NAMESPACE, "--wait")
 
