@@ -510,6 +510,22 @@ def test_helm_test_fails_once_the_teleport_role_is_gone_saying_why(installed: Sa
     assert "Phase:          Succeeded" in out, out
 
 
+def _watch_running_agents(
+    s: Sandbox, namespace: str, selector: str, stop: threading.Event, seen: dict[str, list[float]]
+) -> None:
+    """Every 0.2 s until ``stop``: for each pod (terminating ones too) whose agent container
+    runs, the first and last time.monotonic() it was seen running."""
+    with contextlib.closing(s.node.admin_client()) as api:
+        core = k8s.CoreV1Api(api)
+        while not stop.is_set():
+            now = time.monotonic()
+            for pod in core.list_namespaced_pod(namespace, label_selector=selector).items:
+                states = pod.status.container_statuses or []
+                if any(c.state is not None and c.state.running is not None for c in states):
+                    seen.setdefault(pod.metadata.uid, [now, now])[1] = now
+            stop.wait(0.2)
+
+
 TOKEN_NAMESPACE = "argocd-token"
 TOKEN_RELEASE = "teleport-argocd-token"
 
@@ -562,12 +578,34 @@ def test_token_join_pod_delete_renews_from_the_identity_secret(installed: Sandbo
     bots = [i for i in s.standin.instances() if i["bot_name"] == fullname]
     assert len(bots) == 1
 
-    n.kubectl("-n", TOKEN_NAMESPACE, "delete", "pod", first.metadata.name, "--wait=false")
-    second = s.wait(
-        "a new token-join pod to turn Ready",
-        lambda: (p := ready()) is not None and p.metadata.uid != first.metadata.uid and p,
+    # `kubectl delete pod`: the ReplicaSet starts the new pod at once, while the old one is still
+    # terminating (`Recreate` governs rollouts only); measured, not assumed.
+    running: dict[str, list[float]] = {}
+    stop = threading.Event()
+    watcher = threading.Thread(
+        target=_watch_running_agents,
+        args=(s, TOKEN_NAMESPACE, selector, stop, running),
+        daemon=True,
     )
+    watcher.start()
+    try:
+        n.kubectl("-n", TOKEN_NAMESPACE, "delete", "pod", first.metadata.name, "--wait=false")
+        second = s.wait(
+            "a new token-join pod to turn Ready",
+            lambda: (p := ready()) is not None and p.metadata.uid != first.metadata.uid and p,
+        )
+        s.wait("the old pod to go", lambda: len(s.agent_pods(TOKEN_NAMESPACE, selector)) == 1)
+    finally:
+        stop.set()
+        watcher.join(10)
     assert second.status.container_statuses[0].restart_count == 0
+    old, new = running.get(first.metadata.uid), running.get(second.metadata.uid)
+    assert old is not None, running
+    assert new is not None, running
+    print(
+        "pod delete: the new agent was first seen running "
+        f"{new[0] - old[1]:+.1f}s after the old one was last seen running (seen every 0.2 s)"
+    )
     # The new pod renewed the stored identity: the same bot instance, never locked (the token
     # was spent by the first pod and could not have joined again).
     bots = [i for i in s.standin.instances() if i["bot_name"] == fullname]

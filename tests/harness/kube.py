@@ -47,6 +47,161 @@ class HarnessError(RuntimeError):
     """The test control plane could not be started."""
 
 
+# The admission plugins every test API server runs. ValidatingAdmissionPolicy is on by default
+# since 1.30; named so that the chart's policy is known to be enforced, dry runs included.
+ADMISSION_PLUGINS = (
+    "PodSecurity",
+    "NamespaceLifecycle",
+    "ServiceAccount",
+    "ValidatingAdmissionPolicy",
+)
+
+
+@dataclass(frozen=True)
+class ApiServerPki:
+    """An API server's throw-away PKI: its CA, its serving pair, an admin's client pair
+    (``system:masters``) and the service-account signing key pair."""
+
+    ca: CertificateAuthority
+    ca_path: Path
+    serving: tuple[Path, Path]
+    admin: tuple[Path, Path]
+    sa_key_path: Path
+    sa_pub_path: Path
+
+
+def write_apiserver_pki(
+    pki: Path,
+    *,
+    ca_name: str,
+    admin_name: str,
+    dns_names: tuple[str, ...],
+    ip_addresses: tuple[str, ...],
+) -> ApiServerPki:
+    """Make the PKI of an API server serving ``dns_names`` and ``ip_addresses`` in ``pki``."""
+    pki.mkdir(parents=True, exist_ok=True)
+    ca = CertificateAuthority(ca_name)
+    ca_path = pki / "ca.crt"
+    ca_path.write_bytes(ca.cert_pem)
+    serving = ca.issue(
+        "kube-apiserver", dns_names=dns_names, ip_addresses=ip_addresses, server=True
+    ).write(pki, "apiserver")
+    admin = ca.issue(admin_name, organizations=("system:masters",), client=True).write(pki, "admin")
+    private, public = rsa_signing_key_pem()
+    sa_key_path = pki / "sa.key"
+    write_private(sa_key_path, private)
+    sa_pub_path = pki / "sa.pub"
+    sa_pub_path.write_bytes(public)
+    return ApiServerPki(ca, ca_path, serving, admin, sa_key_path, sa_pub_path)
+
+
+def apiserver_args(
+    pki: ApiServerPki,
+    *,
+    etcd_url: str,
+    bind: str,
+    advertise: str,
+    port: int,
+    service_range: str,
+    authorization: str = "RBAC",
+    admission: tuple[str, ...] = (),
+    extra: tuple[str, ...] = (),
+) -> list[str]:
+    """The kube-apiserver command line every test API server shares (token signing, RBAC,
+    :data:`ADMISSION_PLUGINS` and ``admission``), plus ``extra`` flags."""
+    serving_cert, serving_key = pki.serving
+    return [
+        binary("KUBE_APISERVER_BIN", "kube-apiserver"),
+        f"--etcd-servers={etcd_url}",
+        f"--bind-address={bind}",
+        f"--advertise-address={advertise}",
+        f"--secure-port={port}",
+        f"--cert-dir={serving_cert.parent}",
+        f"--tls-cert-file={serving_cert}",
+        f"--tls-private-key-file={serving_key}",
+        f"--client-ca-file={pki.ca_path}",
+        f"--authorization-mode={authorization}",
+        "--anonymous-auth=false",
+        f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+        f"--service-account-key-file={pki.sa_pub_path}",
+        f"--service-account-signing-key-file={pki.sa_key_path}",
+        f"--api-audiences={SERVICE_ACCOUNT_ISSUER}",
+        f"--service-cluster-ip-range={service_range}",
+        "--enable-admission-plugins=" + ",".join((*admission, *ADMISSION_PLUGINS)),
+        "--profiling=false",
+        "--endpoint-reconciler-type=none",
+        *extra,
+        "--v=1",
+    ]
+
+
+def kubeconfig_text(server: str, ca_path: Path, user: dict[str, str], name: str) -> str:
+    """A kubeconfig for one user of one API server."""
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": name, "cluster": {"server": server, "certificate-authority": str(ca_path)}}
+        ],
+        "users": [{"name": name, "user": user}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+        "current-context": name,
+    }
+    return yaml.safe_dump(doc)
+
+
+class AdminAccess:
+    """Clients of an API server at ``url`` as its admin (or as a bearer token's owner)."""
+
+    url: str
+    ca_path: Path
+    admin_cert_path: Path
+    admin_key_path: Path
+
+    def configuration(self, *, token: str | None = None) -> k8s.Configuration:
+        cfg = k8s.Configuration()
+        cfg.host = self.url
+        cfg.ssl_ca_cert = str(self.ca_path)
+        cfg.verify_ssl = True
+        if token is None:
+            cfg.cert_file = str(self.admin_cert_path)
+            cfg.key_file = str(self.admin_key_path)
+        else:
+            cfg.api_key = {"authorization": f"Bearer {token}"}
+        return cfg
+
+    def admin_client(self) -> k8s.ApiClient:
+        return k8s.ApiClient(self.configuration())
+
+    def admin_tls(self) -> ssl.SSLContext:
+        """TLS as the admin, verifying the API server against its CA."""
+        ctx = ssl.create_default_context(cafile=str(self.ca_path))
+        ctx.load_cert_chain(str(self.admin_cert_path), str(self.admin_key_path))
+        return ctx
+
+    def apiserver_ready(self, ctx: ssl.SSLContext) -> bool:
+        """One look at ``/readyz`` (``ctx``: :meth:`admin_tls`)."""
+        try:
+            with urllib.request.urlopen(f"{self.url}/readyz", timeout=2, context=ctx) as r:  # noqa: S310
+                return bool(r.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def jwks(self) -> str:
+        """The service-account signing keys (``kubectl get --raw /openid/v1/jwks``): what a
+        Teleport ``static_jwks`` join token trusts."""
+        url = f"{self.url}/openid/v1/jwks"
+        with urllib.request.urlopen(url, timeout=10, context=self.admin_tls()) as response:  # noqa: S310
+            return str(response.read().decode())
+
+    @staticmethod
+    def user(token: str | None, cert: Path, key: Path) -> dict[str, str]:
+        """A kubeconfig user: the bearer ``token``, else the client pair."""
+        if token is None:
+            return {"client-certificate": str(cert), "client-key": str(key)}
+        return {"token": token}
+
+
 def binary(env_var: str, name: str) -> str:
     """Path of a required tool binary, or a clear error saying how to get it."""
     path = os.environ.get(env_var) or shutil.which(name)
@@ -120,7 +275,7 @@ class Process:
 
 
 @dataclass
-class ControlPlane:
+class ControlPlane(AdminAccess):
     """A running etcd + kube-apiserver pair."""
 
     workdir: Path
@@ -167,82 +322,29 @@ class ControlPlane:
 
     # -- clients ---------------------------------------------------------------------------
 
-    def configuration(self, *, token: str | None = None) -> k8s.Configuration:
-        cfg = k8s.Configuration()
-        cfg.host = self.url
-        cfg.ssl_ca_cert = str(self.ca_path)
-        cfg.verify_ssl = True
-        if token is None:
-            cfg.cert_file = str(self.admin_cert_path)
-            cfg.key_file = str(self.admin_key_path)
-        else:
-            cfg.api_key = {"authorization": f"Bearer {token}"}
-        return cfg
-
-    def admin_client(self) -> k8s.ApiClient:
-        return k8s.ApiClient(self.configuration())
-
-    def jwks(self) -> str:
-        """The service-account signing keys (``kubectl get --raw /openid/v1/jwks``): what a
-        Teleport ``static_jwks`` join token trusts."""
-        ctx = ssl.create_default_context(cafile=str(self.ca_path))
-        ctx.load_cert_chain(str(self.admin_cert_path), str(self.admin_key_path))
-        url = f"{self.url}/openid/v1/jwks"
-        with urllib.request.urlopen(url, timeout=10, context=ctx) as response:  # noqa: S310
-            return str(response.read().decode())
-
     def kubeconfig(self, path: Path, *, token: str | None = None, name: str = "test") -> Path:
         """Write a kubeconfig for the admin (or for ``token``) and return its path."""
-        user: dict[str, Any]
-        if token is None:
-            user = {
-                "client-certificate": str(self.admin_cert_path),
-                "client-key": str(self.admin_key_path),
-            }
-        else:
-            user = {"token": token}
-        doc = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {
-                    "name": name,
-                    "cluster": {"server": self.url, "certificate-authority": str(self.ca_path)},
-                }
-            ],
-            "users": [{"name": name, "user": user}],
-            "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
-            "current-context": name,
-        }
+        user = self.user(token, self.admin_cert_path, self.admin_key_path)
         # A kubeconfig may hold a token: readable by its owner only.
-        return write_private(path, yaml.safe_dump(doc))
+        return write_private(path, kubeconfig_text(self.url, self.ca_path, user, name))
 
     # -- internals -------------------------------------------------------------------------
 
     def _write_pki(self) -> None:
-        pki = self.workdir / "pki"
-        pki.mkdir(parents=True, exist_ok=True)
-        self._ca = CertificateAuthority("kube-test-ca")
-        self.ca_path = pki / "ca.crt"
-        self.ca_path.write_bytes(self._ca.cert_pem)
-        self.serving_cert, self.serving_key = self._ca.issue(
-            "kube-apiserver",
+        self._pki = write_apiserver_pki(
+            self.workdir / "pki",
+            ca_name="kube-test-ca",
+            admin_name="test-admin",
             dns_names=("localhost", "kubernetes", "kubernetes.default.svc"),
             ip_addresses=("127.0.0.1",),
-            server=True,
-        ).write(pki, "apiserver")
-        self.admin_cert_path, self.admin_key_path = self._ca.issue(
-            "test-admin", organizations=("system:masters",), client=True
-        ).write(pki, "admin")
-        private, public = rsa_signing_key_pem()
-        self.sa_key_path = pki / "sa.key"
-        write_private(self.sa_key_path, private)
-        self.sa_pub_path = pki / "sa.pub"
-        self.sa_pub_path.write_bytes(public)
+        )
+        self._ca = self._pki.ca
+        self.ca_path = self._pki.ca_path
+        self.admin_cert_path, self.admin_key_path = self._pki.admin
 
     def _start_etcd(self) -> None:
         client_port, peer_port = free_port(), free_port()
-        data = Path(tempfile.mkdtemp(prefix="etcd-", dir=_fast_tmp()))
+        data = Path(tempfile.mkdtemp(prefix="etcd-", dir=fast_tmp()))
         self.etcd_url = f"http://127.0.0.1:{client_port}"
         self.etcd = Process(
             "etcd",
@@ -277,62 +379,31 @@ class ControlPlane:
     def _start_apiserver(self) -> None:
         port = free_port()
         self.url = f"https://127.0.0.1:{port}"
-        pki = self.workdir / "pki"
         self.apiserver = Process(
             "kube-apiserver",
-            [
-                binary("KUBE_APISERVER_BIN", "kube-apiserver"),
-                f"--etcd-servers={self.etcd_url}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
-                f"--secure-port={port}",
-                f"--cert-dir={pki}",
-                f"--tls-cert-file={self.serving_cert}",
-                f"--tls-private-key-file={self.serving_key}",
-                f"--client-ca-file={self.ca_path}",
-                "--authorization-mode=RBAC",
-                "--anonymous-auth=false",
-                f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
-                f"--service-account-key-file={self.sa_pub_path}",
-                f"--service-account-signing-key-file={self.sa_key_path}",
-                f"--api-audiences={SERVICE_ACCOUNT_ISSUER}",
-                "--service-cluster-ip-range=10.96.0.0/24",
-                # ValidatingAdmissionPolicy is on by default since 1.30; named so that the chart's
-                # policy is known to be enforced here, dry runs included.
-                "--enable-admission-plugins="
-                + ",".join(
-                    (
-                        "PodSecurity",
-                        "NamespaceLifecycle",
-                        "ServiceAccount",
-                        "ValidatingAdmissionPolicy",
-                    )
-                ),
-                "--profiling=false",
-                "--enable-priority-and-fairness=false",
-                "--endpoint-reconciler-type=none",
-                "--v=1",
-            ],
+            apiserver_args(
+                self._pki,
+                etcd_url=self.etcd_url,
+                bind="127.0.0.1",
+                advertise="127.0.0.1",
+                port=port,
+                service_range="10.96.0.0/24",
+                extra=("--enable-priority-and-fairness=false",),
+            ),
             self.workdir / "kube-apiserver.log",
         )
         self.apiserver.start()
         self._wait_ready(self.apiserver)
 
     def _wait_ready(self, proc: Process) -> None:
-        ctx = ssl.create_default_context(cafile=str(self.ca_path))
-        ctx.load_cert_chain(str(self.admin_cert_path), str(self.admin_key_path))
+        ctx = self.admin_tls()
         deadline = time.monotonic() + _START_TIMEOUT
         while time.monotonic() < deadline:
             if not proc.running():
                 self._raise_exit(proc)
-            try:
-                with urllib.request.urlopen(  # noqa: S310 - loopback URL we built
-                    f"{self.url}/readyz", timeout=2, context=ctx
-                ) as r:
-                    if r.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                time.sleep(0.1)
+            if self.apiserver_ready(ctx):
+                return
+            time.sleep(0.1)
         raise HarnessError(f"{proc.name} did not become ready:\n{proc.tail()}")
 
     @staticmethod
@@ -347,8 +418,9 @@ class _PortTaken(HarnessError):
     pass
 
 
-def _fast_tmp() -> str | None:
-    # etcd fsyncs on every write: on tmpfs a 1,000-secret benchmark is not an fsync benchmark.
+def fast_tmp() -> str | None:
+    """tmpfs for etcd's data, if there is one: etcd fsyncs on every write, and on tmpfs a
+    1,000-secret benchmark is not an fsync benchmark (nor a throw-away cluster slow)."""
     shm = Path("/dev/shm")
     return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
 
@@ -358,27 +430,37 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 @contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """Within the body, SIGTERM (e.g. from a CI timeout) raises KeyboardInterrupt, so the
+    cleanup around it runs instead of the process dying outright - unless something already
+    handles SIGTERM (an outer fixture, pytest's own), which is then left alone."""
+    own = signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None)
+    if own:
+        signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        if own:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@contextlib.contextmanager
 def control_plane(workdir: Path | None = None) -> Iterator[ControlPlane]:
     """Start a control plane and always stop it, however the body ends."""
     own_dir = workdir is None
     root = Path(tempfile.mkdtemp(prefix="kube-test-")) if workdir is None else workdir
     plane = ControlPlane(root)
-    previous = signal.getsignal(signal.SIGTERM)
-    # SIGTERM (e.g. from a CI timeout) must run the cleanup below, not kill us outright.
-    if previous in (signal.SIG_DFL, None):
-        signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        plane.start()
-        yield plane
-    finally:
-        plane.stop()
-        etcd_data = getattr(plane, "_etcd_data", None)
-        if etcd_data is not None:
-            shutil.rmtree(etcd_data, ignore_errors=True)
-        if own_dir:
-            shutil.rmtree(root, ignore_errors=True)
-        if previous in (signal.SIG_DFL, None):
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    with sigterm_interrupts():
+        try:
+            plane.start()
+            yield plane
+        finally:
+            plane.stop()
+            etcd_data = getattr(plane, "_etcd_data", None)
+            if etcd_data is not None:
+                shutil.rmtree(etcd_data, ignore_errors=True)
+            if own_dir:
+                shutil.rmtree(root, ignore_errors=True)
 
 
 # -- helpers for tests ---------------------------------------------------------------------

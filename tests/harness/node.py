@@ -41,8 +41,6 @@ import subprocess
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,8 +49,18 @@ from typing import IO, Any
 import yaml
 from kubernetes import client as k8s
 
-from tests.harness.kube import SERVICE_ACCOUNT_ISSUER, HarnessError, Process, binary
-from tests.harness.pki import CertificateAuthority, rsa_signing_key_pem
+from tests.harness.kube import (
+    AdminAccess,
+    HarnessError,
+    Process,
+    apiserver_args,
+    binary,
+    fast_tmp,
+    kubeconfig_text,
+    sigterm_interrupts,
+    write_apiserver_pki,
+)
+from tests.harness.pki import CertificateAuthority
 
 NETNS = "teleport-argocd-agent-node"
 STATE_DIR = Path("/run/teleport-argocd-agent/node")
@@ -69,6 +77,7 @@ APISERVER_PORT = 443
 ETCD_PORT = 2379
 KUBELET_PORT = 10250
 REGISTRY_PORT = 5000
+_INSIDE_URL = f"https://127.0.0.1:{APISERVER_PORT}"  # the API server, from inside the namespace
 _START_TIMEOUT = 90.0
 _CLONE_NEWNET = 0x40000000
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -272,7 +281,7 @@ def sweep(state_file: Path) -> None:
 
 
 @dataclass
-class Node:
+class Node(AdminAccess):
     """A running single-node cluster; see the module docstring."""
 
     workdir: Path
@@ -349,30 +358,6 @@ class Node:
         self.processes[name] = proc
         return proc
 
-    def configuration(self, *, token: str | None = None) -> k8s.Configuration:
-        cfg = k8s.Configuration()
-        cfg.host = self.url
-        cfg.ssl_ca_cert = str(self.ca_path)
-        cfg.verify_ssl = True
-        if token is None:
-            cfg.cert_file = str(self.admin_cert_path)
-            cfg.key_file = str(self.admin_key_path)
-        else:
-            cfg.api_key = {"authorization": f"Bearer {token}"}
-        return cfg
-
-    def admin_client(self) -> k8s.ApiClient:
-        return k8s.ApiClient(self.configuration())
-
-    def jwks(self) -> str:
-        """The node's service-account signing keys (``kubectl get --raw /openid/v1/jwks``): what
-        the Teleport join token of the chart's NOTES trusts."""
-        ctx = ssl.create_default_context(cafile=str(self.ca_path))
-        ctx.load_cert_chain(str(self.admin_cert_path), str(self.admin_key_path))
-        url = f"{self.url}/openid/v1/jwks"
-        with urllib.request.urlopen(url, timeout=10, context=ctx) as response:  # noqa: S310
-            return str(response.read().decode())
-
     @property
     def admin_kubeconfig(self) -> Path:
         """The admin's kubeconfig for tools run inside the namespace (:meth:`in_netns`)."""
@@ -380,31 +365,8 @@ class Node:
 
     def kubeconfig(self, path: Path, *, token: str | None = None, name: str = "node") -> Path:
         """A kubeconfig for a process inside the namespace: the admin's, or ``token``'s."""
-        user: dict[str, str]
-        if token is None:
-            user = {
-                "client-certificate": str(self.admin_cert_path),
-                "client-key": str(self.admin_key_path),
-            }
-        else:
-            user = {"token": token}
-        doc = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {
-                    "name": name,
-                    "cluster": {
-                        "server": f"https://127.0.0.1:{APISERVER_PORT}",
-                        "certificate-authority": str(self.ca_path),
-                    },
-                }
-            ],
-            "users": [{"name": name, "user": user}],
-            "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
-            "current-context": name,
-        }
-        path.write_text(yaml.safe_dump(doc))
+        user = self.user(token, self.admin_cert_path, self.admin_key_path)
+        path.write_text(kubeconfig_text(_INSIDE_URL, self.ca_path, user, name))
         return path
 
     # Argo CD's harness runs its processes where :meth:`command` says, and reaches their ports
@@ -562,18 +524,12 @@ class Node:
                 raise HarnessError(f"{proc.name} exited:\n{proc.tail()}")
 
     def _write_pki(self) -> None:
-        self.pki.mkdir(parents=True)
         (self.workdir / "logs").mkdir()
-        ca = self._ca = CertificateAuthority("node-test-ca")
-        self.ca_path = self.pki / "ca.crt"
-        self.ca_path.write_bytes(ca.cert_pem)
-
-        def issue(stem: str, cn: str, **kwargs: Any) -> tuple[Path, Path]:
-            return ca.issue(cn, **kwargs).write(self.pki, stem)
-
-        self.serving = issue(
-            "apiserver",
-            "kube-apiserver",
+        # The API server's own PKI as every test API server has it, for the names pods use too.
+        self._pki = write_apiserver_pki(
+            self.pki,
+            ca_name="node-test-ca",
+            admin_name="node-admin",
             dns_names=(
                 "localhost",
                 "kubernetes",
@@ -582,11 +538,15 @@ class Node:
                 "kubernetes.default.svc.cluster.local",
             ),
             ip_addresses=("127.0.0.1", SERVICE_IP, GATEWAY_IP),
-            server=True,
         )
-        self.admin_cert_path, self.admin_key_path = issue(
-            "admin", "node-admin", organizations=("system:masters",), client=True
-        )
+        ca = self._ca = self._pki.ca
+        self.ca_path = self._pki.ca_path
+        self.admin_cert_path, self.admin_key_path = self._pki.admin
+
+        def issue(stem: str, cn: str, **kwargs: Any) -> tuple[Path, Path]:
+            return ca.issue(cn, **kwargs).write(self.pki, stem)
+
+        # What a node adds: the kubelet's pairs, and the components' identities.
         self.kubelet_client = issue(
             "apiserver-kubelet-client",
             "kube-apiserver-kubelet-client",
@@ -608,33 +568,9 @@ class Node:
                 if name == "admin"
                 else issue(name, cn, organizations=orgs, client=True)
             )
-            self._write_kubeconfig(self.workdir / f"{name}.kubeconfig", cert, key)
-        private, public = rsa_signing_key_pem()
-        self.sa_key_path = self.pki / "sa.key"
-        self.sa_key_path.write_bytes(private)
-        self.sa_pub_path = self.pki / "sa.pub"
-        self.sa_pub_path.write_bytes(public)
-
-    def _write_kubeconfig(self, path: Path, cert: Path, key: Path) -> None:
-        doc: dict[str, Any] = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {
-                    "name": "node",
-                    "cluster": {
-                        "server": f"https://127.0.0.1:{APISERVER_PORT}",
-                        "certificate-authority": str(self.ca_path),
-                    },
-                }
-            ],
-            "users": [
-                {"name": "node", "user": {"client-certificate": str(cert), "client-key": str(key)}}
-            ],
-            "contexts": [{"name": "node", "context": {"cluster": "node", "user": "node"}}],
-            "current-context": "node",
-        }
-        path.write_text(yaml.safe_dump(doc))
+            user = self.user(None, cert, key)
+            path = self.workdir / f"{name}.kubeconfig"
+            path.write_text(kubeconfig_text(_INSIDE_URL, self.ca_path, user, "node"))
 
     def _make_netns(self) -> None:
         _run(["ip", "netns", "add", NETNS])
@@ -653,7 +589,7 @@ class Node:
 
     def _start_control_plane(self) -> None:
         # etcd fsyncs every write: on tmpfs it costs nothing (a throw-away cluster).
-        etcd_data = Path(tempfile.mkdtemp(prefix="node-etcd-", dir=_fast_tmp()))
+        etcd_data = Path(tempfile.mkdtemp(prefix="node-etcd-", dir=fast_tmp()))
         self._state["extra_dirs"].append(str(etcd_data))
         self._save_state()
         etcd_url = f"http://127.0.0.1:{ETCD_PORT}"
@@ -671,45 +607,27 @@ class Node:
                 "--log-level=warn",
             ],
         )
-        serving_cert, serving_key = self.serving
         kubelet_cert, kubelet_key = self.kubelet_client
         self.start_process(
             "kube-apiserver",
-            [
-                binary("KUBE_APISERVER_BIN", "kube-apiserver"),
-                f"--etcd-servers={etcd_url}",
-                "--bind-address=0.0.0.0",
-                f"--advertise-address={GATEWAY_IP}",
-                f"--secure-port={APISERVER_PORT}",
-                f"--cert-dir={self.pki}",
-                f"--tls-cert-file={serving_cert}",
-                f"--tls-private-key-file={serving_key}",
-                f"--client-ca-file={self.ca_path}",
-                "--authorization-mode=Node,RBAC",
-                "--anonymous-auth=false",
-                f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
-                f"--service-account-key-file={self.sa_pub_path}",
-                f"--service-account-signing-key-file={self.sa_key_path}",
-                f"--api-audiences={SERVICE_ACCOUNT_ISSUER}",
-                f"--service-cluster-ip-range={SERVICE_RANGE}",
-                "--enable-admission-plugins="
-                + ",".join(
-                    (
-                        "NodeRestriction",
-                        "PodSecurity",
-                        "NamespaceLifecycle",
-                        "ServiceAccount",
-                        "ValidatingAdmissionPolicy",
-                    )
+            apiserver_args(
+                self._pki,
+                etcd_url=etcd_url,
+                # Every address of the namespace: 10.96.0.1:443 (the `kubernetes` Service) for
+                # pods, the bridge for the node, loopback for the components.
+                bind="0.0.0.0",  # noqa: S104 - inside the node's own namespace
+                advertise=GATEWAY_IP,
+                port=APISERVER_PORT,
+                service_range=SERVICE_RANGE,
+                authorization="Node,RBAC",
+                admission=("NodeRestriction",),
+                extra=(
+                    f"--kubelet-client-certificate={kubelet_cert}",
+                    f"--kubelet-client-key={kubelet_key}",
+                    f"--kubelet-certificate-authority={self.ca_path}",
+                    "--kubelet-preferred-address-types=InternalIP",
                 ),
-                f"--kubelet-client-certificate={kubelet_cert}",
-                f"--kubelet-client-key={kubelet_key}",
-                f"--kubelet-certificate-authority={self.ca_path}",
-                "--kubelet-preferred-address-types=InternalIP",
-                "--profiling=false",
-                "--endpoint-reconciler-type=none",
-                "--v=1",
-            ],
+            ),
         )
         self.url = f"https://127.0.0.1:{self.forward(APISERVER_PORT)}"
         self._wait_apiserver()
@@ -720,7 +638,7 @@ class Node:
                 f"--kubeconfig={self.workdir / 'kube-controller-manager.kubeconfig'}",
                 "--use-service-account-credentials",
                 f"--root-ca-file={self.ca_path}",
-                f"--service-account-private-key-file={self.sa_key_path}",
+                f"--service-account-private-key-file={self._pki.sa_key_path}",
                 f"--service-cluster-ip-range={SERVICE_RANGE}",
                 "--leader-elect=false",
                 "--bind-address=127.0.0.1",
@@ -742,19 +660,13 @@ class Node:
         )
 
     def _wait_apiserver(self) -> None:
-        ctx = ssl.create_default_context(cafile=str(self.ca_path))
-        ctx.load_cert_chain(str(self.admin_cert_path), str(self.admin_key_path))
+        ctx = self.admin_tls()
         deadline = time.monotonic() + _START_TIMEOUT
         while time.monotonic() < deadline:
             self._check_alive()
-            try:
-                with urllib.request.urlopen(  # noqa: S310 - a loopback URL the node built
-                    f"{self.url}/readyz", timeout=2, context=ctx
-                ) as r:
-                    if r.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                time.sleep(0.1)
+            if self.apiserver_ready(ctx):
+                return
+            time.sleep(0.1)
         raise HarnessError(f"kube-apiserver not ready:\n{self.processes['kube-apiserver'].tail()}")
 
     def _start_containerd(self) -> None:
@@ -894,11 +806,6 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         )
 
 
-def _fast_tmp() -> str | None:
-    shm = Path("/dev/shm")
-    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
-
-
 def _pause_archive() -> str:
     path = os.environ.get("PAUSE_IMAGE_BIN", "")
     if not path or not Path(path).is_file():
@@ -974,23 +881,15 @@ def node(workdir: Path | None = None) -> Iterator[Node]:
     sweep(STATE_DIR / "state.json")
     root = Path(tempfile.mkdtemp(prefix="node-", dir=workdir or "/var/tmp"))
     instance = Node(root)
-    previous = signal.getsignal(signal.SIGTERM)
-    if previous in (signal.SIG_DFL, None):
-        signal.signal(signal.SIGTERM, _interrupt)
     try:
-        instance.start()
-        yield instance
+        with sigterm_interrupts():
+            try:
+                instance.start()
+                yield instance
+            finally:
+                instance.stop()
     finally:
-        try:
-            instance.stop()
-        finally:
-            if previous in (signal.SIG_DFL, None):
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            lock.close()
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+        lock.close()
 
 
 def pause_pod(n: Node, namespace: str, name: str = "pause") -> dict[str, Any]:
