@@ -31,7 +31,7 @@ from agent.kubeapi import ApiError
 from agent.logs import logger
 from agent.plan import CyclePlan, plan_cycle
 from agent.ports import SecretSink, TeleportSource
-from agent.rotation import Clock, Ledger, SecretKey, only
+from agent.rotation import Clock, Ledger, LedgerView, SecretKey, only
 from agent.schedule import renewal_delay, retry_delay
 from agent.state import AgentState, GroupState
 from agent.sync import apply_plan
@@ -155,7 +155,7 @@ class Keeper:
                 for group in self.groups:
                     if group.ledger.rotation_due() and not self._stopping():
                         self._last_rotation = mono
-                        self._sync(group, renewal=False)
+                        self._rotate(group)
             return
         self._next_discovery = mono + self.discovery_interval.total_seconds()
         self._discover(refresh_proxy=bool(due))
@@ -323,6 +323,30 @@ class Keeper:
             held.update(self._sink.read_held(rest))
         return held
 
+    def _rotate(self, group: CredentialGroup) -> None:
+        """A rotation tick: render and write only the secrets whose slot came up (a tick
+        comes every second or so while a window runs; the whole plan is rendered at
+        renewals and discoveries)."""
+        credential, clusters, proxy = group.credential, self._clusters, self._proxy
+        due = group.ledger.slots_due()
+        if credential is None or clusters is None or proxy is None or group.revoked:
+            return
+        if credential.expires <= self._clock.wall():
+            return  # the renewal that failed said why; the next discovery tries again
+        names = set(due.values())
+        plan = self._plan(
+            group, credential, proxy, [c for c in clusters if c.name in names], complete=False
+        )
+        work = only(plan, set(due))
+        report = apply_plan(work, self._sink, metrics=self._metrics, should_stop=self._stopping)
+        results = [((r.namespace, r.name), r.ok) for s in report.services for r in s.writes]
+        group.ledger.settle(work, results, expires=credential.expires)
+        group.ledger.slots_missed(set(due) - {key for key, _ in results})
+        self._published(group.ledger.refresh())
+        logger.bind(services=self._names(group)).debug(
+            "rotation slots written", seconds=round(report.seconds, 3), **report.outcomes()
+        )
+
     def _rewrite_keeping_credentials(
         self,
         group: CredentialGroup,
@@ -378,7 +402,9 @@ class Keeper:
         )
 
     def _record(self, group: CredentialGroup, plan: CyclePlan) -> None:
-        view = group.ledger.record(plan)
+        self._published(group.ledger.record(plan))
+
+    def _published(self, view: LedgerView) -> None:
         for service, problems in view.selector_problems.items():
             self._metrics.selectors_unmatched.labels(service=service).set(len(problems))
         self._publish()

@@ -5,9 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import random
 
+import agent.keeper as keeper_module
+from agent.argocd import shape_of
 from agent.config import parse_config
 from agent.diagnostics import Metrics
 from agent.keeper import START_SAMPLE, Keeper
+from agent.plan import plan_cycle
 from agent.rotation import Clock
 from agent.teleport.errors import JoinRejected
 from agent.teleport.model import Credential, KubeCluster, ProxySettings
@@ -214,3 +217,41 @@ def test_a_fleet_partly_in_place_is_read_whole():
     # Half the secrets exist: the sample finds some of them, so the rest is read too.
     sink = _first_step({f"c{i:03d}" for i in range(0, 100, 2)})
     assert sorted(sink.asked) == [f"c{i:03d}" for i in range(100)]
+
+
+class HoldingSink(MemorySink):
+    """Every secret is already there holding a credential valid for two more hours (a
+    restart): the first renewal spreads them all over the rotation window."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__()
+        self.clock = clock
+
+    def read_held(self, secrets):
+        expires = self.clock.now + dt.timedelta(hours=2)
+        return {(s.namespace, s.name): Held(expires, shape_of(s)) for s in secrets}
+
+
+def test_a_rotation_tick_renders_and_writes_only_the_secrets_whose_slot_came_up(monkeypatch):
+    rendered: list[int] = []
+
+    def counting_plan(*args, **kwargs):
+        rendered.append(len(kwargs["clusters"]))
+        return plan_cycle(*args, **kwargs)
+
+    monkeypatch.setattr(keeper_module, "plan_cycle", counting_plan)
+    clock = FakeClock()
+    sink = HoldingSink(clock)
+    k = keeper(clock, FleetSource(clock, 100), sink)
+    k.step(forced=False, budget=60)
+    assert k.state.pending >= 98  # slot 0 may be due at once
+    ticks = 0
+    while k.state.pending:
+        clock.advance(k.next_wakeup())
+        renders, writes = len(rendered), len(sink.written)
+        k.step(forced=False, budget=60)
+        if rendered[renders:] != [100]:  # not a discovery: a tick
+            ticks += 1
+            assert rendered[renders:] == [len(sink.written) - writes]
+    assert ticks > 10
+    assert sorted(sink.written) == [f"c{i:03d}" for i in range(100)]  # each once
