@@ -10,7 +10,6 @@ reached (the message says which and what to do); 4 the Kubernetes API could not 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sys
 from collections.abc import Sequence
 from typing import Literal
@@ -19,6 +18,7 @@ from agent import __version__
 from agent.config import AgentConfig, ConfigError, format_duration, load_config
 from agent.exitcodes import EXIT_CONFIG, EXIT_KUBERNETES, EXIT_OK
 from agent.logs import configure_logging, logger
+from agent.schedule import utcnow
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "start":
             return commands.start(config, oneshot=args.oneshot)
         if args.command == "plan":
-            return commands.plan(config, now=dt.datetime.now(dt.UTC))
+            return commands.plan(config, now=utcnow())
         return commands.check(config)
     except (commands.KubernetesUnavailable, commands.ApiError) as exc:
         # No credentials, or the bot identity's Secret could not be read or written.

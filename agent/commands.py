@@ -24,7 +24,9 @@ from agent.kubeapi import ApiError
 from agent.logs import logger
 from agent.plan import plan_cycle
 from agent.planview import diff_secret
+from agent.ports import Parts
 from agent.runtime import Runtime, serve
+from agent.schedule import utcnow
 from agent.teleport.client import TeleportClient
 from agent.teleport.errors import TeleportError
 from agent.teleport.model import Credential, KubeCluster, ProxySettings
@@ -100,7 +102,7 @@ def start(config: AgentConfig, *, oneshot: bool) -> int:
     api = _api()
     source = _Recorder(TeleportClient(config, store=_store(config, api)))
     writer = SecretWriter(api, ownership_enforced=config.admission_policy)
-    runtime = Runtime(config, source, writer, agent_version=__version__)
+    runtime = Runtime(Parts(config, source, writer, __version__))
     if not oneshot:
         return serve(runtime, diag_addr=config.diag_addr)
     complete = runtime.run_once()
@@ -231,7 +233,7 @@ def check(config: AgentConfig) -> int:
             )
     assert proxy is not None
     try:
-        _, clusters, _, cycle = _desired(config, client, dt.datetime.now(dt.UTC))
+        _, clusters, _, cycle = _desired(config, client, utcnow())
     except TeleportError as exc:
         rows.append(CheckRow("listing", False, str(exc)))
         print(render_table(rows))

@@ -29,7 +29,7 @@ from agent.diagnostics import Metrics
 from agent.kubeapi import ApiError
 from agent.logs import logger
 from agent.plan import CyclePlan, plan_cycle
-from agent.ports import SecretSink, TeleportSource
+from agent.ports import Parts
 from agent.rotation import Clock, Ledger, SecretKey, only
 from agent.schedule import renewal_delay, retry_delay
 from agent.state import AgentState, GroupState
@@ -106,20 +106,18 @@ class Keeper:
 
     def __init__(
         self,
-        config: AgentConfig,
-        source: TeleportSource,
-        sink: SecretSink,
+        parts: Parts,
         *,
-        agent_version: str,
         metrics: Metrics,
         clock: Clock,
         rng: random.Random,
         should_stop: Callable[[], bool],
     ) -> None:
+        config = parts.config
         self._config = config
-        self._source = source
-        self._sink = sink
-        self._version = agent_version
+        self._source = parts.source
+        self._sink = parts.sink
+        self._version = parts.agent_version
         self._metrics = metrics
         self._clock = clock
         self._rng = rng

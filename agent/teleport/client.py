@@ -31,6 +31,7 @@ from typing import TypeVar
 
 from agent.config import AgentConfig
 from agent.logs import logger
+from agent.schedule import utcnow
 from agent.teleport import keys
 from agent.teleport.auth import AuthClient
 from agent.teleport.errors import (
@@ -69,10 +70,6 @@ SPARE_MAX_AGE = dt.timedelta(seconds=30)
 T = TypeVar("T")
 
 
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 class TeleportClient:
     """Implements ``TeleportSource`` for one agent configuration."""
 
@@ -82,7 +79,7 @@ class TeleportClient:
         *,
         store: IdentityStore | None = None,
         read_only: bool = False,
-        clock: Callable[[], dt.datetime] = _utcnow,
+        clock: Callable[[], dt.datetime] = utcnow,
         environ: dict[str, str] | None = None,
     ) -> None:
         self._config = config

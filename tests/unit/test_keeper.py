@@ -8,6 +8,7 @@ import random
 from agent.config import parse_config
 from agent.diagnostics import Metrics
 from agent.keeper import Keeper
+from agent.ports import Parts
 from agent.rotation import Clock
 from agent.teleport.errors import JoinRejected
 from agent.teleport.model import Credential, KubeCluster, ProxySettings
@@ -85,10 +86,7 @@ def keeper(clock, source, sink):
         }
     )
     return Keeper(
-        config,
-        source,
-        sink,
-        agent_version="1",
+        Parts(config, source, sink, "1"),
         metrics=Metrics(lambda: clock.now),
         clock=Clock(lambda: clock.now, lambda: clock.mono),
         rng=random.Random(1),
