@@ -7,12 +7,16 @@ exception types. Every message is a sentence that says what happened and what to
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 __all__ = [
+    "BOT_IDENTITY_OPERATIONS",
     "BotDeleted",
     "BotLocked",
     "IdentityExpired",
     "JoinRejected",
     "LoadBalancerInTheWay",
+    "Operation",
     "ProxyUnreachable",
     "RoleNotImpersonable",
     "ServerNotAllowed",
@@ -23,9 +27,36 @@ __all__ = [
 ]
 
 
-# The operations (as errors name them) that obtain the bot identity, its storage included.
+class Operation(StrEnum):
+    """The requests a failure is reported for; the value is what logs and the request-error
+    metrics show."""
+
+    PING = "ping"
+    JOIN = "join"
+    EXPORT_HOST_CA = "export host CA"
+    LOAD_CA = "load CA"
+    CONNECT_TO_AUTH = "connect to Auth"
+    REJOIN = "re-join"
+    RENEW = "renew bot identity"
+    ISSUE = "issue output identity"
+    GET_ROLE = "get role"
+    GET_HOST_CA = "get host CA"
+    LIST_CLUSTERS = "list clusters"
+    # The bot identity's Secret: Kubernetes requests, reported as Kubernetes failures.
+    LOAD_IDENTITY = "load identity"
+    SAVE_IDENTITY = "save identity"
+
+
+# The operations that obtain the bot identity, its storage included.
 BOT_IDENTITY_OPERATIONS = frozenset(
-    {"join", "re-join", "renew bot identity", "export host CA", "load identity", "save identity"}
+    {
+        Operation.JOIN,
+        Operation.REJOIN,
+        Operation.RENEW,
+        Operation.EXPORT_HOST_CA,
+        Operation.LOAD_IDENTITY,
+        Operation.SAVE_IDENTITY,
+    }
 )
 
 
@@ -41,7 +72,7 @@ class TeleportError(Exception):
         super().__init_subclass__()
         cls.summary = summary
 
-    def __init__(self, operation: str, message: str) -> None:
+    def __init__(self, operation: Operation, message: str) -> None:
         super().__init__(f"{operation}: {message}")
         self.operation = operation
         self.message = message

@@ -131,14 +131,14 @@ def test_teleport_down_deletes_nothing_and_readiness_recovers(admin_api, namespa
     # Each reason says what failed and why, in the client's words.
     assert (
         "the last cluster listing from Teleport failed: Teleport request failed: "
-        "list_clusters: connection refused" in state.reasons
+        "list clusters: connection refused" in state.reasons
     )
     assert (
         "renewing the credential failed 1 time(s) in a row: Teleport request failed: "
-        "issue_credential: connection refused" in state.reasons
+        "issue output identity: connection refused" in state.reasons
     )
     errors = rt.metrics.registry.get_sample_value(
-        "teleport_argocd_agent_teleport_request_errors_total", {"operation": "list_clusters"}
+        "teleport_argocd_agent_teleport_request_errors_total", {"operation": "list clusters"}
     )
     assert errors == 1
 

@@ -66,14 +66,17 @@ def test_plan_and_check_accept_the_same_options():
 
 def test_a_failing_identity_secret_exits_4_as_a_kubernetes_failure(tmp_path, monkeypatch, capsys):
     from agent import commands  # noqa: PLC0415 - as cli loads it
+    from agent.teleport.errors import Operation  # noqa: PLC0415
     from agent.teleport.storage import StorageError  # noqa: PLC0415
 
     def refused(config, now):
-        raise StorageError("load identity", "secret argocd/bot: secrets is forbidden", 403)
+        raise StorageError(Operation.LOAD_IDENTITY, "secret argocd/bot: secrets is forbidden", 403)
 
     monkeypatch.setattr(commands, "plan", refused)
     path = tmp_path / "config.yaml"
     path.write_text(GOOD)
     assert main(["plan", "-c", str(path)]) == 4
     assert "load identity: secret argocd/bot: secrets is forbidden" in capsys.readouterr().err
-    assert commands._fail(StorageError("save identity", "secret argocd/bot: gone", 404)) == 4
+    assert (
+        commands._fail(StorageError(Operation.SAVE_IDENTITY, "secret argocd/bot: gone", 404)) == 4
+    )
