@@ -73,7 +73,7 @@ def describe(config: AgentConfig) -> str:
         f"credentials {format_duration(config.credential_ttl)} renewed every "
         f"{format_duration(config.renewal_interval)}",
     ]
-    for index, service in enumerate(config.services):
+    for service in config.services:
         selectors = "; ".join(s.describe() for s in service.selectors)
         extras = []
         if service.project:
@@ -83,7 +83,7 @@ def describe(config: AgentConfig) -> str:
         if service.prune:
             extras.append("prune")
         lines.append(
-            f"service {config.service_name(index)}: {selectors} -> secrets "
+            f"service {service.resolved_name()}: {selectors} -> secrets "
             f"{service.resolved_namespace()}/{service.secret_name_prefix}.<hash>"
             + (f" ({', '.join(extras)})" if extras else "")
         )

@@ -404,6 +404,10 @@ class ArgoCDService(_Strict):
         """Where the secrets go (the default was filled in from $POD_NAMESPACE when parsed)."""
         return self.secret_namespace or "default"
 
+    def resolved_name(self) -> str:
+        """The name in logs, metrics, /readyz and the ownership label."""
+        return self.name or DEFAULT_SERVICE_NAME
+
 
 class Onboarding(_Strict):
     """How the bot joins Teleport."""
@@ -525,7 +529,7 @@ class AgentConfig(BaseSettings):
                 "onboarding.join_method 'token' needs storage type kubernetes_secret: a join "
                 "token works once, so the identity must survive a restart"
             )
-        names = [s.name or DEFAULT_SERVICE_NAME for s in self.services]
+        names = [s.resolved_name() for s in self.services]
         if len(self.services) > 1 and any(not s.name for s in self.services):
             raise ValueError(
                 "give every service a unique 'name' when there is more than one: the name "
@@ -579,9 +583,6 @@ class AgentConfig(BaseSettings):
     def resolved_instance(self) -> str:
         """This installation's identity (the default was filled in when parsed)."""
         return self.instance or "default/teleport-argocd-agent"
-
-    def service_name(self, index: int) -> str:
-        return self.services[index].name or DEFAULT_SERVICE_NAME
 
 
 def max_rotation_window(ttl: timedelta, interval: timedelta) -> timedelta:

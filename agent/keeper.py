@@ -24,7 +24,7 @@ import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from agent.config import AgentConfig
+from agent.config import AgentConfig, ArgoCDService
 from agent.diagnostics import Metrics
 from agent.kubeapi import ApiError
 from agent.logs import logger
@@ -54,7 +54,7 @@ ROTATION_TICK = 1.0
 class CredentialGroup:
     """Services sharing one credential, when it is due, and the ledger of their secrets."""
 
-    services: tuple[int, ...]
+    services: tuple[ArgoCDService, ...]
     ttl: dt.timedelta
     interval: dt.timedelta
     ledger: Ledger
@@ -88,16 +88,16 @@ class CredentialGroup:
 
 def credential_groups(config: AgentConfig, clock: Clock) -> list[CredentialGroup]:
     """One group per distinct credential lifetime, in service order."""
-    groups: dict[tuple[dt.timedelta, dt.timedelta], list[int]] = {}
-    for index, service in enumerate(config.services):
+    groups: dict[tuple[dt.timedelta, dt.timedelta], list[ArgoCDService]] = {}
+    for service in config.services:
         ttl = service.credential_ttl or config.credential_ttl
         interval = service.renewal_interval or config.renewal_interval
-        groups.setdefault((ttl, interval), []).append(index)
+        groups.setdefault((ttl, interval), []).append(service)
     return [
         CredentialGroup(
-            tuple(ix), ttl, interval, Ledger(config.rotation_window_for(ttl, interval), clock)
+            tuple(services), ttl, interval, Ledger(config.rotation_window_for(ttl, interval), clock)
         )
-        for (ttl, interval), ix in groups.items()
+        for (ttl, interval), services in groups.items()
     ]
 
 
@@ -375,7 +375,7 @@ class Keeper:
         )
 
     def _names(self, group: CredentialGroup) -> str:
-        return ",".join(self._config.service_name(i) for i in group.services)
+        return ",".join(s.resolved_name() for s in group.services)
 
 
 def _why(exc: SourceError) -> str:
