@@ -7,13 +7,13 @@ import random
 
 from agent.config import parse_config
 from agent.diagnostics import Metrics
-from agent.keeper import Keeper
+from agent.keeper import START_SAMPLE, Keeper
 from agent.ports import Parts
 from agent.rotation import Clock
 from agent.teleport.errors import JoinRejected, Operation
 from agent.teleport.model import Credential, KubeCluster, ProxySettings
 from agent.teleport.storage import StorageError
-from agent.writes import Outcome, PruneResult, WriteResult
+from agent.writes import Held, Outcome, PruneResult, WriteResult
 from tests.harness.clock import FakeClock
 
 PROXY = ProxySettings("root", "teleport.example.com:443", tls_routing=True)
@@ -163,3 +163,56 @@ def test_a_failing_identity_secret_is_a_kubernetes_failure_not_teleports():
     assert any(
         "Kubernetes API request failed: load identity: secret argocd/bot" in r for r in reasons
     )
+
+
+class FleetSource(JoiningSource):
+    """Teleport listing ``count`` clusters."""
+
+    def __init__(self, clock: FakeClock, count: int) -> None:
+        super().__init__(clock)
+        self.count = count
+
+    def list_clusters(self) -> list[KubeCluster]:
+        self._bot()
+        return [KubeCluster(f"c{i:03d}", {"env": "prod"}) for i in range(self.count)]
+
+
+class ReadingSink(MemorySink):
+    """Secrets of the clusters in ``existing`` are already there (holding no readable expiry);
+    records which secrets the start-up read asked about."""
+
+    def __init__(self, existing: set[str]) -> None:
+        super().__init__()
+        self.existing = existing
+        self.asked: list[str] = []
+
+    def read_held(self, secrets):
+        self.asked += [s.cluster for s in secrets]
+        return {
+            (s.namespace, s.name): Held(None, None) for s in secrets if s.cluster in self.existing
+        }
+
+
+def _first_step(existing: set[str], count: int = 100) -> ReadingSink:
+    clock = FakeClock()
+    sink = ReadingSink(existing)
+    k = keeper(clock, FleetSource(clock, count), sink)
+    k.step(forced=False, budget=60)
+    assert sorted(sink.written) == [f"c{i:03d}" for i in range(count)]
+    return sink
+
+
+def test_a_first_installation_reads_only_a_sample_before_writing():
+    sink = _first_step(set())
+    assert len(sink.asked) == START_SAMPLE
+
+
+def test_a_restart_reads_every_secret_once():
+    sink = _first_step({f"c{i:03d}" for i in range(100)})
+    assert sorted(sink.asked) == [f"c{i:03d}" for i in range(100)]
+
+
+def test_a_fleet_partly_in_place_is_read_whole():
+    # Half the secrets exist: the sample finds some of them, so the rest is read too.
+    sink = _first_step({f"c{i:03d}" for i in range(0, 100, 2)})
+    assert sorted(sink.asked) == [f"c{i:03d}" for i in range(100)]
