@@ -25,12 +25,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from agent.argocd import DesiredSecret
-from agent.config import AgentConfig
+from agent.config import AgentConfig, ArgoCDService
 from agent.diagnostics import Metrics
 from agent.kubeapi import ApiError
 from agent.logs import logger
 from agent.plan import CyclePlan, plan_cycle
-from agent.ports import SecretSink, TeleportSource
+from agent.ports import Parts
 from agent.rotation import Clock, Ledger, LedgerView, SecretKey, only
 from agent.schedule import renewal_delay, retry_delay
 from agent.state import AgentState, GroupState
@@ -59,7 +59,7 @@ START_SAMPLE = 32
 class CredentialGroup:
     """Services sharing one credential, when it is due, and the ledger of their secrets."""
 
-    services: tuple[int, ...]
+    services: tuple[ArgoCDService, ...]
     ttl: dt.timedelta
     interval: dt.timedelta
     ledger: Ledger
@@ -93,16 +93,16 @@ class CredentialGroup:
 
 def credential_groups(config: AgentConfig, clock: Clock) -> list[CredentialGroup]:
     """One group per distinct credential lifetime, in service order."""
-    groups: dict[tuple[dt.timedelta, dt.timedelta], list[int]] = {}
-    for index, service in enumerate(config.services):
+    groups: dict[tuple[dt.timedelta, dt.timedelta], list[ArgoCDService]] = {}
+    for service in config.services:
         ttl = service.credential_ttl or config.credential_ttl
         interval = service.renewal_interval or config.renewal_interval
-        groups.setdefault((ttl, interval), []).append(index)
+        groups.setdefault((ttl, interval), []).append(service)
     return [
         CredentialGroup(
-            tuple(ix), ttl, interval, Ledger(config.rotation_window_for(ttl, interval), clock)
+            tuple(services), ttl, interval, Ledger(config.rotation_window_for(ttl, interval), clock)
         )
-        for (ttl, interval), ix in groups.items()
+        for (ttl, interval), services in groups.items()
     ]
 
 
@@ -111,20 +111,18 @@ class Keeper:
 
     def __init__(
         self,
-        config: AgentConfig,
-        source: TeleportSource,
-        sink: SecretSink,
+        parts: Parts,
         *,
-        agent_version: str,
         metrics: Metrics,
         clock: Clock,
         rng: random.Random,
         should_stop: Callable[[], bool],
     ) -> None:
+        config = parts.config
         self._config = config
-        self._source = source
-        self._sink = sink
-        self._version = agent_version
+        self._source = parts.source
+        self._sink = parts.sink
+        self._version = parts.agent_version
         self._metrics = metrics
         self._clock = clock
         self._rng = rng
@@ -422,7 +420,7 @@ class Keeper:
         )
 
     def _names(self, group: CredentialGroup) -> str:
-        return ",".join(self._config.service_name(i) for i in group.services)
+        return ",".join(s.resolved_name() for s in group.services)
 
 
 def _why(exc: SourceError) -> str:

@@ -11,8 +11,9 @@ from agent.config import parse_config
 from agent.diagnostics import Metrics
 from agent.keeper import START_SAMPLE, Keeper
 from agent.plan import plan_cycle
+from agent.ports import Parts
 from agent.rotation import Clock
-from agent.teleport.errors import JoinRejected
+from agent.teleport.errors import JoinRejected, Operation
 from agent.teleport.model import Credential, KubeCluster, ProxySettings
 from agent.teleport.storage import StorageError
 from agent.writes import Held, Outcome, PruneResult, WriteResult
@@ -36,7 +37,9 @@ class JoiningSource:
             return
         self.join_attempts += 1
         if self.join_broken:
-            raise JoinRejected("join", "the token argocd-bot does not allow this service account")
+            raise JoinRejected(
+                Operation.JOIN, "the token argocd-bot does not allow this service account"
+            )
         self.joined = True
 
     def proxy_settings(self) -> ProxySettings:
@@ -88,10 +91,7 @@ def keeper(clock, source, sink):
         }
     )
     return Keeper(
-        config,
-        source,
-        sink,
-        agent_version="1",
+        Parts(config, source, sink, "1"),
         metrics=Metrics(lambda: clock.now),
         clock=Clock(lambda: clock.now, lambda: clock.mono),
         rng=random.Random(1),
@@ -141,7 +141,9 @@ class ForbiddenStoreSource(JoiningSource):
 
     def _bot(self) -> None:
         self.join_attempts += 1
-        raise StorageError("load identity", "secret argocd/bot: secrets is forbidden", status=403)
+        raise StorageError(
+            Operation.LOAD_IDENTITY, "secret argocd/bot: secrets is forbidden", status=403
+        )
 
 
 def test_a_failing_identity_secret_is_a_kubernetes_failure_not_teleports():
