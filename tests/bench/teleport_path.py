@@ -27,6 +27,7 @@ from tests.harness.kube import (
 )
 from tests.harness.pki import write_private
 from tests.harness.policy import agent_account, write_agent_config
+from tests.harness.procfs import status_kib
 from tests.harness.standin import StandIn, bot_doc, kube_cluster_doc, role_doc, standin, token_doc
 
 ACCESS_ROLE = "bench-access"
@@ -132,13 +133,6 @@ def wait_event(
         time.sleep(0.05)
 
 
-def vm_hwm_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmHWM for process {pid}")
-
-
 def stop(daemon: AgentDaemon) -> None:
     try:
         daemon.stop()
@@ -224,7 +218,7 @@ def daemon_at_scale(
         daemon, _ = agent.start()
         try:
             _, seen = wait_event(daemon, "sync finished", after=0, timeout=300)
-            after_first = vm_hwm_kib(daemon.proc.pid)
+            after_first = status_kib(daemon.proc.pid, "VmHWM")
             delays = []
             for i in range(additions):
                 # A random phase against the discovery timer, as a real addition would have.
@@ -239,7 +233,7 @@ def daemon_at_scale(
             renewal, seen = wait_event(
                 daemon, "sync finished", after=seen, timeout=300, kind="renewal"
             )
-            peak = vm_hwm_kib(daemon.proc.pid)
+            peak = status_kib(daemon.proc.pid, "VmHWM")
         finally:
             stop(daemon)
     print(
