@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -59,6 +59,8 @@ DEFAULT_SECRET_NAME_PREFIX = "teleport.argocd-cluster"
 DEFAULT_CLUSTER_NAME_TEMPLATE = "{{.ClusterName}}-{{.KubeName}}"
 # A secret name is "<prefix>.<16 hex>"; validating a sample catches a bad prefix up front.
 _SAMPLE_NAME_SUFFIX = ".0123456789abcdef"
+
+V = TypeVar("V")
 
 
 # A service's name when it has none (in logs, metrics, /readyz and the ownership label).
@@ -167,15 +169,94 @@ def _check_lifetime(ttl: timedelta | None, renewal: timedelta | None, where: str
         )
 
 
-def _namespace_name(value: str) -> str:
-    if not value.strip():
-        raise ValueError("cannot be blank")
-    if problems := dns_label_problems(value):
-        raise ValueError(f"{value!r} is not a valid namespace name: {'; '.join(problems)}")
-    return value
+def _refusing(problem: Callable[[V], str | None]) -> AfterValidator:
+    """A field's validator from ``problem``, which says what is wrong with a value (None when
+    nothing is): every single-field rule below is such a function."""
+
+    def check(value: V) -> V:
+        if message := problem(value):
+            raise ValueError(message)
+        return value
+
+    return AfterValidator(check)
 
 
-NamespaceName = Annotated[str, AfterValidator(_namespace_name)]
+def _joined(problems: list[str]) -> str:
+    return "; ".join(problems)
+
+
+def _namespace_problem(value: str) -> str | None:
+    # Empty is no namespace yet: the service's default is filled in from $POD_NAMESPACE.
+    problems = dns_label_problems(value) if value else []
+    return f"{value!r} is not a valid namespace name: {_joined(problems)}" if problems else None
+
+
+def _listed_namespace_problem(value: str) -> str | None:
+    return "cannot be blank" if not value.strip() else _namespace_problem(value)
+
+
+def _secret_name_problem(value: str) -> str | None:
+    problems = dns_subdomain_problems(value)
+    return f"{value!r} is not a valid secret name: {_joined(problems)}" if problems else None
+
+
+def _name_prefix_problem(value: str) -> str | None:
+    if not (problems := dns_subdomain_problems(value + _SAMPLE_NAME_SUFFIX)):
+        return None
+    return (
+        f"{value!r} does not give valid secret names ('{value}{_SAMPLE_NAME_SUFFIX}' "
+        f"{_joined(problems)}): use lowercase letters, digits, '-' and '.', "
+        "starting and ending with a letter or digit"
+    )
+
+
+def _repeated_namespace(value: list[str]) -> str | None:
+    return "lists the same namespace twice" if len(set(value)) != len(value) else None
+
+
+def _too_frequent(value: timedelta) -> str | None:
+    return "discovery_interval must be at least 1s" if value < timedelta(seconds=1) else None
+
+
+def _address_problem(value: str) -> str | None:
+    if not value:
+        return None  # reported by AgentConfig._cross_field, with what to set
+    host, sep, port = value.rpartition(":") if ":" in value else (value, "", "")
+    valid_port = not sep or (port.isdigit() and 0 < int(port) < 65536)
+    valid_host = (
+        bool(host) and host.strip("[]").replace(".", "").replace("-", "").replace(":", "").isalnum()
+    )
+    if valid_host and valid_port:
+        return None
+    return (
+        f"{value!r} is not an address: use host:port without a scheme or path, "
+        "e.g. teleport.example.com:443"
+    )
+
+
+def _server_prefix_problem(value: str) -> str | None:
+    host = value.removeprefix("https://").removesuffix("/v1/teleport/")
+    if not value or (
+        value.startswith("https://")
+        and value.endswith("/v1/teleport/")
+        and host
+        and "/" not in host
+    ):
+        return None
+    return (
+        f"{value!r} must be https://<proxy public address>/v1/teleport/, e.g. "
+        "https://teleport.example.com:443/v1/teleport/"
+    )
+
+
+def _listen_address_problem(value: str) -> str | None:
+    _, sep, port = value.rpartition(":")
+    if not value or (sep and port.isdigit() and 0 < int(port) < 65536):
+        return None
+    return f"{value!r} must be host:port, e.g. 0.0.0.0:3001"
+
+
+NamespaceName = Annotated[str, _refusing(_listed_namespace_problem)]
 
 
 # -- models -----------------------------------------------------------------------------------
@@ -234,9 +315,9 @@ class ArgoCDService(_Strict):
     # Clusters to register; several selectors are a union. At least one is required.
     selectors: list[Selector] = Field(min_length=1)
     # Namespace the secrets are written to. Default: $POD_NAMESPACE, then "default".
-    secret_namespace: str = ""
+    secret_namespace: Annotated[str, _refusing(_namespace_problem)] = ""
     # Secret names are "<prefix>.<16 hex>". Default: "teleport.argocd-cluster".
-    secret_name_prefix: str = DEFAULT_SECRET_NAME_PREFIX
+    secret_name_prefix: Annotated[str, _refusing(_name_prefix_problem)] = DEFAULT_SECRET_NAME_PREFIX
     # Extra labels (templates allowed). Default: none.
     secret_labels: dict[str, Template] = Field(default_factory=dict)
     # Extra annotations (templates allowed). Default: none.
@@ -244,7 +325,9 @@ class ArgoCDService(_Strict):
     # Argo CD project the clusters belong to. Default: none (any project).
     project: str = ""
     # Namespaces Argo CD may manage in each cluster. Default: none (all namespaces).
-    namespaces: list[NamespaceName] = Field(default_factory=list)
+    namespaces: Annotated[list[NamespaceName], _refusing(_repeated_namespace)] = Field(
+        default_factory=list
+    )
     # Whether Argo CD may manage cluster-scoped resources; only with namespaces. Default: false.
     cluster_resources: bool = False
     # The cluster's display name in Argo CD. Default: "{{.ClusterName}}-{{.KubeName}}".
@@ -255,7 +338,7 @@ class ArgoCDService(_Strict):
     credential_ttl: Duration | None = None
     renewal_interval: Duration | None = None
     # How often to look for newly matching clusters between renewals. Default: 30s.
-    discovery_interval: Duration = timedelta(seconds=30)
+    discovery_interval: Annotated[Duration, _refusing(_too_frequent)] = timedelta(seconds=30)
     # Delete this service's secrets for clusters no longer selected. Default: false.
     prune: bool = False
 
@@ -298,38 +381,6 @@ class ArgoCDService(_Strict):
     def _annotation_keys(cls, value: dict[str, Template]) -> dict[str, Template]:
         return _checked_keys(value, "annotation", is_reserved_annotation)
 
-    @field_validator("secret_name_prefix")
-    @classmethod
-    def _prefix(cls, value: str) -> str:
-        if problems := dns_subdomain_problems(value + _SAMPLE_NAME_SUFFIX):
-            raise ValueError(
-                f"{value!r} does not give valid secret names ('{value}{_SAMPLE_NAME_SUFFIX}' "
-                f"{'; '.join(problems)}): use lowercase letters, digits, '-' and '.', "
-                "starting and ending with a letter or digit"
-            )
-        return value
-
-    @field_validator("secret_namespace")
-    @classmethod
-    def _secret_namespace(cls, value: str) -> str:
-        if value and (problems := dns_label_problems(value)):
-            raise ValueError(f"{value!r} is not a valid namespace name: {'; '.join(problems)}")
-        return value
-
-    @field_validator("namespaces")
-    @classmethod
-    def _unique_namespaces(cls, value: list[NamespaceName]) -> list[NamespaceName]:
-        if len(set(value)) != len(value):
-            raise ValueError("lists the same namespace twice")
-        return value
-
-    @field_validator("discovery_interval")
-    @classmethod
-    def _discovery(cls, value: timedelta) -> timedelta:
-        if value < timedelta(seconds=1):
-            raise ValueError("discovery_interval must be at least 1s")
-        return value
-
     @model_validator(mode="before")
     @classmethod
     def _default_namespace(cls, data: Any) -> Any:
@@ -352,6 +403,10 @@ class ArgoCDService(_Strict):
     def resolved_namespace(self) -> str:
         """Where the secrets go (the default was filled in from $POD_NAMESPACE when parsed)."""
         return self.secret_namespace or "default"
+
+    def resolved_name(self) -> str:
+        """The name in logs, metrics, /readyz and the ownership label."""
+        return self.name or DEFAULT_SERVICE_NAME
 
 
 class Onboarding(_Strict):
@@ -378,14 +433,7 @@ class MemoryStorage(_Strict):
 
 class KubernetesSecretStorage(_Strict):
     type: Literal["kubernetes_secret"]
-    name: str
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if problems := dns_subdomain_problems(value):
-            raise ValueError(f"{value!r} is not a valid secret name: {'; '.join(problems)}")
-        return value
+    name: Annotated[str, _refusing(_secret_name_problem)]
 
 
 Storage = Annotated[MemoryStorage | KubernetesSecretStorage, Field(discriminator="type")]
@@ -401,7 +449,7 @@ class AgentConfig(BaseSettings):
     version: Literal["v2"] = "v2"
     # Teleport proxy address host:port (required). The Auth Service is reached through it
     # (TLS routing); tbot's auth_server (straight to Auth) is not supported and is refused.
-    proxy_server: str = ""
+    proxy_server: Annotated[str, _refusing(_address_problem)] = ""
     # PEM file of a private CA that signs the proxy's web certificate, trusted in addition
     # to the system's CAs. TLS verification is never skipped. Default: system trust only.
     proxy_ca_path: str = ""
@@ -426,9 +474,9 @@ class AgentConfig(BaseSettings):
     # admissionPolicy.proxyPublicAddress). The agent refuses to write when the address
     # Teleport advertises gives another start, instead of having every write refused.
     # Default: "" (no such check).
-    allowed_server_prefix: str = ""
+    allowed_server_prefix: Annotated[str, _refusing(_server_prefix_problem)] = ""
     # host:port for /livez, /readyz and /metrics. Default: disabled.
-    diag_addr: str = ""
+    diag_addr: Annotated[str, _refusing(_listen_address_problem)] = ""
     # Identifies this installation in ownership labels.
     # Default: "$POD_NAMESPACE/teleport-argocd-agent".
     instance: str = ""
@@ -448,49 +496,6 @@ class AgentConfig(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The environment overrides the file: that is how a pod patches one value.
         return (env_settings, init_settings)
-
-    @field_validator("proxy_server")
-    @classmethod
-    def _address(cls, value: str) -> str:
-        if not value:
-            return value  # reported by _cross_field, with what to set
-        host, sep, port = value.rpartition(":") if ":" in value else (value, "", "")
-        valid_port = not sep or (port.isdigit() and 0 < int(port) < 65536)
-        valid_host = (
-            bool(host)
-            and host.strip("[]").replace(".", "").replace("-", "").replace(":", "").isalnum()
-        )
-        if not (valid_host and valid_port):
-            raise ValueError(
-                f"{value!r} is not an address: use host:port without a scheme or path, "
-                "e.g. teleport.example.com:443"
-            )
-        return value
-
-    @field_validator("allowed_server_prefix")
-    @classmethod
-    def _server_prefix(cls, value: str) -> str:
-        host = value.removeprefix("https://").removesuffix("/v1/teleport/")
-        if value and not (
-            value.startswith("https://")
-            and value.endswith("/v1/teleport/")
-            and host
-            and "/" not in host
-        ):
-            raise ValueError(
-                f"{value!r} must be https://<proxy public address>/v1/teleport/, e.g. "
-                "https://teleport.example.com:443/v1/teleport/"
-            )
-        return value
-
-    @field_validator("diag_addr")
-    @classmethod
-    def _diag_addr(cls, value: str) -> str:
-        if value:
-            _, sep, port = value.rpartition(":")
-            if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-                raise ValueError(f"{value!r} must be host:port, e.g. 0.0.0.0:3001")
-        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -524,7 +529,7 @@ class AgentConfig(BaseSettings):
                 "onboarding.join_method 'token' needs storage type kubernetes_secret: a join "
                 "token works once, so the identity must survive a restart"
             )
-        names = [s.name or DEFAULT_SERVICE_NAME for s in self.services]
+        names = [s.resolved_name() for s in self.services]
         if len(self.services) > 1 and any(not s.name for s in self.services):
             raise ValueError(
                 "give every service a unique 'name' when there is more than one: the name "
@@ -578,9 +583,6 @@ class AgentConfig(BaseSettings):
     def resolved_instance(self) -> str:
         """This installation's identity (the default was filled in when parsed)."""
         return self.instance or "default/teleport-argocd-agent"
-
-    def service_name(self, index: int) -> str:
-        return self.services[index].name or DEFAULT_SERVICE_NAME
 
 
 def max_rotation_window(ttl: timedelta, interval: timedelta) -> timedelta:

@@ -14,63 +14,54 @@ import json
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from agent.schedule import Readiness
+from agent.schedule import Readiness, utcnow
 from agent.writes import WriteResult
 
 __all__ = ["DiagnosticsServer", "Metrics"]
 
 _NS = "teleport_argocd_agent"
+M = TypeVar("M", Counter, Gauge)
 
 
 class Metrics:
     """Every metric the agent exports, in a registry of its own."""
 
-    def __init__(self, clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
+    def __init__(self, clock: Callable[[], dt.datetime] = utcnow) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._clock = clock
         self._expires: dt.datetime | None = None
-        self.sync_runs = Counter(
-            f"{_NS}_sync_runs", "Sync cycles by result.", ["result"], registry=self.registry
+        counter, gauge = self._named(Counter), self._named(Gauge)
+        self.sync_runs = counter("sync_runs", "Sync cycles by result.", "result")
+        self.secret_writes = counter(
+            "secret_writes", "Cluster secret writes by service and result.", "service", "result"
         )
-        self.secret_writes = Counter(
-            f"{_NS}_secret_writes",
-            "Cluster secret writes by service and result.",
-            ["service", "result"],
-            registry=self.registry,
+        self.clusters_selected = gauge(
+            "clusters_selected", "Kubernetes clusters the service's selectors match.", "service"
         )
-        self.clusters_selected = Gauge(
-            f"{_NS}_clusters_selected",
-            "Kubernetes clusters the service's selectors match.",
-            ["service"],
-            registry=self.registry,
-        )
-        self.selectors_unmatched = Gauge(
-            f"{_NS}_selectors_unmatched",
+        self.selectors_unmatched = gauge(
+            "selectors_unmatched",
             "Selectors of the service that matched no Kubernetes cluster at the last listing.",
-            ["service"],
-            registry=self.registry,
+            "service",
         )
-        self.credential_expiry = Gauge(
-            f"{_NS}_credential_expiry_seconds",
+        self.credential_expiry = gauge(
+            "credential_expiry_seconds",
             "Seconds until the oldest credential still in any secret expires (negative once "
             "expired).",
-            registry=self.registry,
         )
         self.credential_expiry.set_function(self._seconds_left)
-        self.rotation_pending = Gauge(
-            f"{_NS}_rotation_pending_secrets",
+        self.rotation_pending = gauge(
+            "rotation_pending_secrets",
             "Secrets still holding an older valid credential, waiting for their slot in the "
             "rotation window.",
-            registry=self.registry,
         )
-        self.last_success = Gauge(
-            f"{_NS}_last_successful_sync_timestamp_seconds",
+        self.last_success = gauge(
+            "last_successful_sync_timestamp_seconds",
             "Unix time of the last sync that wrote every selected cluster.",
-            registry=self.registry,
         )
         self.sync_duration = Histogram(
             f"{_NS}_sync_duration_seconds",
@@ -78,26 +69,29 @@ class Metrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
             registry=self.registry,
         )
-        self.teleport_errors = Counter(
-            f"{_NS}_teleport_request_errors",
-            "Failed requests to Teleport by operation.",
-            ["operation"],
-            registry=self.registry,
+        self.teleport_errors = counter(
+            "teleport_request_errors", "Failed requests to Teleport by operation.", "operation"
         )
-        self.kubernetes_errors = Counter(
-            f"{_NS}_kubernetes_request_errors",
+        self.kubernetes_errors = counter(
+            "kubernetes_request_errors",
             "Failed Kubernetes API requests outside the secret writes (the bot identity's "
             "Secret) by operation.",
-            ["operation"],
-            registry=self.registry,
+            "operation",
         )
-        self.bot_deleted = Gauge(
-            f"{_NS}_bot_deleted",
+        self.bot_deleted = gauge(
+            "bot_deleted",
             "1 while Teleport refuses the bot because it no longer exists (deleted, e.g. with "
             "tctl bots rm): the agent writes nothing, its secrets keep their credentials until "
             "they expire. Create the bot again to resume (see /readyz).",
-            registry=self.registry,
         )
+
+    def _named(self, kind: Callable[..., M]) -> Callable[..., M]:
+        """``kind`` (Counter or Gauge) named under the agent's prefix, in this registry."""
+
+        def make(name: str, documentation: str, *labels: str) -> M:
+            return kind(f"{_NS}_{name}", documentation, labels, registry=self.registry)
+
+        return make
 
     def _seconds_left(self) -> float:
         if self._expires is None:

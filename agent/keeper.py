@@ -21,21 +21,23 @@ from __future__ import annotations
 import datetime as dt
 import math
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from agent.config import AgentConfig
+from agent.argocd import DesiredSecret
+from agent.config import AgentConfig, ArgoCDService
 from agent.diagnostics import Metrics
 from agent.kubeapi import ApiError
 from agent.logs import logger
 from agent.plan import CyclePlan, plan_cycle
-from agent.ports import SecretSink, TeleportSource
-from agent.rotation import Clock, Ledger, SecretKey, only
+from agent.ports import Parts
+from agent.rotation import Clock, Ledger, LedgerView, SecretKey, only
 from agent.schedule import renewal_delay, retry_delay
 from agent.state import AgentState, GroupState
 from agent.sync import apply_plan
 from agent.teleport.errors import BOT_IDENTITY_OPERATIONS, BotDeleted, TeleportError
 from agent.teleport.model import Credential, KubeCluster, ProxySettings
+from agent.writes import Held
 
 __all__ = ["CredentialGroup", "Keeper", "credential_groups"]
 
@@ -48,13 +50,16 @@ RETRY_CAP = dt.timedelta(minutes=1)
 # Rewrites spread over a rotation window are done in batches at most this often: each batch
 # renders the service's plan again, which should not happen many times a second.
 ROTATION_TICK = 1.0
+# How many secrets the start-up read asks about before it reads the rest: two rounds of the
+# writer's default concurrency, ~30 ms. None of them found means a first installation.
+START_SAMPLE = 32
 
 
 @dataclass(eq=False)
 class CredentialGroup:
     """Services sharing one credential, when it is due, and the ledger of their secrets."""
 
-    services: tuple[int, ...]
+    services: tuple[ArgoCDService, ...]
     ttl: dt.timedelta
     interval: dt.timedelta
     ledger: Ledger
@@ -88,16 +93,16 @@ class CredentialGroup:
 
 def credential_groups(config: AgentConfig, clock: Clock) -> list[CredentialGroup]:
     """One group per distinct credential lifetime, in service order."""
-    groups: dict[tuple[dt.timedelta, dt.timedelta], list[int]] = {}
-    for index, service in enumerate(config.services):
+    groups: dict[tuple[dt.timedelta, dt.timedelta], list[ArgoCDService]] = {}
+    for service in config.services:
         ttl = service.credential_ttl or config.credential_ttl
         interval = service.renewal_interval or config.renewal_interval
-        groups.setdefault((ttl, interval), []).append(index)
+        groups.setdefault((ttl, interval), []).append(service)
     return [
         CredentialGroup(
-            tuple(ix), ttl, interval, Ledger(config.rotation_window_for(ttl, interval), clock)
+            tuple(services), ttl, interval, Ledger(config.rotation_window_for(ttl, interval), clock)
         )
-        for (ttl, interval), ix in groups.items()
+        for (ttl, interval), services in groups.items()
     ]
 
 
@@ -106,20 +111,18 @@ class Keeper:
 
     def __init__(
         self,
-        config: AgentConfig,
-        source: TeleportSource,
-        sink: SecretSink,
+        parts: Parts,
         *,
-        agent_version: str,
         metrics: Metrics,
         clock: Clock,
         rng: random.Random,
         should_stop: Callable[[], bool],
     ) -> None:
+        config = parts.config
         self._config = config
-        self._source = source
-        self._sink = sink
-        self._version = agent_version
+        self._source = parts.source
+        self._sink = parts.sink
+        self._version = parts.agent_version
         self._metrics = metrics
         self._clock = clock
         self._rng = rng
@@ -150,7 +153,7 @@ class Keeper:
                 for group in self.groups:
                     if group.ledger.rotation_due() and not self._stopping():
                         self._last_rotation = mono
-                        self._sync(group, renewal=False)
+                        self._rotate(group)
             return
         self._next_discovery = mono + self.discovery_interval.total_seconds()
         self._discover(refresh_proxy=bool(due))
@@ -274,7 +277,7 @@ class Keeper:
         if renewal and spread and group.ledger.window and not group.learned:
             # The first renewal of this process: what do the secrets hold already? Those with a
             # valid credential wait for their slot, as after any renewal.
-            changed = group.ledger.learn(plan, self._sink.read_held(plan.secrets))
+            changed = group.ledger.learn(plan, self._read_held(plan.secrets))
             group.learned = True
             if changed:
                 self._rewrite_keeping_credentials(
@@ -302,6 +305,44 @@ class Keeper:
             kind="renewal" if renewal else "discovery",
             seconds=round(report.seconds, 3),
             **report.outcomes(),
+        )
+
+    def _read_held(self, secrets: Sequence[DesiredSecret]) -> dict[SecretKey, Held]:
+        """What the secrets already hold, read from a sample first: when none of the sample
+        exists this is a first installation, and reading the rest (one request each, every
+        answer "not found") would only delay the first writes. Secret names are hashes, so
+        the sample is an even draw: if a fraction f of the secrets exists, all of the sample
+        is missing with probability (1 - f) ** START_SAMPLE, and the cost is then only that
+        those few are rewritten at once instead of in the window."""
+        ordered = sorted(secrets, key=lambda s: (s.namespace, s.name))
+        sample, rest = ordered[:START_SAMPLE], ordered[START_SAMPLE:]
+        held = self._sink.read_held(sample)
+        if held and rest:
+            held.update(self._sink.read_held(rest))
+        return held
+
+    def _rotate(self, group: CredentialGroup) -> None:
+        """A rotation tick: render and write only the secrets whose slot came up (a tick
+        comes every second or so while a window runs; the whole plan is rendered at
+        renewals and discoveries)."""
+        credential, clusters, proxy = group.credential, self._clusters, self._proxy
+        due = group.ledger.slots_due()
+        if credential is None or clusters is None or proxy is None or group.revoked:
+            return
+        if credential.expires <= self._clock.wall():
+            return  # the renewal that failed said why; the next discovery tries again
+        names = set(due.values())
+        plan = self._plan(
+            group, credential, proxy, [c for c in clusters if c.name in names], complete=False
+        )
+        work = only(plan, set(due))
+        report = apply_plan(work, self._sink, metrics=self._metrics, should_stop=self._stopping)
+        results = [((r.namespace, r.name), r.ok) for s in report.services for r in s.writes]
+        group.ledger.settle(work, results, expires=credential.expires)
+        group.ledger.slots_missed(set(due) - {key for key, _ in results})
+        self._published(group.ledger.refresh())
+        logger.bind(services=self._names(group)).debug(
+            "rotation slots written", seconds=round(report.seconds, 3), **report.outcomes()
         )
 
     def _rewrite_keeping_credentials(
@@ -359,7 +400,9 @@ class Keeper:
         )
 
     def _record(self, group: CredentialGroup, plan: CyclePlan) -> None:
-        view = group.ledger.record(plan)
+        self._published(group.ledger.record(plan))
+
+    def _published(self, view: LedgerView) -> None:
         for service, problems in view.selector_problems.items():
             self._metrics.selectors_unmatched.labels(service=service).set(len(problems))
         self._publish()
@@ -377,7 +420,7 @@ class Keeper:
         )
 
     def _names(self, group: CredentialGroup) -> str:
-        return ",".join(self._config.service_name(i) for i in group.services)
+        return ",".join(s.resolved_name() for s in group.services)
 
 
 def _why(exc: SourceError) -> str:

@@ -7,7 +7,7 @@ Purely computational, no side-effects: the clock and the agent version are param
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from agent.argocd import (
@@ -19,7 +19,7 @@ from agent.argocd import (
     owner_id,
     render_secret,
 )
-from agent.config import AgentConfig
+from agent.config import AgentConfig, ArgoCDService
 from agent.teleport.inventory import select_clusters
 from agent.teleport.model import Credential, KubeCluster, ProxySettings
 
@@ -65,12 +65,13 @@ def plan_cycle(
     credential: Credential,
     agent_version: str,
     now: dt.datetime,
-    services: Collection[int] | None = None,
+    services: Sequence[ArgoCDService] | None = None,
     listing_complete: bool = True,
 ) -> CyclePlan:
     """Render every service's secrets; ``clusters`` is None when the listing failed.
 
-    ``services`` limits the plan to those service indexes (the ones sharing ``credential``).
+    ``services`` limits the plan to those of the config's services (the ones sharing
+    ``credential``), in the config's order.
     ``listing_complete`` is false when ``clusters`` is an older listing kept through a failed
     one: secrets are refreshed for the clusters known, but nothing is pruned.
 
@@ -80,10 +81,8 @@ def plan_cycle(
     """
     instance = config.resolved_instance()
     drafts: list[_Draft] = []
-    for index, service in enumerate(config.services):
-        if services is not None and index not in services:
-            continue
-        name = config.service_name(index)
+    for service in config.services if services is None else services:
+        name = service.resolved_name()
         selection = select_clusters(clusters or (), service.selectors)
         draft = _Draft(name, tuple(c.name for c in selection.clusters), selection.problems)
         for cluster in selection.clusters:

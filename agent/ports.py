@@ -1,4 +1,5 @@
-"""What the daemon needs from Teleport and from Kubernetes, as two small interfaces.
+"""What the daemon needs from Teleport and from Kubernetes, as two small interfaces, and the
+parts it is built from.
 
 The loop depends on these, not on the clients: the Teleport client (``agent/teleport/client``)
 and the secret writer (``agent/kube``) implement them, and tests put data or a recording in
@@ -9,13 +10,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from agent.argocd import DesiredSecret
+from agent.config import AgentConfig
 from agent.teleport.model import Credential, KubeCluster, ProxySettings
 from agent.writes import Held, PruneResult, WriteResult
 
-__all__ = ["SecretSink", "TeleportSource"]
+__all__ = ["Parts", "SecretSink", "TeleportSource"]
 
 
 class TeleportSource(Protocol):
@@ -56,3 +59,14 @@ class SecretSink(Protocol):
         """What each of these secrets holds if it is already this agent's; the others (missing,
         someone else's, unreadable) are left out and never read."""
         ...
+
+
+@dataclass(frozen=True)
+class Parts:
+    """What the daemon is built from: its configuration, where credentials come from, where
+    secrets go, and the version it stamps on them. The loop hands it on to the keeper whole."""
+
+    config: AgentConfig
+    source: TeleportSource
+    sink: SecretSink
+    agent_version: str

@@ -86,6 +86,10 @@ class Ledger:
         self._pending: dict[SecretKey, float] = {}
         # Secrets the last plan wanted, to notice clusters that dropped out between renewals.
         self._desired: frozenset[SecretKey] = frozenset()
+        # The cluster each of those secrets is for: a slot renders only its own secret.
+        self._cluster_of: dict[SecretKey, str] = {}
+        # Per service of the last plan: its secrets, and its render errors plus duplicates.
+        self._wanted: tuple[tuple[str, frozenset[SecretKey], int], ...] = ()
         self._view = LedgerView()
 
     # -- what to write --------------------------------------------------------------------
@@ -153,6 +157,19 @@ class Ledger:
         mono = self._clock.monotonic()
         return any(due <= mono for due in self._pending.values())
 
+    def slots_due(self) -> dict[SecretKey, str]:
+        """The secrets whose slot came up, each with the cluster it is for: a rotation tick
+        renders and writes only these, not the whole plan."""
+        mono = self._clock.monotonic()
+        return {k: self._cluster_of[k] for k, due in self._pending.items() if due <= mono}
+
+    def slots_missed(self, keys: Iterable[SecretKey]) -> None:
+        """Slots that came up but had nothing to write (the secret no longer renders): they
+        leave the window, and the next discovery writes whatever the secret then needs."""
+        for key in keys:
+            self._pending.pop(key, None)
+            self._current.discard(key)
+
     def next_slot(self) -> float | None:
         """Monotonic time of the next slot in the window, if any secret waits for one."""
         return min(self._pending.values(), default=None)
@@ -184,21 +201,35 @@ class Ledger:
         publish a new snapshot."""
         desired = frozenset(key_of(s) for s in plan.secrets)
         self._desired = desired
+        self._cluster_of = {key_of(s): s.cluster for s in plan.secrets}
+        self._wanted = tuple(
+            (
+                service.name,
+                frozenset(key_of(s) for s in service.secrets),
+                len(service.render_errors) + len(service.duplicates),
+            )
+            for service in plan.services
+        )
         self._held = {k: v for k, v in self._held.items() if k in desired}
         self._contents = {k: v for k, v in self._contents.items() if k in desired}
         self._pending = {k: v for k, v in self._pending.items() if k in desired}
-        failed: dict[str, int] = {}
-        for service in plan.services:
+        return self._publish({s.name: dict(s.selector_problems) for s in plan.services})
+
+    def refresh(self) -> LedgerView:
+        """Publish a new snapshot after writes of a part of the plan (a rotation tick),
+        keeping what the last full plan wanted."""
+        return self._publish(self._view.selector_problems)
+
+    def _publish(self, selector_problems: Mapping[str, Mapping[str, str]]) -> LedgerView:
+        failed = {
             # A secret waiting for its slot holds a valid credential: not missing.
-            missing = sum(
-                key_of(s) not in self._current and key_of(s) not in self._pending
-                for s in service.secrets
-            )
-            failed[service.name] = missing + len(service.render_errors) + len(service.duplicates)
+            name: sum(k not in self._current and k not in self._pending for k in keys) + errors
+            for name, keys, errors in self._wanted
+        }
         self._view = LedgerView(
             oldest_expiry=oldest_held(self._held.values()),
             pending=len(self._pending),
-            selector_problems={s.name: dict(s.selector_problems) for s in plan.services},
+            selector_problems=selector_problems,
             failed_writes=failed,
         )
         return self._view

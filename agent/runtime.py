@@ -21,13 +21,12 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
-from agent.config import AgentConfig
 from agent.diagnostics import DiagnosticsServer, Metrics
 from agent.keeper import RETRY_CAP, RETRY_FIRST, Keeper
 from agent.logs import logger
-from agent.ports import SecretSink, TeleportSource
+from agent.ports import Parts
 from agent.rotation import Clock
-from agent.schedule import Readiness, retry_delay
+from agent.schedule import Readiness, retry_delay, utcnow
 from agent.wakeup import Wakeup
 
 __all__ = ["Runtime", "serve"]
@@ -43,37 +42,27 @@ CYCLE_BUDGET = dt.timedelta(minutes=2)
 LIVENESS_GRACE = dt.timedelta(minutes=3)
 
 
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 class Runtime:
     """The loop, its signals and its heartbeat; ``run`` is the daemon, ``run_once`` one cycle."""
 
     def __init__(
         self,
-        config: AgentConfig,
-        source: TeleportSource,
-        sink: SecretSink,
+        parts: Parts,
         *,
-        agent_version: str,
         metrics: Metrics | None = None,
-        clock: Callable[[], dt.datetime] = _utcnow,
+        clock: Callable[[], dt.datetime] = utcnow,
         monotonic: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         cycle_budget: dt.timedelta = CYCLE_BUDGET,
         liveness_grace: dt.timedelta = LIVENESS_GRACE,
     ) -> None:
-        self._config = config
+        self._config = parts.config
         self.metrics = metrics or Metrics(clock)
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
         self._wakeup = Wakeup()
         self._keeper = Keeper(
-            config,
-            source,
-            sink,
-            agent_version=agent_version,
+            parts,
             metrics=self.metrics,
             clock=Clock(clock, monotonic),
             rng=self._rng,

@@ -19,7 +19,14 @@ __all__ = [
     "renewal_delay",
     "retry_delay",
     "rotation_offsets",
+    "utcnow",
 ]
+
+
+def utcnow() -> dt.datetime:
+    """The wall clock every part of the agent reads unless a test injects its own."""
+    return dt.datetime.now(dt.UTC)
+
 
 # Renew early by up to this fraction of the interval, so several agents started together
 # spread their load on Teleport instead of renewing in lockstep.

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ssl
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -30,6 +31,7 @@ from agent.teleport.errors import (
     BotLocked,
     IdentityExpired,
     JoinRejected,
+    Operation,
     ProxyUnreachable,
     RoleNotImpersonable,
     TeleportError,
@@ -82,7 +84,7 @@ def auth_ssl_context(
         ctx.load_verify_locations(cadata=b"".join(host_ca_pem).decode())
     except ssl.SSLError as exc:
         raise UntrustedCertificate(
-            "connect to Auth", f"the Host CA is not valid PEM: {exc}"
+            Operation.CONNECT_TO_AUTH, f"the Host CA is not valid PEM: {exc}"
         ) from None
     if cert_pem is not None and key_pem is not None:
         with pem_file(cert_pem) as cert_path, pem_file(key_pem) as key_path:
@@ -187,7 +189,7 @@ class AuthClient:
         try:
             self._egress = proxy_for(self._host, self._port)
         except EgressProxyError as exc:
-            raise ProxyUnreachable("connect to Auth", str(exc)) from None
+            raise ProxyUnreachable(Operation.CONNECT_TO_AUTH, str(exc)) from None
 
     async def __aenter__(self) -> AuthClient:
         config = Configuration(ssl_target_name_override=self._server_name)
@@ -232,15 +234,19 @@ class AuthClient:
             SSHPublicKey=ssh_public_key,
             TLSPublicKey=tls_public_key,
         )
-        operation = "issue output identity" if role_requests else "renew bot identity"
+        operation = Operation.ISSUE if role_requests else Operation.RENEW
         return _certs(await self._call(operation, self._auth.GenerateUserCerts, request))
 
     async def impersonable_roles(self, bot_role: str) -> tuple[str, ...]:
-        role = await self._call("get role", self._auth.GetRole, pb.GetRoleRequest(Name=bot_role))
+        role = await self._call(
+            Operation.GET_ROLE, self._auth.GetRole, pb.GetRoleRequest(Name=bot_role)
+        )
         return tuple(role.Spec.Allow.Impersonate.Roles)
 
     async def host_ca(self) -> bytes:
-        answer = await self._call("get host CA", self._auth.GetClusterCACert, empty_pb2.Empty())
+        answer = await self._call(
+            Operation.GET_HOST_CA, self._auth.GetClusterCACert, empty_pb2.Empty()
+        )
         return bytes(answer.TLSCA)
 
     async def list_kube_clusters(self) -> list[KubeCluster]:
@@ -249,7 +255,7 @@ class AuthClient:
         start_key = ""
         for _ in range(100_000):  # a bound, so a server that repeats a key cannot loop forever
             page = await self._call(
-                "list clusters",
+                Operation.LIST_CLUSTERS,
                 self._auth.ListResources,
                 pb.ListResourcesRequest(
                     ResourceType="kube_server",
@@ -283,11 +289,11 @@ class AuthClient:
             IDToken=id_token,
             Expires=_timestamp(expires),
         )
-        return _certs(await self._call("re-join", self._join.RegisterUsingToken, request))
+        return _certs(await self._call(Operation.REJOIN, self._join.RegisterUsingToken, request))
 
     # -- errors -----------------------------------------------------------------------------
 
-    async def _call(self, operation: str, method: Any, request: Any) -> Any:
+    async def _call(self, operation: Operation, method: Any, request: Any) -> Any:
         try:
             return await method(request, timeout=CALL_TIMEOUT)
         except GRPCError as exc:
@@ -320,7 +326,7 @@ class AuthClient:
             ) from None
 
 
-def map_tls_alert(operation: str, addr: str, reason: str) -> TeleportError:
+def map_tls_alert(operation: Operation, addr: str, reason: str) -> TeleportError:
     """A TLS alert from Auth: an expired or unknown client certificate, or not TLS at all."""
     upper = reason.upper()
     if "EXPIRED" in upper:
@@ -342,42 +348,67 @@ def map_tls_alert(operation: str, addr: str, reason: str) -> TeleportError:
     return WrongAddress(operation, f"TLS with {addr} failed ({reason})")
 
 
-def map_status(operation: str, status: Status, message: str) -> TeleportError:
-    """A gRPC status from Teleport (TELEPORT.md §8) as the agent's error, with what to do."""
+def map_status(operation: Operation, status: Status, message: str) -> TeleportError:
+    """A gRPC status from Teleport (TELEPORT.md §8) as the agent's error, with what to do:
+    what the bot's own state explains first, then what the status means for this operation,
+    then what it means for any."""
+    if status is Status.PERMISSION_DENIED and (refused := _bot_refused(operation, message)):
+        return refused
+    if particular := _REFUSALS.get((operation, status)):
+        return particular(operation, message)
+    return _by_status(operation, status, message)
+
+
+def _bot_refused(operation: Operation, message: str) -> TeleportError | None:
+    """A permission denial that says the bot itself was deleted or locked."""
     lowered = message.lower()
+    if lowered.strip() == "access denied":
+        # Teleport's bare refusal of a certificate whose user no longer exists: the bot
+        # was deleted (TELEPORT.md section 5, revocation). Every later renewal and output
+        # issuance is refused the same way, so this is final.
+        return BotDeleted(
+            operation,
+            "Teleport says: access denied. The bot no longer exists in Teleport (it was "
+            "deleted, e.g. with tctl bots rm): the agent writes nothing more, and the "
+            "secrets it wrote keep their credentials until those expire. To resume, create "
+            "the bot again (tctl create -f with the bot from the chart's install notes; "
+            "with the token join method also a new join token in the token Secret)",
+        )
+    if "generation mismatch" in lowered or "lock" in lowered:
+        return BotLocked(
+            operation,
+            f"Teleport says: {message}. The bot is locked; an administrator must remove "
+            "the lock (tctl get locks; tctl rm locks/<id>) or, with the token join "
+            "method, put a new join token into the token Secret (the agent then joins as "
+            "a new bot instance)",
+        )
+    return None
+
+
+def _not_impersonable(operation: Operation, message: str) -> TeleportError:
+    return RoleNotImpersonable(
+        operation,
+        f"Teleport says: {message}. The bot may not impersonate its roles: check the "
+        "bot's spec.roles (tctl get bot/<name>) and that those roles exist",
+    )
+
+
+def _rejoin_rejected(operation: Operation, message: str) -> TeleportError:
+    return JoinRejected(operation, f"Teleport rejected the re-join: {message}")
+
+
+# What a status means for one operation in particular.
+_REFUSALS: dict[tuple[Operation, Status], Callable[[Operation, str], TeleportError]] = {
+    (Operation.ISSUE, Status.PERMISSION_DENIED): _not_impersonable,
+    (Operation.REJOIN, Status.PERMISSION_DENIED): _rejoin_rejected,
+    (Operation.REJOIN, Status.INVALID_ARGUMENT): _rejoin_rejected,
+}
+
+
+def _by_status(operation: Operation, status: Status, message: str) -> TeleportError:
     if status is Status.PERMISSION_DENIED:
-        if lowered.strip() == "access denied":
-            # Teleport's bare refusal of a certificate whose user no longer exists: the bot
-            # was deleted (TELEPORT.md section 5, revocation). Every later renewal and output
-            # issuance is refused the same way, so this is final.
-            return BotDeleted(
-                operation,
-                "Teleport says: access denied. The bot no longer exists in Teleport (it was "
-                "deleted, e.g. with tctl bots rm): the agent writes nothing more, and the "
-                "secrets it wrote keep their credentials until those expire. To resume, create "
-                "the bot again (tctl create -f with the bot from the chart's install notes; "
-                "with the token join method also a new join token in the token Secret)",
-            )
-        if "generation mismatch" in lowered or "lock" in lowered:
-            return BotLocked(
-                operation,
-                f"Teleport says: {message}. The bot is locked; an administrator must remove "
-                "the lock (tctl get locks; tctl rm locks/<id>) or, with the token join "
-                "method, put a new join token into the token Secret (the agent then joins as "
-                "a new bot instance)",
-            )
-        if operation == "issue output identity":
-            return RoleNotImpersonable(
-                operation,
-                f"Teleport says: {message}. The bot may not impersonate its roles: check the "
-                "bot's spec.roles (tctl get bot/<name>) and that those roles exist",
-            )
-        if operation == "re-join":
-            return JoinRejected(operation, f"Teleport rejected the re-join: {message}")
         return TeleportError(operation, f"access denied: {message}")
-    if status is Status.INVALID_ARGUMENT and operation == "re-join":
-        return JoinRejected(operation, f"Teleport rejected the re-join: {message}")
-    if status is Status.NOT_FOUND and "cluster name not found" in lowered:
+    if status is Status.NOT_FOUND and "cluster name not found" in message.lower():
         return WrongAddress(
             operation, f"Teleport says: {message}. The identity is for another cluster"
         )

@@ -31,6 +31,7 @@ from typing import TypeVar
 
 from agent.config import AgentConfig
 from agent.logs import logger
+from agent.schedule import utcnow
 from agent.teleport import keys
 from agent.teleport.auth import AuthClient
 from agent.teleport.errors import (
@@ -38,6 +39,7 @@ from agent.teleport.errors import (
     IdentityExpired,
     JoinRejected,
     LoadBalancerInTheWay,
+    Operation,
     RoleNotImpersonable,
     ServerNotAllowed,
     TeleportError,
@@ -69,10 +71,6 @@ SPARE_MAX_AGE = dt.timedelta(seconds=30)
 T = TypeVar("T")
 
 
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 class TeleportClient:
     """Implements ``TeleportSource`` for one agent configuration."""
 
@@ -82,7 +80,7 @@ class TeleportClient:
         *,
         store: IdentityStore | None = None,
         read_only: bool = False,
-        clock: Callable[[], dt.datetime] = _utcnow,
+        clock: Callable[[], dt.datetime] = utcnow,
         environ: dict[str, str] | None = None,
     ) -> None:
         self._config = config
@@ -117,7 +115,7 @@ class TeleportClient:
             terminated = self._web.tls_terminated_before_proxy()
             if terminated is not None:
                 raise LoadBalancerInTheWay(
-                    "ping",
+                    Operation.PING,
                     f"{self._addr} answers through a load balancer that terminates TLS (a test "
                     f"handshake offering the ALPN {REVERSE_TUNNEL_ALPN} got {terminated}), so "
                     "the Auth Service and the Kubernetes clusters behind the proxy port are out "
@@ -143,7 +141,7 @@ class TeleportClient:
         prefix = f"https://{proxy.kube_addr}/v1/teleport/"
         if prefix != allowed:
             raise ServerNotAllowed(
-                "ping",
+                Operation.PING,
                 f"Teleport advertises {proxy.kube_addr} as the proxy's public address, so "
                 f"the secrets' server would start with {prefix}, but the chart's admission "
                 f"policy allows only {allowed}. Set the chart value "
@@ -197,7 +195,7 @@ class TeleportClient:
         bot = self._bot
         if bot is not None and bot.cluster_name and bot.cluster_name != proxy.cluster_name:
             raise TeleportError(
-                "join",
+                Operation.JOIN,
                 f"the stored identity is for the cluster {bot.cluster_name!r}, the proxy serves "
                 f"{proxy.cluster_name!r}; delete {self._store.describe()} or fix proxy_server",
             )
@@ -229,7 +227,7 @@ class TeleportClient:
         except JoinRejected as exc:
             if bot is not None and self._config.onboarding.join_method == "token":
                 raise IdentityExpired(
-                    "join",
+                    Operation.JOIN,
                     f"the bot identity expired at {bot.expires.isoformat()} and the join "
                     f"token was refused ({exc.message}). Create a new join token for the "
                     "bot and put it into the token Secret",
@@ -310,7 +308,7 @@ class TeleportClient:
             return Path(token).read_text().strip()
         except OSError as exc:
             raise JoinRejected(
-                "join", f"cannot read the join token file {token}: {exc.strerror}"
+                Operation.JOIN, f"cannot read the join token file {token}: {exc.strerror}"
             ) from None
 
     def _read_service_account_token(self) -> str:
@@ -320,12 +318,12 @@ class TeleportClient:
             token = Path(path).read_text().strip()
         except OSError as exc:
             raise JoinRejected(
-                "join",
+                Operation.JOIN,
                 f"cannot read the service-account token {path} ({exc.strerror}): the chart "
                 "mounts a projected token there (KUBERNETES_TOKEN_PATH)",
             ) from None
         if not token:
-            raise JoinRejected("join", f"the service-account token file {path} is empty")
+            raise JoinRejected(Operation.JOIN, f"the service-account token file {path} is empty")
         return token
 
     # -- gRPC steps -------------------------------------------------------------------------
@@ -398,7 +396,7 @@ class TeleportClient:
             roles = await auth.impersonable_roles(f"bot-{bot_name}")
             if not roles:
                 raise RoleNotImpersonable(
-                    "issue output identity",
+                    Operation.ISSUE,
                     f"the bot {bot_name!r} has no roles to impersonate: add the role with the "
                     "Kubernetes access to the bot's spec.roles (see the chart's install notes)",
                 )

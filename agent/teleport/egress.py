@@ -140,6 +140,17 @@ def connect_request(proxy: EgressProxy, host: str, port: int) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
+def _longer_head(head: bytes, chunk: bytes, proxy: EgressProxy, host: str, port: int) -> bytes:
+    """The answer's head read so far, one more byte received: a closed connection (no byte) or
+    a head beyond any proxy's is an error, not a reason to wait or to read on."""
+    if not chunk or len(head) > _MAX_RESPONSE_HEAD:
+        raise EgressProxyError(
+            f"the egress proxy {proxy} (HTTPS_PROXY) closed the connection during CONNECT to "
+            f"{_authority(host, port)}; check HTTPS_PROXY"
+        )
+    return head + chunk
+
+
 def _check_answer(head: bytes, proxy: EgressProxy, host: str, port: int) -> None:
     status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
     parts = status_line.split(" ", 2)
@@ -180,13 +191,7 @@ def open_tunnel(proxy: EgressProxy, host: str, port: int, *, timeout: float) -> 
         head = b""
         # Byte by byte up to the blank line: nothing of the tunnelled stream is read here.
         while not head.endswith(b"\r\n\r\n"):
-            chunk = sock.recv(1)
-            if not chunk or len(head) > _MAX_RESPONSE_HEAD:
-                raise EgressProxyError(
-                    f"the egress proxy {proxy} (HTTPS_PROXY) closed the connection during "
-                    f"CONNECT to {_authority(host, port)}; check HTTPS_PROXY"
-                )
-            head += chunk
+            head = _longer_head(head, sock.recv(1), proxy, host, port)
         _check_answer(head, proxy, host, port)
     except OSError as exc:
         sock.close()
@@ -213,13 +218,7 @@ async def open_tunnel_async(
                 await loop.sock_sendall(sock, connect_request(proxy, host, port))
                 head = b""
                 while not head.endswith(b"\r\n\r\n"):
-                    chunk = await loop.sock_recv(sock, 1)
-                    if not chunk or len(head) > _MAX_RESPONSE_HEAD:
-                        raise EgressProxyError(
-                            f"the egress proxy {proxy} (HTTPS_PROXY) closed the connection "
-                            f"during CONNECT to {_authority(host, port)}; check HTTPS_PROXY"
-                        )
-                    head += chunk
+                    head = _longer_head(head, await loop.sock_recv(sock, 1), proxy, host, port)
                 _check_answer(head, proxy, host, port)
             except BaseException:
                 sock.close()

@@ -7,12 +7,16 @@ exception types. Every message is a sentence that says what happened and what to
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 __all__ = [
+    "BOT_IDENTITY_OPERATIONS",
     "BotDeleted",
     "BotLocked",
     "IdentityExpired",
     "JoinRejected",
     "LoadBalancerInTheWay",
+    "Operation",
     "ProxyUnreachable",
     "RoleNotImpersonable",
     "ServerNotAllowed",
@@ -23,87 +27,98 @@ __all__ = [
 ]
 
 
-# The operations (as errors name them) that obtain the bot identity, its storage included.
+class Operation(StrEnum):
+    """The requests a failure is reported for; the value is what logs and the request-error
+    metrics show."""
+
+    PING = "ping"
+    JOIN = "join"
+    EXPORT_HOST_CA = "export host CA"
+    LOAD_CA = "load CA"
+    CONNECT_TO_AUTH = "connect to Auth"
+    REJOIN = "re-join"
+    RENEW = "renew bot identity"
+    ISSUE = "issue output identity"
+    GET_ROLE = "get role"
+    GET_HOST_CA = "get host CA"
+    LIST_CLUSTERS = "list clusters"
+    # The bot identity's Secret: Kubernetes requests, reported as Kubernetes failures.
+    LOAD_IDENTITY = "load identity"
+    SAVE_IDENTITY = "save identity"
+
+
+# The operations that obtain the bot identity, its storage included.
 BOT_IDENTITY_OPERATIONS = frozenset(
-    {"join", "re-join", "renew bot identity", "export host CA", "load identity", "save identity"}
+    {
+        Operation.JOIN,
+        Operation.REJOIN,
+        Operation.RENEW,
+        Operation.EXPORT_HOST_CA,
+        Operation.LOAD_IDENTITY,
+        Operation.SAVE_IDENTITY,
+    }
 )
 
 
 class TeleportError(Exception):
     """A request to Teleport failed; ``operation`` names it for logs and metrics, ``summary``
-    says in two or three words what kind of failure it is (readiness reasons lead with it)."""
+    says in two or three words what kind of failure it is (readiness reasons lead with it).
+    Each kind of failure below is a subclass, so callers catch the kinds they handle; its
+    summary is given in its class line."""
 
     summary = "Teleport request failed"
 
-    def __init__(self, operation: str, message: str) -> None:
+    def __init_subclass__(cls, *, summary: str) -> None:
+        super().__init_subclass__()
+        cls.summary = summary
+
+    def __init__(self, operation: Operation, message: str) -> None:
         super().__init__(f"{operation}: {message}")
         self.operation = operation
         self.message = message
 
 
-class ProxyUnreachable(TeleportError):
+class ProxyUnreachable(TeleportError, summary="Teleport unreachable"):
     """Nothing answered at the address (refused, DNS, timeout): usually transient."""
 
-    summary = "Teleport unreachable"
 
-
-class TeleportUnavailable(TeleportError):
+class TeleportUnavailable(TeleportError, summary="Teleport unavailable"):
     """Teleport answered but could not serve the request now (5xx, UNAVAILABLE)."""
 
-    summary = "Teleport unavailable"
 
-
-class WrongAddress(TeleportError):
+class WrongAddress(TeleportError, summary="wrong Teleport address"):
     """Something answered, but it is not a Teleport proxy or Auth Service."""
 
-    summary = "wrong Teleport address"
 
-
-class UntrustedCertificate(TeleportError):
+class UntrustedCertificate(TeleportError, summary="certificate not trusted"):
     """The server's certificate does not verify: never skipped, a CA must be configured."""
 
-    summary = "certificate not trusted"
 
-
-class JoinRejected(TeleportError):
+class JoinRejected(TeleportError, summary="join rejected"):
     """Teleport refused the join token or the service-account JWT; the message names the rule."""
 
-    summary = "join rejected"
 
-
-class BotLocked(TeleportError):
+class BotLocked(TeleportError, summary="bot locked"):
     """The bot or its instance is locked (for example after an older identity was reused)."""
 
-    summary = "bot locked"
 
-
-class BotDeleted(TeleportError):
+class BotDeleted(TeleportError, summary="bot deleted"):
     """The bot's user no longer exists (the bot was deleted): nothing it holds renews again."""
 
-    summary = "bot deleted"
 
-
-class ServerNotAllowed(TeleportError):
+class ServerNotAllowed(TeleportError, summary="proxy address not allowed by the admission policy"):
     """The proxy advertises an address the chart's admission policy does not allow in a
     secret's ``server``: every write would be refused, so none is attempted."""
 
-    summary = "proxy address not allowed by the admission policy"
 
-
-class IdentityExpired(TeleportError):
+class IdentityExpired(TeleportError, summary="bot identity expired"):
     """The stored bot identity has expired; the token join method cannot recover by itself."""
 
-    summary = "bot identity expired"
 
-
-class RoleNotImpersonable(TeleportError):
+class RoleNotImpersonable(TeleportError, summary="roles not impersonable"):
     """The bot may not impersonate the roles it asked for."""
 
-    summary = "roles not impersonable"
 
-
-class LoadBalancerInTheWay(TeleportError):
+class LoadBalancerInTheWay(TeleportError, summary="TLS terminated before the proxy"):
     """A load balancer in front of the proxy terminates TLS, so the routes behind the proxy
     port (Auth, Kubernetes) are out of reach; a person must change the address or the balancer."""
-
-    summary = "TLS terminated before the proxy"

@@ -10,7 +10,7 @@ import datetime as dt
 from enum import StrEnum
 from typing import Literal
 
-from agent.teleport.errors import IdentityExpired
+from agent.teleport.errors import IdentityExpired, Operation
 from agent.teleport.model import BotIdentity
 
 __all__ = ["BACKDATE", "RENEW_MIN_AGE", "BotStep", "next_bot_step"]
@@ -51,7 +51,7 @@ def next_bot_step(
             return BotStep.REUSE
         if join_method == "token":
             raise IdentityExpired(
-                "join",
+                Operation.JOIN,
                 f"no valid bot identity in {storage}: start the agent first (plan and check "
                 "never spend the one-time join token)",
             )

@@ -18,6 +18,7 @@ from kubernetes.client import ApiClient
 
 from agent.config import pod_namespace
 from agent.kubeapi import ApiError, KubeTransport
+from agent.teleport.errors import Operation
 from agent.teleport.model import BotIdentity, split_pem_certificates
 
 __all__ = ["IdentityStore", "KubernetesSecretStore", "MemoryStore", "StorageError"]
@@ -30,7 +31,7 @@ class StorageError(ApiError):
     """The identity Secret could not be read or written: a Kubernetes failure, reported as one
     (exit code, metric and readiness reason), not as Teleport's."""
 
-    def __init__(self, operation: str, message: str, status: int = 0) -> None:
+    def __init__(self, operation: Operation, message: str, status: int = 0) -> None:
         super().__init__(status, message, operation=operation)
 
     def __str__(self) -> str:
@@ -78,7 +79,7 @@ class KubernetesSecretStore:
 
     def load(self) -> BotIdentity | None:
         try:
-            _, body = self._call("GET", "load identity")
+            _, body = self._call("GET", Operation.LOAD_IDENTITY)
         except StorageError as exc:
             if exc.status == 404:
                 return None
@@ -90,7 +91,7 @@ class KubernetesSecretStore:
             return BotIdentity.from_pem(cert, key, host_ca)
         except (KeyError, ValueError) as exc:
             raise StorageError(
-                "load identity",
+                Operation.LOAD_IDENTITY,
                 f"{self.describe()} does not hold a bot identity ({type(exc).__name__}); "
                 "delete it and join again with a new token",
             ) from None
@@ -112,12 +113,12 @@ class KubernetesSecretStore:
             },
         }
         query = [("fieldManager", FIELD_MANAGER), ("force", "true")]
-        self._call("PATCH", "save identity", query, body, "application/apply-patch+yaml")
+        self._call("PATCH", Operation.SAVE_IDENTITY, query, body, "application/apply-patch+yaml")
 
     def _call(
         self,
         method: str,
-        operation: str,
+        operation: Operation,
         query: list[tuple[str, str]] | None = None,
         body: dict[str, Any] | None = None,
         content_type: str | None = None,

@@ -19,6 +19,7 @@ from typing import Any
 from agent.teleport.egress import EgressProxy, EgressProxyError, open_tunnel, proxy_for
 from agent.teleport.errors import (
     JoinRejected,
+    Operation,
     ProxyUnreachable,
     TeleportError,
     TeleportUnavailable,
@@ -126,7 +127,8 @@ def web_ssl_context(ca_path: str | None = None) -> ssl.SSLContext:
             ctx.load_verify_locations(cafile=ca_path)
         except (OSError, ssl.SSLError) as exc:
             raise UntrustedCertificate(
-                "load CA", f"cannot read proxy_ca_path {ca_path}: {exc}; it must be a PEM file"
+                Operation.LOAD_CA,
+                f"cannot read proxy_ca_path {ca_path}: {exc}; it must be a PEM file",
             ) from None
     # Anything but the auth ALPN value reaches the web API on a TLS-routing proxy.
     ctx.set_alpn_protocols(["http/1.1"])
@@ -180,10 +182,10 @@ class WebClient:
         self._timeout = timeout
 
     def find(self) -> ProxySettings:
-        status, body = self._request("GET", "/webapi/find", operation="ping")
+        status, body = self._request("GET", "/webapi/find", operation=Operation.PING)
         if status != 200:
             raise WrongAddress(
-                "ping",
+                Operation.PING,
                 f"{self.addr} answered /webapi/find with HTTP {status}: it is not a Teleport "
                 "proxy. Check proxy_server (the proxy's public web address, e.g. "
                 "teleport.example.com:443)",
@@ -194,44 +196,48 @@ class WebClient:
             payload = None
         if not isinstance(payload, dict) or "proxy" not in payload:
             raise WrongAddress(
-                "ping", f"{self.addr} did not answer like a Teleport proxy; check proxy_server"
+                Operation.PING,
+                f"{self.addr} did not answer like a Teleport proxy; check proxy_server",
             )
         return parse_find_response(payload, dialed_addr=self.addr)
 
     def register(self, body: dict[str, Any]) -> IssuedCerts:
         """``POST /webapi/host/credentials``: a join that always starts a new bot instance."""
         status, raw = self._request(
-            "POST", "/webapi/host/credentials", operation="join", body=json.dumps(body).encode()
+            "POST",
+            "/webapi/host/credentials",
+            operation=Operation.JOIN,
+            body=json.dumps(body).encode(),
         )
         if status == 200:
             try:
                 return parse_certs(json.loads(raw))
             except ValueError as exc:
                 raise WrongAddress(
-                    "join", f"unexpected join answer from {self.addr}: {exc}"
+                    Operation.JOIN, f"unexpected join answer from {self.addr}: {exc}"
                 ) from None
         message = _error_message(raw)
         # Teleport answers a JWT that fails validation with 500 (an untyped error), so a 500
         # here is a rejection too; only the statuses of an overloaded proxy are retryable.
         if status in (400, 401, 403, 404, 500):
             raise JoinRejected(
-                "join",
+                Operation.JOIN,
                 f"Teleport rejected the join: {message}. Check onboarding.token, the token's "
                 "bot_name and join_method, and (kubernetes) its allow rules and JWKS",
             )
         if status in (429, 502, 503, 504):
-            raise TeleportUnavailable("join", f"Teleport is busy or unavailable: {message}")
-        raise TeleportError("join", f"HTTP {status}: {message}")
+            raise TeleportUnavailable(Operation.JOIN, f"Teleport is busy or unavailable: {message}")
+        raise TeleportError(Operation.JOIN, f"HTTP {status}: {message}")
 
     def host_ca(self) -> tuple[bytes, ...]:
         """The Host CA certificates (PEM) that sign the Auth Service's certificate."""
         status, raw = self._request(
-            "GET", "/webapi/auth/export?type=tls-host", operation="export host CA"
+            "GET", "/webapi/auth/export?type=tls-host", operation=Operation.EXPORT_HOST_CA
         )
         certs = split_pem_certificates(raw) if status == 200 else ()
         if not certs:
             raise WrongAddress(
-                "export host CA", f"{self.addr} did not return the Host CA (HTTP {status})"
+                Operation.EXPORT_HOST_CA, f"{self.addr} did not return the Host CA (HTTP {status})"
             )
         return certs
 
@@ -263,7 +269,7 @@ class WebClient:
         return f"the protocol {selected!r}" if selected else "no application protocol"
 
     def _request(
-        self, method: str, path: str, *, operation: str, body: bytes | None = None
+        self, method: str, path: str, *, operation: Operation, body: bytes | None = None
     ) -> tuple[int, bytes]:
         try:
             egress = proxy_for(self._host, self._port)

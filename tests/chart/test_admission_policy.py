@@ -20,7 +20,7 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
-from agent.argocd import owner_id
+from agent.argocd import owner_id, shape_of
 from agent.kube import Outcome, SecretWriter
 from tests.chart.helm import CHART, Helm
 from tests.harness.kube import ControlPlane, unique_namespace, wait_for_admission_policy
@@ -444,3 +444,40 @@ def test_without_the_policy_the_agents_token_writes_any_content(
         body = change(_agent_secret(ns, "unguarded-" + attack.replace(" ", "-")))
         created = agent.create_namespaced_secret(ns, body)
         assert created.data == body["data"]
+
+
+def test_a_secret_is_read_or_relabelled_without_its_values_checked_only_when_it_is_the_agents(
+    kube: ControlPlane, release: str, service_account_client: SaClient
+):
+    # Updates that keep the data skip the value rules (the policy's costly part) only for the
+    # release's own secrets: adopting a tbot secret as it is, with tbot's config, is refused.
+    agent = k8s.CoreV1Api(service_account_client(release, RELEASE, create=False))
+    admin = k8s.CoreV1Api(kube.admin_client())
+    body = _with(
+        _agent_secret(release, "kept-tbot"), config='{"tlsClientConfig":{"insecure":false}}'
+    )
+    body["metadata"]["labels"] = {"argocd.argoproj.io/secret-type": "cluster"}
+    body["metadata"]["annotations"] = {
+        "teleport.dev/kubernetes-cluster-name": "kept-tbot",
+        "teleport.dev/tbot-version": "18.0.0",
+    }
+    admin.create_namespaced_secret(release, body, field_manager="tbot")
+    labels = _agent_secret(release, "kept-tbot")["metadata"]["labels"]
+    adopt = {"metadata": {"labels": labels}}
+    assert RULE_CONFIG in _denied(
+        lambda: agent.patch_namespaced_secret(body["metadata"]["name"], release, adopt)
+    )
+    # The agent's own secret, read by a dry run that changes nothing and relabelled by its
+    # owner, keeps working; a relabelling to another secret type is still refused.
+    writer = SecretWriter(
+        service_account_client(release, RELEASE, create=False), ownership_enforced=True
+    )
+    own = desired(release, "kept-own", instance=f"{release}/{RELEASE}")
+    assert writer.write_one(own).outcome is Outcome.CREATED
+    held = writer.read_held([own])[(release, own.name)]
+    assert held.shape == shape_of(own)
+    name = own.name
+    relabel = {"metadata": {"labels": {"team": "a"}}}
+    agent.patch_namespaced_secret(name, release, relabel)
+    retype = {"metadata": {"labels": {"argocd.argoproj.io/secret-type": "repository"}}}
+    assert RULE_TYPE in _denied(lambda: agent.patch_namespaced_secret(name, release, retype))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import build_parser
+from agent.commands.cli import build_parser
 from agent.config import load_config
 from tests.chart.conftest import scenario
 from tests.chart.helm import CI_VALUES, REPO, Rendered

@@ -16,6 +16,7 @@ from kubernetes import client as k8s
 from agent.config import load_config
 from agent.kube import SecretWriter
 from agent.logs import configure_logging
+from agent.ports import Parts
 from agent.runtime import Runtime, serve
 from tests.harness.pki import CertificateAuthority
 from tests.harness.source import InventorySource
@@ -32,7 +33,7 @@ def main(*args: str) -> int:
     source = InventorySource(
         inventory_file=Path(inventory), ca=CertificateAuthority("teleport-host-ca")
     )
-    runtime = Runtime(config, source, writer, agent_version="0.1.0")
+    runtime = Runtime(Parts(config, source, writer, "0.1.0"))
     return serve(runtime, diag_addr=config.diag_addr)
 
 

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from agent.teleport.errors import TeleportError
+from agent.teleport.errors import Operation, TeleportError
 from agent.teleport.model import Credential, KubeCluster, ProxySettings
 from tests.harness.pki import CertificateAuthority
 
@@ -45,26 +45,27 @@ class InventorySource:
         self._ca = ca
         self._lock = threading.Lock()
 
-    def _check(self, operation: str) -> None:
+    def _check(self, method: str, operation: Operation) -> None:
+        """Fail ``method`` (named in ``failing``) as the client fails ``operation``."""
         failing = self.failing
         if self._file is not None:
             failing = set(json.loads(self._file.read_text()).get("failing", []))
-        if operation in failing:
+        if method in failing:
             raise TeleportError(operation, "connection refused")
 
     def proxy_settings(self) -> ProxySettings:
-        self._check("ping")
+        self._check("proxy_settings", Operation.PING)
         return self.proxy
 
     def list_clusters(self) -> list[KubeCluster]:
-        self._check("list_clusters")
+        self._check("list_clusters", Operation.LIST_CLUSTERS)
         if self._file is not None:
             data = json.loads(self._file.read_text())
             return [KubeCluster(c["name"], c.get("labels", {})) for c in data["clusters"]]
         return list(self.clusters)
 
     def issue_credential(self, ttl: dt.timedelta) -> Credential:
-        self._check("issue_credential")
+        self._check("issue_credential", Operation.ISSUE)
         with self._lock:
             self.issued.append(ttl)
             serial = len(self.issued)

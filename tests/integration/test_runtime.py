@@ -18,6 +18,7 @@ from kubernetes import client as k8s
 
 from agent.config import parse_config
 from agent.logs import configure_logging
+from agent.ports import Parts
 from agent.runtime import Runtime
 from agent.teleport.model import KubeCluster, ProxySettings
 from tests.harness.kube import cluster_secret_data
@@ -61,10 +62,7 @@ def make_config(namespace, *, rotation_window="0s", services=None, **service):
 
 def runtime(config, source, writer, clock):
     return Runtime(
-        config,
-        source,
-        writer,
-        agent_version="0.1.0",
+        Parts(config, source, writer, "0.1.0"),
         clock=lambda: clock.now,
         monotonic=lambda: clock.mono,
     )
@@ -133,14 +131,14 @@ def test_teleport_down_deletes_nothing_and_readiness_recovers(admin_api, namespa
     # Each reason says what failed and why, in the client's words.
     assert (
         "the last cluster listing from Teleport failed: Teleport request failed: "
-        "list_clusters: connection refused" in state.reasons
+        "list clusters: connection refused" in state.reasons
     )
     assert (
         "renewing the credential failed 1 time(s) in a row: Teleport request failed: "
-        "issue_credential: connection refused" in state.reasons
+        "issue output identity: connection refused" in state.reasons
     )
     errors = rt.metrics.registry.get_sample_value(
-        "teleport_argocd_agent_teleport_request_errors_total", {"operation": "list_clusters"}
+        "teleport_argocd_agent_teleport_request_errors_total", {"operation": "list clusters"}
     )
     assert errors == 1
 
@@ -384,7 +382,7 @@ def test_unexpected_exception_in_a_step_is_logged_redacted_and_the_loop_goes_on(
     configure_logging("INFO", "json", out)
     try:
         source = _Exploding(clusters=prod("a"))
-        rt = Runtime(make_config(namespace), source, writer, agent_version="0.1.0")
+        rt = Runtime(Parts(make_config(namespace), source, writer, "0.1.0"))
         thread = threading.Thread(target=rt.run, daemon=True)
         thread.start()
         deadline = time.monotonic() + 30
@@ -416,10 +414,7 @@ def test_liveness_fails_when_a_step_hangs(namespace, writer):
 
     source = Hanging(clusters=prod("a"))
     rt = Runtime(
-        make_config(namespace),
-        source,
-        writer,
-        agent_version="0.1.0",
+        Parts(make_config(namespace), source, writer, "0.1.0"),
         cycle_budget=dt.timedelta(seconds=0.5),
         liveness_grace=dt.timedelta(seconds=0.5),
     )

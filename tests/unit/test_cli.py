@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 from agent import __version__
-from agent.cli import build_parser, main
+from agent.commands.cli import build_parser, main
 
 GOOD = """
 proxy_server: teleport.example.com:443
@@ -65,15 +65,16 @@ def test_plan_and_check_accept_the_same_options():
 
 
 def test_a_failing_identity_secret_exits_4_as_a_kubernetes_failure(tmp_path, monkeypatch, capsys):
-    from agent import commands  # noqa: PLC0415 - as cli loads it
+    from agent.commands import clients, plan  # noqa: PLC0415 - as cli loads them
+    from agent.teleport.errors import Operation  # noqa: PLC0415
     from agent.teleport.storage import StorageError  # noqa: PLC0415
 
     def refused(config, now):
-        raise StorageError("load identity", "secret argocd/bot: secrets is forbidden", 403)
+        raise StorageError(Operation.LOAD_IDENTITY, "secret argocd/bot: secrets is forbidden", 403)
 
-    monkeypatch.setattr(commands, "plan", refused)
+    monkeypatch.setattr(plan, "run", refused)
     path = tmp_path / "config.yaml"
     path.write_text(GOOD)
     assert main(["plan", "-c", str(path)]) == 4
     assert "load identity: secret argocd/bot: secrets is forbidden" in capsys.readouterr().err
-    assert commands._fail(StorageError("save identity", "secret argocd/bot: gone", 404)) == 4
+    assert clients.fail(StorageError(Operation.SAVE_IDENTITY, "secret argocd/bot: gone", 404)) == 4

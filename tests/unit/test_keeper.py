@@ -5,14 +5,18 @@ from __future__ import annotations
 import datetime as dt
 import random
 
+import agent.keeper as keeper_module
+from agent.argocd import shape_of
 from agent.config import parse_config
 from agent.diagnostics import Metrics
-from agent.keeper import Keeper
+from agent.keeper import START_SAMPLE, Keeper
+from agent.plan import plan_cycle
+from agent.ports import Parts
 from agent.rotation import Clock
-from agent.teleport.errors import JoinRejected
+from agent.teleport.errors import JoinRejected, Operation
 from agent.teleport.model import Credential, KubeCluster, ProxySettings
 from agent.teleport.storage import StorageError
-from agent.writes import Outcome, PruneResult, WriteResult
+from agent.writes import Held, Outcome, PruneResult, WriteResult
 from tests.harness.clock import FakeClock
 
 PROXY = ProxySettings("root", "teleport.example.com:443", tls_routing=True)
@@ -33,7 +37,9 @@ class JoiningSource:
             return
         self.join_attempts += 1
         if self.join_broken:
-            raise JoinRejected("join", "the token argocd-bot does not allow this service account")
+            raise JoinRejected(
+                Operation.JOIN, "the token argocd-bot does not allow this service account"
+            )
         self.joined = True
 
     def proxy_settings(self) -> ProxySettings:
@@ -85,10 +91,7 @@ def keeper(clock, source, sink):
         }
     )
     return Keeper(
-        config,
-        source,
-        sink,
-        agent_version="1",
+        Parts(config, source, sink, "1"),
         metrics=Metrics(lambda: clock.now),
         clock=Clock(lambda: clock.now, lambda: clock.mono),
         rng=random.Random(1),
@@ -138,7 +141,9 @@ class ForbiddenStoreSource(JoiningSource):
 
     def _bot(self) -> None:
         self.join_attempts += 1
-        raise StorageError("load identity", "secret argocd/bot: secrets is forbidden", status=403)
+        raise StorageError(
+            Operation.LOAD_IDENTITY, "secret argocd/bot: secrets is forbidden", status=403
+        )
 
 
 def test_a_failing_identity_secret_is_a_kubernetes_failure_not_teleports():
@@ -161,3 +166,94 @@ def test_a_failing_identity_secret_is_a_kubernetes_failure_not_teleports():
     assert any(
         "Kubernetes API request failed: load identity: secret argocd/bot" in r for r in reasons
     )
+
+
+class FleetSource(JoiningSource):
+    """Teleport listing ``count`` clusters."""
+
+    def __init__(self, clock: FakeClock, count: int) -> None:
+        super().__init__(clock)
+        self.count = count
+
+    def list_clusters(self) -> list[KubeCluster]:
+        self._bot()
+        return [KubeCluster(f"c{i:03d}", {"env": "prod"}) for i in range(self.count)]
+
+
+class ReadingSink(MemorySink):
+    """Secrets of the clusters in ``existing`` are already there (holding no readable expiry);
+    records which secrets the start-up read asked about."""
+
+    def __init__(self, existing: set[str]) -> None:
+        super().__init__()
+        self.existing = existing
+        self.asked: list[str] = []
+
+    def read_held(self, secrets):
+        self.asked += [s.cluster for s in secrets]
+        return {
+            (s.namespace, s.name): Held(None, None) for s in secrets if s.cluster in self.existing
+        }
+
+
+def _first_step(existing: set[str], count: int = 100) -> ReadingSink:
+    clock = FakeClock()
+    sink = ReadingSink(existing)
+    k = keeper(clock, FleetSource(clock, count), sink)
+    k.step(forced=False, budget=60)
+    assert sorted(sink.written) == [f"c{i:03d}" for i in range(count)]
+    return sink
+
+
+def test_a_first_installation_reads_only_a_sample_before_writing():
+    sink = _first_step(set())
+    assert len(sink.asked) == START_SAMPLE
+
+
+def test_a_restart_reads_every_secret_once():
+    sink = _first_step({f"c{i:03d}" for i in range(100)})
+    assert sorted(sink.asked) == [f"c{i:03d}" for i in range(100)]
+
+
+def test_a_fleet_partly_in_place_is_read_whole():
+    # Half the secrets exist: the sample finds some of them, so the rest is read too.
+    sink = _first_step({f"c{i:03d}" for i in range(0, 100, 2)})
+    assert sorted(sink.asked) == [f"c{i:03d}" for i in range(100)]
+
+
+class HoldingSink(MemorySink):
+    """Every secret is already there holding a credential valid for two more hours (a
+    restart): the first renewal spreads them all over the rotation window."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__()
+        self.clock = clock
+
+    def read_held(self, secrets):
+        expires = self.clock.now + dt.timedelta(hours=2)
+        return {(s.namespace, s.name): Held(expires, shape_of(s)) for s in secrets}
+
+
+def test_a_rotation_tick_renders_and_writes_only_the_secrets_whose_slot_came_up(monkeypatch):
+    rendered: list[int] = []
+
+    def counting_plan(*args, **kwargs):
+        rendered.append(len(kwargs["clusters"]))
+        return plan_cycle(*args, **kwargs)
+
+    monkeypatch.setattr(keeper_module, "plan_cycle", counting_plan)
+    clock = FakeClock()
+    sink = HoldingSink(clock)
+    k = keeper(clock, FleetSource(clock, 100), sink)
+    k.step(forced=False, budget=60)
+    assert k.state.pending >= 98  # slot 0 may be due at once
+    ticks = 0
+    while k.state.pending:
+        clock.advance(k.next_wakeup())
+        renders, writes = len(rendered), len(sink.written)
+        k.step(forced=False, budget=60)
+        if rendered[renders:] != [100]:  # not a discovery: a tick
+            ticks += 1
+            assert rendered[renders:] == [len(sink.written) - writes]
+    assert ticks > 10
+    assert sorted(sink.written) == [f"c{i:03d}" for i in range(100)]  # each once

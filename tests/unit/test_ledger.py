@@ -327,3 +327,22 @@ def test_a_changed_secret_with_a_valid_credential_is_rewritten_with_it():
     world.ledger.kept(key_of(a), credential.expires)
     # Rewritten with its own credential, it now waits for its slot like the others.
     assert len(clusters(world.ledger.renewal_work(world.plan()))) == 1
+
+
+def test_slots_that_come_up_name_their_clusters_and_a_missed_slot_leaves_the_window():
+    world = World()
+    plan = world.plan()
+    world.ledger.learn(plan, {key_of(s): Held(START + HOUR, shape_of(s)) for s in plan.secrets})
+    world.write(world.ledger.renewal_work(world.plan()))
+    assert world.ledger.slots_due() == {}
+    world.time.advance(WINDOW.total_seconds())
+    due = world.ledger.slots_due()
+    assert sorted(due.values()) == sorted(s.cluster for s in plan.secrets if key_of(s) in due)
+    assert len(due) == 3  # every secret but slot 0's
+    # One slot wrote, one had nothing to write: it leaves the window and counts as missing.
+    first, missed, *_ = sorted(due)
+    world.ledger.settle(world.plan(), [(first, True)], expires=world.credential.expires)
+    world.ledger.slots_missed([missed])
+    view = world.ledger.refresh()
+    assert view.pending == 1
+    assert view.failed_writes == {"argo-cd": 1}

@@ -6,7 +6,7 @@ import base64
 import json
 
 from agent.argocd import DesiredSecret
-from agent.planview import diff_secret
+from agent.commands.diff import diff_secret
 
 
 def desired(cert: str = "NEWCERT", server: str = "https://p/v1/x") -> DesiredSecret:

@@ -30,8 +30,11 @@ def test_services_share_a_credential_unless_they_set_their_own_lifetime():
             ],
         }
     )
-    groups = [(g.services, g.ttl, g.interval) for g in credential_groups(config, CLOCK)]
+    groups = [
+        (tuple(s.name for s in g.services), g.ttl, g.interval)
+        for g in credential_groups(config, CLOCK)
+    ]
     assert groups == [
-        ((0, 2, 3), dt.timedelta(hours=2), dt.timedelta(minutes=30)),
-        ((1,), dt.timedelta(hours=8), dt.timedelta(hours=1)),
+        (("a", "c", "d"), dt.timedelta(hours=2), dt.timedelta(minutes=30)),
+        (("b",), dt.timedelta(hours=8), dt.timedelta(hours=1)),
     ]

@@ -129,33 +129,39 @@ def test_concatenated_ca_certificates_split_into_blocks():
 @pytest.mark.parametrize(
     ("operation", "status", "message", "kind"),
     [
-        ("renew bot identity", Status.PERMISSION_DENIED, "cert generation mismatch", E.BotLocked),
+        (E.Operation.RENEW, Status.PERMISSION_DENIED, "cert generation mismatch", E.BotLocked),
         (
-            "list clusters",
+            E.Operation.LIST_CLUSTERS,
             Status.PERMISSION_DENIED,
             'lock targeting User:"bot-a" is in force',
             E.BotLocked,
         ),
         (
-            "issue output identity",
+            E.Operation.ISSUE,
             Status.PERMISSION_DENIED,
             "not allowed to impersonate",
             E.RoleNotImpersonable,
         ),
         (
-            "re-join",
+            E.Operation.REJOIN,
             Status.PERMISSION_DENIED,
             "kubernetes token did not match any allow rules",
             E.JoinRejected,
         ),
-        ("re-join", Status.INVALID_ARGUMENT, "empty id_token", E.JoinRejected),
-        ("ping", Status.NOT_FOUND, 'auth server for "x" cluster name not found', E.WrongAddress),
-        ("list clusters", Status.UNAVAILABLE, "down", E.TeleportUnavailable),
-        ("list clusters", Status.FAILED_PRECONDITION, "retry", E.TeleportUnavailable),
-        ("get role", Status.UNKNOWN, "boom", E.TeleportError),
-        ("renew bot identity", Status.PERMISSION_DENIED, "access denied", E.BotDeleted),
-        ("re-join", Status.PERMISSION_DENIED, "access denied", E.BotDeleted),
-        ("get role", Status.PERMISSION_DENIED, "access denied", E.BotDeleted),
+        (E.Operation.REJOIN, Status.INVALID_ARGUMENT, "empty id_token", E.JoinRejected),
+        (
+            E.Operation.PING,
+            Status.NOT_FOUND,
+            'auth server for "x" cluster name not found',
+            E.WrongAddress,
+        ),
+        (E.Operation.LIST_CLUSTERS, Status.UNAVAILABLE, "down", E.TeleportUnavailable),
+        (E.Operation.LIST_CLUSTERS, Status.FAILED_PRECONDITION, "retry", E.TeleportUnavailable),
+        (E.Operation.GET_ROLE, Status.UNKNOWN, "boom", E.TeleportError),
+        (E.Operation.GET_ROLE, Status.PERMISSION_DENIED, "not allowed", E.TeleportError),
+        (E.Operation.RENEW, Status.PERMISSION_DENIED, "access denied", E.BotDeleted),
+        (E.Operation.REJOIN, Status.PERMISSION_DENIED, "access denied", E.BotDeleted),
+        (E.Operation.GET_ROLE, Status.PERMISSION_DENIED, "access denied", E.BotDeleted),
     ],
 )
 def test_grpc_status_maps_to_an_error_that_says_what_to_do(operation, status, message, kind):
@@ -166,13 +172,13 @@ def test_grpc_status_maps_to_an_error_that_says_what_to_do(operation, status, me
 
 
 def test_a_deleted_bot_says_what_happened_and_how_to_resume():
-    error = map_status("renew bot identity", Status.PERMISSION_DENIED, "access denied")
+    error = map_status(E.Operation.RENEW, Status.PERMISSION_DENIED, "access denied")
     assert error.summary == "bot deleted"
     assert "writes nothing more" in str(error)
     assert "create the bot again" in str(error)
     # Other refusals that start the same way keep their own meaning.
     expired = "access denied: client credentials have expired, please relogin."
-    assert type(map_status("renew bot identity", Status.PERMISSION_DENIED, expired)) is not (
+    assert type(map_status(E.Operation.RENEW, Status.PERMISSION_DENIED, expired)) is not (
         E.BotDeleted
     )
 
@@ -187,7 +193,7 @@ def test_a_deleted_bot_says_what_happened_and_how_to_resume():
     ],
 )
 def test_tls_alerts_map_to_errors(reason, kind):
-    assert type(map_tls_alert("renew bot identity", "proxy:443", reason)) is kind
+    assert type(map_tls_alert(E.Operation.RENEW, "proxy:443", reason)) is kind
 
 
 def test_web_error_bodies_give_their_message():
@@ -320,7 +326,7 @@ def test_an_identity_that_could_not_be_saved_is_saved_before_anything_else():
 
     def save(bot: BotIdentity) -> None:
         if failing.pop(0) if failing else False:
-            raise E.TeleportError("save identity", "API server down")
+            raise E.TeleportError(E.Operation.SAVE_IDENTITY, "API server down")
         real_save(bot)
 
     store.save = save  # type: ignore[method-assign]
@@ -393,7 +399,7 @@ def test_expired_token_identity_with_a_spent_token_says_what_to_do():
     store.save(identity(age=dt.timedelta(hours=2)))
 
     def refused(proxy: ProxySettings) -> BotIdentity:
-        raise E.JoinRejected("join", "token expired or not found")
+        raise E.JoinRejected(E.Operation.JOIN, "token expired or not found")
 
     client._join_web = refused  # type: ignore[method-assign]
     with pytest.raises(E.IdentityExpired, match="Create a new join token"):
@@ -412,11 +418,11 @@ def test_a_locked_instance_reports_the_lock_until_a_new_token_joins_a_new_instan
     store.save(identity(generation=4, instance="locked", age=dt.timedelta(minutes=10)))
 
     def locked(bot: BotIdentity, proxy: ProxySettings) -> BotIdentity:
-        raise E.BotLocked("renew", "lock targeting BotInstanceID:locked is in force")
+        raise E.BotLocked(E.Operation.RENEW, "lock targeting BotInstanceID:locked is in force")
 
     def spent(proxy: ProxySettings) -> BotIdentity:
         steps.calls.append("join refused")
-        raise E.JoinRejected("join", "token expired or not found")
+        raise E.JoinRejected(E.Operation.JOIN, "token expired or not found")
 
     client._renew = locked  # type: ignore[method-assign,assignment]
     client._join_web = spent  # type: ignore[method-assign]
@@ -437,7 +443,9 @@ def test_a_refused_kubernetes_rejoin_names_the_token_and_how_long_the_identity_l
     store.save(identity(age=dt.timedelta(minutes=30)))
 
     def refused(bot: BotIdentity, proxy: ProxySettings) -> BotIdentity:
-        raise E.JoinRejected("re-join", "Teleport rejected the re-join: token expired or not found")
+        raise E.JoinRejected(
+            E.Operation.REJOIN, "Teleport rejected the re-join: token expired or not found"
+        )
 
     client._rejoin = refused  # type: ignore[method-assign,assignment]
     with pytest.raises(E.JoinRejected) as caught:
@@ -465,7 +473,7 @@ def test_an_auth_call_is_retried_once_with_the_host_ca_the_proxy_serves_now():
     async def call() -> str:
         trusted.append(client._host_ca)
         if b"NEW" not in client._host_ca:
-            raise E.UntrustedCertificate("list clusters", "Host CA does not verify")
+            raise E.UntrustedCertificate(E.Operation.LIST_CLUSTERS, "Host CA does not verify")
         return "answer"
 
     # Rotated in Teleport while the agent ran: trust what the proxy serves now, try once more.

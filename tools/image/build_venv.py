@@ -154,7 +154,7 @@ def main() -> int:
 
     add_user(STAGE)
     # The agent and its dependencies import from the zip as they did from the directory.
-    run(VENV / "bin/python", "-c", "import agent, agent.cli, " + ", ".join(ZIPPED))
+    run(VENV / "bin/python", "-c", "import agent, agent.commands.cli, " + ", ".join(ZIPPED))
     print(f"build_venv: {PROJECT} {version} in {VENV} ({sysconfig.get_python_version()})")
     return 0
 

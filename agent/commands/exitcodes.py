@@ -1,4 +1,4 @@
-"""The command line's exit codes, shared by ``cli`` (which returns them) and ``commands``."""
+"""The command line's exit codes, returned by ``cli`` and by each command."""
 
 from __future__ import annotations
 

@@ -10,15 +10,15 @@ reached (the message says which and what to do); 4 the Kubernetes API could not 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sys
 from collections.abc import Sequence
 from typing import Literal
 
 from agent import __version__
+from agent.commands.exitcodes import EXIT_CONFIG, EXIT_KUBERNETES, EXIT_OK
 from agent.config import AgentConfig, ConfigError, format_duration, load_config
-from agent.exitcodes import EXIT_CONFIG, EXIT_KUBERNETES, EXIT_OK
 from agent.logs import configure_logging, logger
+from agent.schedule import utcnow
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,7 +73,7 @@ def describe(config: AgentConfig) -> str:
         f"credentials {format_duration(config.credential_ttl)} renewed every "
         f"{format_duration(config.renewal_interval)}",
     ]
-    for index, service in enumerate(config.services):
+    for service in config.services:
         selectors = "; ".join(s.describe() for s in service.selectors)
         extras = []
         if service.project:
@@ -83,7 +83,7 @@ def describe(config: AgentConfig) -> str:
         if service.prune:
             extras.append("prune")
         lines.append(
-            f"service {config.service_name(index)}: {selectors} -> secrets "
+            f"service {service.resolved_name()}: {selectors} -> secrets "
             f"{service.resolved_namespace()}/{service.secret_name_prefix}.<hash>"
             + (f" ({', '.join(extras)})" if extras else "")
         )
@@ -111,15 +111,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     for warning in config.warnings():
         logger.warning(warning)
     # The Teleport and Kubernetes clients load only for the commands that use them.
-    from agent import commands  # noqa: PLC0415
+    from agent.commands import check, plan, start  # noqa: PLC0415
+    from agent.commands.clients import KubernetesUnavailable  # noqa: PLC0415
+    from agent.kubeapi import ApiError  # noqa: PLC0415
 
     try:
         if args.command == "start":
-            return commands.start(config, oneshot=args.oneshot)
+            return start.run(config, oneshot=args.oneshot)
         if args.command == "plan":
-            return commands.plan(config, now=dt.datetime.now(dt.UTC))
-        return commands.check(config)
-    except (commands.KubernetesUnavailable, commands.ApiError) as exc:
+            return plan.run(config, now=utcnow())
+        return check.run(config)
+    except (KubernetesUnavailable, ApiError) as exc:
         # No credentials, or the bot identity's Secret could not be read or written.
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_KUBERNETES

@@ -1,6 +1,6 @@
-"""``check``: is everything in place? Config, proxy, join, listing, and every secret's credential.
+"""The last step of ``check``: a written secret's own credential put to use.
 
-The last step uses nothing but what a written secret holds (server URL, serverName, caData,
+It uses nothing but what a written secret holds (server URL, serverName, caData,
 certData, keyData) for a real ``GET /version`` through the Teleport proxy: the same request
 Argo CD makes first. A secret whose credential expired, whose bot was locked or whose CA was
 rotated fails here although the agent itself may be fine.
@@ -13,28 +13,13 @@ import http.client
 import json
 import socket
 import ssl
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from agent.teleport.egress import EgressProxyError, open_tunnel, proxy_for
 from agent.teleport.keys import pem_file
 
-__all__ = ["CheckRow", "probe_secret", "render_table"]
-
-
-@dataclass(frozen=True)
-class CheckRow:
-    what: str
-    ok: bool
-    detail: str
-
-
-def render_table(rows: list[CheckRow]) -> str:
-    width = max([len(r.what) for r in rows] + [5])
-    lines = [f"{'CHECK':<{width}}  RESULT  DETAIL"]
-    lines += [f"{r.what:<{width}}  {'ok' if r.ok else 'FAIL':<6}  {r.detail}" for r in rows]
-    return "\n".join(lines)
+__all__ = ["probe_secret"]
 
 
 def _secret_strings(secret: dict[str, Any]) -> dict[str, str]:
