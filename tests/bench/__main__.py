@@ -49,10 +49,10 @@ import urllib3
 from kubernetes import client as k8s
 
 from agent.argocd import DesiredSecret, render_secret
-from agent.config import parse_config
 from agent.kube import APPLY_CONTENT_TYPE, SecretWriter
 from agent.teleport.model import Credential, KubeCluster, ProxySettings
 from tests.bench import node_memory, rotation, teleport_path
+from tests.bench.cycle_process import bench_config
 from tests.chart.helm import CHART, Helm
 from tests.harness.kube import (
     ControlPlane,
@@ -84,19 +84,8 @@ def render_all(
     instance: str = "bench/agent",
     cluster_prefix: str = "cluster",
 ) -> list[DesiredSecret]:
-    service = parse_config(
-        {
-            "proxy_server": "teleport.example.com:443",
-            "onboarding": {"token": "bot"},
-            "services": [
-                {
-                    "type": "kubernetes/argo-cd",
-                    "selectors": [{"labels": {"env": "bench"}}],
-                    "secret_namespace": namespace,
-                    "secret_labels": {"team": '{{ index .Labels "team" }}'},
-                }
-            ],
-        }
+    service = bench_config(
+        namespace, secret_labels={"team": '{{ index .Labels "team" }}'}
     ).services[0]
     now = dt.datetime.now(dt.UTC)
     return [

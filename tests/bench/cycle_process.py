@@ -10,23 +10,22 @@ from __future__ import annotations
 import datetime as dt
 import sys
 from pathlib import Path
+from typing import Any
 
 from kubernetes import client as k8s
 
-from agent.config import parse_config
+from agent.config import AgentConfig, parse_config
 from agent.kube import SecretWriter
 from agent.plan import plan_cycle
 from agent.sync import apply_plan
 from agent.teleport.model import Credential, KubeCluster, ProxySettings
+from tests.harness.procfs import status_kib
 
 
-def main(*args: str) -> int:
-    url, ca, token_file, namespace, count, cred_dir = args
-    cfg = k8s.Configuration()
-    cfg.host, cfg.ssl_ca_cert = url, ca
-    cfg.api_key = {"authorization": f"Bearer {Path(token_file).read_text()}"}
-    cfg.connection_pool_maxsize = 16
-    config = parse_config(
+def bench_config(namespace: str, **service: Any) -> AgentConfig:
+    """The benchmarks' agent config: one Argo CD service selecting ``env: bench`` clusters into
+    ``namespace``, with ``service`` keys added."""
+    return parse_config(
         {
             "proxy_server": "teleport.example.com:443",
             "onboarding": {"token": "bot"},
@@ -35,10 +34,20 @@ def main(*args: str) -> int:
                     "type": "kubernetes/argo-cd",
                     "selectors": [{"labels": {"env": "bench"}}],
                     "secret_namespace": namespace,
+                    **service,
                 }
             ],
         }
     )
+
+
+def main(*args: str) -> int:
+    url, ca, token_file, namespace, count, cred_dir = args
+    cfg = k8s.Configuration()
+    cfg.host, cfg.ssl_ca_cert = url, ca
+    cfg.api_key = {"authorization": f"Bearer {Path(token_file).read_text()}"}
+    cfg.connection_pool_maxsize = 16
+    config = bench_config(namespace)
     creds = Path(cred_dir)
     credential = Credential.from_pem(
         (creds / "cert.pem").read_bytes(),
@@ -67,10 +76,7 @@ def peak_rss_kib() -> int:
     """VmHWM: the high-water mark of this process's own memory. (ru_maxrss would not do: on
     Linux it keeps the parent's size from before exec, and the parent here holds test servers.)
     """
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmHWM in /proc/self/status")
+    return status_kib("self", "VmHWM")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import math
-import os
 import re
 import signal
 import statistics
@@ -45,11 +44,11 @@ from tests.bench.teleport_path import BenchAgent, event_time, fleet, stop, wait_
 from tests.harness.agent_e2e import AgentDaemon
 from tests.harness.argocd import GROUP, VERSION, ArgoCD, argocd, config_map_manifest
 from tests.harness.kube import ControlPlane, control_plane
+from tests.harness.procfs import cpu_seconds, status_kib
 from tests.harness.standin import StandIn, kube_cluster_doc, standin
 
 CONTROLLER = "argocd-application-controller"
 LABELS = {"bench": "rotation"}
-TICKS = os.sysconf("SC_CLK_TCK")
 # Argo CD restarts (and relists) every watch of a cluster cache after this long; a rebuild
 # restarts them (clusterCacheWatchResyncDuration, controller/cache/cache.go, v3.6.1).
 WATCH_RESYNC_S = 600
@@ -82,12 +81,7 @@ class Sampler:
     def _run(self) -> None:
         tick = 0
         while not self._stop.wait(1.0 - (time.monotonic() % 1.0)):
-            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            cpu = (int(fields[11]) + int(fields[12])) / TICKS
-            rss = 0
-            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    rss = int(line.split()[1])
+            cpu, rss = cpu_seconds(self.pid), status_kib(self.pid, "VmRSS")
             healthy = self._healthy() if tick % 2 == 0 else None
             self.samples.append(Sample(time.monotonic(), cpu, rss, healthy))
             tick += 1
@@ -345,6 +339,31 @@ def _settle(sampler: Sampler, limit: float = 120.0) -> None:
         time.sleep(2)
 
 
+def _issued(daemon: AgentDaemon, seen: int, *, timeout: float) -> tuple[float, float, int]:
+    """The next "credential issued" past event ``seen``: its time as a monotonic and an epoch
+    time, and its index."""
+    issued, seen = wait_event(daemon, "credential issued", after=seen, timeout=timeout)
+    start_epoch = event_time(issued)
+    return time.monotonic() - max(0.0, time.time() - start_epoch), start_epoch, seen
+
+
+def _writes(
+    daemon: AgentDaemon, seen: int, *, clusters: int, timeout: float, counted: Sequence[str]
+) -> tuple[int, float, int]:
+    """Follow the syncs past event ``seen`` until ``clusters`` secrets were written (the
+    ``counted`` fields of "sync finished"); returns the writes, the time from the first writing
+    sync to the last, and the index of the last event read."""
+    writes, first, last = 0, 0.0, 0.0
+    while writes < clusters:
+        done, seen = wait_event(daemon, "sync finished", after=seen, timeout=timeout)
+        count = sum(int(done.get(name, 0)) for name in counted)
+        if count:
+            first = first or event_time(done)
+            last = event_time(done)
+            writes += count
+    return writes, last - first, seen
+
+
 def _phase(
     kind: str,
     *,
@@ -363,29 +382,21 @@ def _phase(
         # SIGUSR1 renews and writes every secret now, by design.
         daemon.proc.send_signal(signal.SIGUSR1)
         done, seen = wait_event(daemon, "sync finished", after=seen, timeout=120, kind="renewal")
-        first = last = event_time(done)
-        writes = int(done.get("updated", 0))
+        writes, span = int(done.get("updated", 0)), 0.0
     else:
         # The scheduled renewal issues the credential, then rewrites the secrets one slot at a
         # time over the window (the renewal's own sync writes none of them).
-        issued, seen = wait_event(daemon, "credential issued", after=seen, timeout=6 * window)
-        start_epoch = event_time(issued)
-        start = time.monotonic() - max(0.0, time.time() - start_epoch)
+        start, start_epoch, seen = _issued(daemon, seen, timeout=6 * window)
         offset = log.stat().st_size  # no slot has come up yet: the first is a tick away at least
-        writes, first, last = 0, 0.0, 0.0
-        while writes < clusters:
-            done, seen = wait_event(daemon, "sync finished", after=seen, timeout=2 * window)
-            count = int(done.get("updated", 0))
-            if count:
-                first = first or event_time(done)
-                last = event_time(done)
-                writes += count
+        writes, span, seen = _writes(
+            daemon, seen, clusters=clusters, timeout=2 * window, counted=("updated",)
+        )
     phase = _finish(
         kind,
         start=start,
         start_epoch=start_epoch,
         writes=writes,
-        span=last - first,
+        span=span,
         offset=offset,
         teleport=teleport,
         argo=argo,
@@ -409,23 +420,16 @@ def _restart_phase(
     teleport.admin("DELETE", "/v1/log")
     offset = argo.processes[CONTROLLER].log_path.stat().st_size
     daemon, _ = agent.start()
-    issued, seen = wait_event(daemon, "credential issued", after=0, timeout=120)
-    start_epoch = event_time(issued)
-    start = time.monotonic() - max(0.0, time.time() - start_epoch)
-    writes, first, last = 0, 0.0, 0.0
-    while writes < clusters:
-        done, seen = wait_event(daemon, "sync finished", after=seen, timeout=2 * window + 60)
-        count = int(done.get("updated", 0)) + int(done.get("created", 0))
-        if count:
-            first = first or event_time(done)
-            last = event_time(done)
-            writes += count
+    start, start_epoch, seen = _issued(daemon, 0, timeout=120)
+    writes, span, seen = _writes(
+        daemon, seen, clusters=clusters, timeout=2 * window + 60, counted=("updated", "created")
+    )
     phase = _finish(
         "restart",
         start=start,
         start_epoch=start_epoch,
         writes=writes,
-        span=last - first,
+        span=span,
         offset=offset,
         teleport=teleport,
         argo=argo,

@@ -18,18 +18,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import yaml
 from kubernetes import client as k8s
 
-from tests.harness.agent_e2e import AgentDaemon, grant_identity_secret
+from tests.harness.agent_e2e import AgentDaemon
 from tests.harness.kube import (
     ControlPlane,
-    grant_secret_verbs,
-    service_account_token,
     unique_namespace,
 )
 from tests.harness.pki import write_private
-from tests.harness.policy import install_chart_policy
+from tests.harness.policy import agent_account, write_agent_config
+from tests.harness.procfs import status_kib
 from tests.harness.standin import StandIn, bot_doc, kube_cluster_doc, role_doc, standin, token_doc
 
 ACCESS_ROLE = "bench-access"
@@ -69,25 +67,14 @@ class BenchAgent:
         self.secret_namespace = secret_namespace or self.namespace
         self.workdir = Path(tempfile.mkdtemp(prefix="bench-agent-"))
         self.policy = policy
-        grant_secret_verbs(
+        token = agent_account(
+            plane,
             admin,
-            self.secret_namespace,
-            ["create", "patch"],
-            service_account="agent",
-            service_account_namespace=self.namespace,
-            name=f"writer-{self.namespace}",
+            self.workdir,
+            namespace=self.namespace,
+            secret_namespace=self.secret_namespace,
+            policy_proxy=teleport.proxy_addr if policy else None,
         )
-        grant_identity_secret(admin, self.namespace)
-        token = service_account_token(admin, self.namespace, "agent")  # creates the account
-        if policy:
-            install_chart_policy(
-                plane,
-                admin,
-                self.workdir,
-                namespace=self.namespace,
-                secret_namespace=self.secret_namespace,
-                proxy=teleport.proxy_addr,
-            )
         self.kubeconfig = plane.kubeconfig(self.workdir / "kubeconfig", token=token)
         bot = f"bench-{uuid.uuid4().hex[:6]}"
         join = uuid.uuid4().hex
@@ -95,15 +82,11 @@ class BenchAgent:
         write_private(self.workdir / "token", join)
 
     def configure(self, service: Mapping[str, Any], **top: Any) -> Path:
-        config: dict[str, Any] = {
-            "version": "v2",
-            "proxy_server": self.teleport.proxy_addr,
-            "proxy_ca_path": str(self.teleport.web_ca_path),
-            "onboarding": {"join_method": "token", "token": str(self.workdir / "token")},
-            "storage": {"type": "kubernetes_secret", "name": "agent-identity"},
-            "instance": f"{self.namespace}/agent",
-            "admission_policy": self.policy,
-            "services": [
+        return write_agent_config(
+            self.workdir,
+            self.teleport,
+            namespace=self.namespace,
+            services=[
                 {
                     "type": "kubernetes/argo-cd",
                     "secret_namespace": self.secret_namespace,
@@ -111,11 +94,8 @@ class BenchAgent:
                     **service,
                 }
             ],
-            **top,
-        }
-        path = self.workdir / "config.yaml"
-        path.write_text(yaml.safe_dump(config))
-        return path
+            **{"admission_policy": self.policy, **top},
+        )
 
     def start(self) -> tuple[AgentDaemon, float]:
         """The daemon and the wall-clock time (epoch seconds) just before it was spawned."""
@@ -151,13 +131,6 @@ def wait_event(
             tail = "".join(daemon.lines[-20:])
             raise RuntimeError(f"no {message!r} {fields} from the agent:\n{tail}")
         time.sleep(0.05)
-
-
-def vm_hwm_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmHWM for process {pid}")
 
 
 def stop(daemon: AgentDaemon) -> None:
@@ -245,7 +218,7 @@ def daemon_at_scale(
         daemon, _ = agent.start()
         try:
             _, seen = wait_event(daemon, "sync finished", after=0, timeout=300)
-            after_first = vm_hwm_kib(daemon.proc.pid)
+            after_first = status_kib(daemon.proc.pid, "VmHWM")
             delays = []
             for i in range(additions):
                 # A random phase against the discovery timer, as a real addition would have.
@@ -260,7 +233,7 @@ def daemon_at_scale(
             renewal, seen = wait_event(
                 daemon, "sync finished", after=seen, timeout=300, kind="renewal"
             )
-            peak = vm_hwm_kib(daemon.proc.pid)
+            peak = status_kib(daemon.proc.pid, "VmHWM")
         finally:
             stop(daemon)
     print(

@@ -22,15 +22,7 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 
-from tests.harness.agent_e2e import (
-    AGENT_OUTPUT,
-    AgentDaemon,
-    StandIn,
-    argocd_readable_secrets,
-    kube_cluster_yaml,
-    run_agent,
-    standin_binary,
-)
+from tests.harness.agent_e2e import AGENT_OUTPUT, AgentDaemon, argocd_readable_secrets, run_agent
 from tests.harness.connect_proxy import ConnectProxy
 from tests.harness.kube import (
     ControlPlane,
@@ -43,7 +35,15 @@ from tests.harness.kube import (
 )
 from tests.harness.notes import teleport_resources as notes_resources
 from tests.harness.pki import write_private
-from tests.harness.standin import bot_doc, kubernetes_token_doc, role_doc, token_doc
+from tests.harness.policy import agent_account, write_agent_config
+from tests.harness.standin import (
+    StandIn,
+    bot_doc,
+    kube_cluster_doc,
+    kubernetes_token_doc,
+    role_doc,
+    token_doc,
+)
 
 CLUSTER = "root"
 ROLE = role_doc("argocd-access", kubernetes_labels={"*": "*"}, kubernetes_groups=["system:masters"])
@@ -70,13 +70,13 @@ def targets(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Cont
 def standin(
     tmp_path_factory: pytest.TempPathFactory, targets: dict[str, ControlPlane]
 ) -> Iterator[StandIn]:
-    cache = tmp_path_factory.mktemp("standin-bin")
-    server = StandIn(standin_binary(cache), tmp_path_factory.mktemp("standin"), CLUSTER)
+    server = StandIn("", tmp_path_factory.mktemp("standin"), CLUSTER)
+    # Two kube services carry each cluster: the listing must de-duplicate.
     server.start(
         [
             ROLE,
-            kube_cluster_yaml("alpha", {"env": "staging"}, targets["alpha"]),
-            kube_cluster_yaml("beta", {"env": "prod"}, targets["beta"]),
+            kube_cluster_doc("alpha", targets["alpha"], labels={"env": "staging"}, servers=2),
+            kube_cluster_doc("beta", targets["beta"], labels={"env": "prod"}, servers=2),
         ]
     )
     yield server
@@ -94,50 +94,30 @@ def no_key_material_in_any_log() -> Iterator[None]:
 
 
 class Agent:
-    """One agent installation: a namespace, its ServiceAccount, Roles and a kubeconfig."""
+    """One agent installation: a namespace, its ServiceAccount, Roles (writing secrets into
+    ``secret_namespace``, its own namespace by default) and a kubeconfig."""
 
     def __init__(
-        self, kube: ControlPlane, admin: k8s.ApiClient, standin: StandIn, workdir: Path
+        self,
+        kube: ControlPlane,
+        admin: k8s.ApiClient,
+        standin: StandIn,
+        workdir: Path,
+        *,
+        secret_namespace: str | None = None,
     ) -> None:
         self.kube, self.admin, self.standin = kube, admin, standin
         self.namespace = unique_namespace(admin, prefix="agent")
         self.bot = f"argocd-{uuid.uuid4().hex[:6]}"
         self.workdir = workdir
-        rbac = k8s.RbacAuthorizationV1Api(admin)
-        rules = {
-            "writer": [
-                k8s.V1PolicyRule(api_groups=[""], resources=["secrets"], verbs=["create", "patch"])
-            ],
-            # The chart's identity Role: one Secret by name, plus create.
-            "identity": [
-                k8s.V1PolicyRule(
-                    api_groups=[""],
-                    resources=["secrets"],
-                    resource_names=["agent-identity"],
-                    verbs=["get", "update", "patch"],
-                ),
-                k8s.V1PolicyRule(api_groups=[""], resources=["secrets"], verbs=["create"]),
-            ],
-        }
-        for name, rule in rules.items():
-            rbac.create_namespaced_role(
-                self.namespace, k8s.V1Role(metadata=k8s.V1ObjectMeta(name=name), rules=rule)
-            )
-            rbac.create_namespaced_role_binding(
-                self.namespace,
-                k8s.V1RoleBinding(
-                    metadata=k8s.V1ObjectMeta(name=name),
-                    role_ref=k8s.V1RoleRef(
-                        api_group="rbac.authorization.k8s.io", kind="Role", name=name
-                    ),
-                    subjects=[
-                        k8s.RbacV1Subject(
-                            kind="ServiceAccount", name="agent", namespace=self.namespace
-                        )
-                    ],
-                ),
-            )
-        token = service_account_token(admin, self.namespace, "agent")
+        self.secret_namespace = secret_namespace or self.namespace
+        token = agent_account(
+            kube,
+            admin,
+            workdir,
+            namespace=self.namespace,
+            secret_namespace=self.secret_namespace,
+        )
         self.kubeconfig = kube.kubeconfig(self.workdir / "kubeconfig", token=token)
 
     def bot_resources(self, *, roles: list[str] | None = None) -> None:
@@ -148,30 +128,28 @@ class Agent:
         self.standin.create(token_doc(value, self.bot))
         return value
 
+    def bot_with_token(self, *, roles: list[str] | None = None) -> None:
+        """This agent's bot, a join token for it, and the token file holding it."""
+        self.bot_resources(roles=roles)
+        self.write_token(self.token_join())
+
     def write_token(self, value: str) -> None:
         """The token file of the token join method (readable by its owner only)."""
         write_private(self.workdir / "token", value)
 
     def config(self, **overrides: Any) -> Path:
-        config: dict[str, Any] = {
-            "version": "v2",
-            "proxy_server": self.standin.proxy,
-            "proxy_ca_path": self.standin.web_ca,
-            "onboarding": {"join_method": "token", "token": str(self.workdir / "token")},
-            "storage": {"type": "kubernetes_secret", "name": "agent-identity"},
-            "instance": f"{self.namespace}/agent",
-            "services": [
-                {
-                    "type": "kubernetes/argo-cd",
-                    "selectors": SELECTORS,
-                    "secret_namespace": self.namespace,
-                }
-            ],
+        service = {
+            "type": "kubernetes/argo-cd",
+            "selectors": SELECTORS,
+            "secret_namespace": self.secret_namespace,
         }
-        config.update(overrides)
-        path = self.workdir / "config.yaml"
-        path.write_text(yaml.safe_dump({k: v for k, v in config.items() if v is not None}))
-        return path
+        return write_agent_config(
+            self.workdir,
+            self.standin,
+            namespace=self.namespace,
+            services=overrides.pop("services", [service]),
+            **overrides,
+        )
 
     def run(self, *args: str, **env: str) -> Any:
         return run_agent(
@@ -224,8 +202,7 @@ def reached_cluster(data: dict[str, Any], workdir: Path) -> str:
 
 
 def test_token_join_renews_and_writes_secrets_that_reach_the_right_api_server(agent: Agent):
-    agent.bot_resources()
-    agent.write_token(agent.token_join())
+    agent.bot_with_token()
     agent.config()
     first = agent.run("start", "--oneshot")
     assert first.code == 0, first.output
@@ -278,8 +255,7 @@ def test_wrong_token_is_rejected_and_writes_nothing(agent: Agent):
 
 
 def test_an_unknown_proxy_ca_is_refused_not_skipped(agent: Agent):
-    agent.bot_resources()
-    agent.write_token(agent.token_join())
+    agent.bot_with_token()
     agent.config(proxy_ca_path=None)
     done = agent.run("start", "--oneshot")
     assert done.code == 3, done.output
@@ -301,8 +277,7 @@ def test_proxy_down_is_reported_and_writes_nothing(agent: Agent):
 
 
 def test_every_teleport_connection_goes_through_the_egress_proxy(agent: Agent):
-    agent.bot_resources()
-    agent.write_token(agent.token_join())
+    agent.bot_with_token()
     agent.config()
     # The Kubernetes client honours the same variables: the API server is exempted, as a pod
     # exempts its cluster's API server address.
@@ -313,7 +288,7 @@ def test_every_teleport_connection_goes_through_the_egress_proxy(agent: Agent):
         assert len(agent.secrets()) == 2
         # Only tunnels to the Teleport proxy's one port, for the web API and for gRPC to Auth
         # (its ALPN is in the ClientHello, which the egress proxy sees in clear).
-        assert set(proxy.targets) == {agent.standin.proxy}
+        assert set(proxy.targets) == {agent.standin.proxy_addr}
         grpc = [b for b in proxy.first_bytes if b"teleport-auth@" in b]
         assert grpc, "gRPC to Auth did not go through the egress proxy"
         assert len(proxy.first_bytes) > len(grpc), "the web API did not go through it"
@@ -326,10 +301,9 @@ def test_every_teleport_connection_goes_through_the_egress_proxy(agent: Agent):
 
 
 def test_no_proxy_bypasses_the_egress_proxy(agent: Agent):
-    agent.bot_resources()
-    agent.write_token(agent.token_join())
+    agent.bot_with_token()
     agent.config()
-    host = agent.standin.proxy.rpartition(":")[0]
+    host = agent.standin.proxy_addr.rpartition(":")[0]
     with ConnectProxy(refuse=True).running() as proxy:
         done = agent.run(
             "start", "--oneshot", HTTPS_PROXY=proxy.url, NO_PROXY=f"example.com,{host}"
@@ -363,10 +337,13 @@ def test_a_tls_terminating_load_balancer_is_detected_and_named(
     ).start([ROLE])
     try:
         agent.write_token("x")
-        agent.config(proxy_server=behind.proxy, proxy_ca_path=behind.web_ca)
+        agent.config(proxy_server=behind.proxy_addr, proxy_ca_path=str(behind.web_ca_path))
         done = agent.run("start", "--oneshot")
         assert done.code == 3, done.output
-        assert f"{behind.proxy} answers through a load balancer that terminates TLS" in done.stderr
+        assert (
+            f"{behind.proxy_addr} answers through a load balancer that terminates TLS"
+            in done.stderr
+        )
         assert "no application protocol" in done.stderr
         assert "TCP (layer 4) load balancer or TLS passthrough" in done.stderr
         assert agent.secrets() == []
@@ -378,8 +355,7 @@ def test_a_tls_terminating_load_balancer_is_detected_and_named(
 
 
 def test_role_not_impersonable_is_reported(agent: Agent):
-    agent.bot_resources(roles=["no-such-role"])
-    agent.write_token(agent.token_join())
+    agent.bot_with_token(roles=["no-such-role"])
     agent.config()
     done = agent.run("start", "--oneshot")
     assert done.code == 3, done.output
@@ -388,8 +364,7 @@ def test_role_not_impersonable_is_reported(agent: Agent):
 
 
 def test_expired_identity_with_a_spent_token_says_to_create_a_new_token(agent: Agent):
-    agent.bot_resources()
-    agent.write_token(agent.token_join())
+    agent.bot_with_token()
     agent.config(credential_ttl="4s", renewal_interval="2s")
     first = agent.run("start", "--oneshot")
     assert first.code == 0, first.output
@@ -402,8 +377,7 @@ def test_expired_identity_with_a_spent_token_says_to_create_a_new_token(agent: A
 
 
 def test_a_service_with_its_own_credential_ttl_gets_a_credential_of_that_lifetime(agent: Agent):
-    agent.bot_resources()
-    agent.write_token(agent.token_join())
+    agent.bot_with_token()
     agent.config(
         credential_ttl="40m",
         renewal_interval="20m",
@@ -447,20 +421,20 @@ def test_clusters_listed_over_more_than_one_page_are_all_found(
     # services, so 260 clusters make 520 entries: two pages, in name order.
     server = StandIn(agent.standin.binary, tmp_path / "paged-standin", CLUSTER)
     filler = [
-        kube_cluster_yaml(f"fill-{i:03d}", {"env": "filler"}, targets["alpha"]) for i in range(258)
+        kube_cluster_doc(f"fill-{i:03d}", targets["alpha"], labels={"env": "filler"}, servers=2)
+        for i in range(258)
     ]
     server.start(
         [
             ROLE,
-            kube_cluster_yaml("aa-first-page", {"env": "paged"}, targets["alpha"]),
+            kube_cluster_doc("aa-first-page", targets["alpha"], labels={"env": "paged"}, servers=2),
             *filler,
-            kube_cluster_yaml("zz-second-page", {"env": "paged"}, targets["beta"]),
+            kube_cluster_doc("zz-second-page", targets["beta"], labels={"env": "paged"}, servers=2),
         ]
     )
     try:
         agent.standin = server
-        agent.bot_resources()
-        agent.write_token(agent.token_join())
+        agent.bot_with_token()
         agent.config(
             services=[
                 {
@@ -558,8 +532,7 @@ def test_kubernetes_join_rejects_bad_tokens(
 
 
 def test_check_reports_secrets_whose_credential_no_longer_works(agent: Agent):
-    agent.bot_resources()
-    agent.write_token(agent.token_join())
+    agent.bot_with_token()
     agent.config()
     assert agent.run("start", "--oneshot").code == 0
     agent.standin.admin("POST", "/v1/host-ca/rotate", {"phase": "start"})
@@ -591,7 +564,9 @@ def test_the_chart_config_runs_as_its_service_account_with_the_notes_resources(
     namespace = unique_namespace(admin_api, prefix="chart")
     release = f"r{uuid.uuid4().hex[:5]}"
     values = yaml.safe_load(GUIDE_VALUES.read_text())
-    values.update(clusterName=CLUSTER, teleportProxyAddress=standin.proxy, token=f"{release}-join")
+    values.update(
+        clusterName=CLUSTER, teleportProxyAddress=standin.proxy_addr, token=f"{release}-join"
+    )
     # A real install into the management API server: the ServiceAccount, Roles and ConfigMap
     # are the chart's own (nothing runs the Deployment: there are no controllers here).
     helm = Helm(tmp_path / "helm", kube.kubeconfig(tmp_path / "admin-kubeconfig"))
@@ -610,7 +585,7 @@ def test_the_chart_config_runs_as_its_service_account_with_the_notes_resources(
     notes = install.stdout.split("NOTES:", 1)[1]
     resources = notes_resources(notes)
     assert JWKS_PLACEHOLDER in resources
-    standin.create_yaml(resources.replace(JWKS_PLACEHOLDER, f"'{kube.jwks()}'"))
+    standin.create(resources.replace(JWKS_PLACEHOLDER, f"'{kube.jwks()}'"))
     standin.admin(
         "PUT",
         "/v1/clusters/beta/labels",
@@ -632,7 +607,7 @@ def test_the_chart_config_runs_as_its_service_account_with_the_notes_resources(
         POD_NAMESPACE=namespace,
         KUBERNETES_TOKEN_PATH=str(jwt),
         # The stand-in's web certificate comes from a test CA: the chart's teleportProxyCA.
-        TELEPORT_ARGOCD_AGENT_PROXY_CA_PATH=standin.web_ca,
+        TELEPORT_ARGOCD_AGENT_PROXY_CA_PATH=str(standin.web_ca_path),
     )
     assert done.code == 0, done.output
     secrets = cluster_secret_data(admin_api, namespace)

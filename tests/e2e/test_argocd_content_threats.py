@@ -29,15 +29,12 @@ from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
 from agent.argocd import cluster_hash, owner_id
-from tests.harness.agent_e2e import grant_identity_secret
 from tests.harness.argocd import ArgoCD, config_map_manifest, tls_client_config
 from tests.harness.kube import (
     ControlPlane,
-    grant_secret_verbs,
-    service_account_token,
     unique_namespace,
 )
-from tests.harness.policy import install_chart_policy
+from tests.harness.policy import agent_account
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -54,25 +51,14 @@ class AgentToken:
     ) -> None:
         self.argo = argo
         self.namespace = unique_namespace(admin, prefix="threat")
-        grant_secret_verbs(
+        token = agent_account(
+            kube,
             admin,
-            argo.namespace,
-            ["create", "patch"],
-            service_account="agent",
-            service_account_namespace=self.namespace,
-            name=f"agent-{self.namespace}",
+            workdir,
+            namespace=self.namespace,
+            secret_namespace=argo.namespace,
+            policy_proxy="teleport.example.com:443" if policy else None,
         )
-        grant_identity_secret(admin, self.namespace)  # the chart's, for the token join method
-        token = service_account_token(admin, self.namespace, "agent")
-        if policy:
-            install_chart_policy(
-                kube,
-                admin,
-                workdir,
-                namespace=self.namespace,
-                secret_namespace=argo.namespace,
-                proxy="teleport.example.com:443",
-            )
         self.api = k8s.ApiClient(kube.configuration(token=token))
         self.core = k8s.CoreV1Api(self.api)
 

@@ -21,7 +21,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from tests.harness.argocd import ArgoCD, argocd, config_map_manifest, tls_client_config
-from tests.harness.kube import ControlPlane
+from tests.harness.kube import ControlPlane, config_map_data
 
 
 @pytest.fixture
@@ -37,18 +37,6 @@ def suffix(argo: ArgoCD) -> Iterator[str]:
         if secret.metadata.name.endswith(value):
             argo.delete_cluster_secret(secret.metadata.name)
     api.close()
-
-
-def _config_map(plane: ControlPlane, namespace: str, name: str) -> k8s.V1ConfigMap | None:
-    api = plane.admin_client()
-    try:
-        return k8s.CoreV1Api(api).read_namespaced_config_map(name, namespace)
-    except ApiException as err:
-        if err.status == 404:
-            return None
-        raise
-    finally:
-        api.close()
 
 
 def test_applications_sync_into_the_cluster_of_a_hand_written_secret_by_server_and_by_name(
@@ -75,9 +63,7 @@ def test_applications_sync_into_the_cluster_of_a_hand_written_secret_by_server_a
     argo.wait_synced(f"by-name-{suffix}")
 
     for namespace in (f"s-{suffix}", f"n-{suffix}"):
-        deployed = _config_map(target, namespace, "hello")
-        assert deployed is not None
-        assert deployed.data == {"greet": suffix}
+        assert config_map_data(target, namespace, "hello") == {"greet": suffix}
     # Startup and memory, printed for the README's numbers (pytest -s shows them).
     rss = argo.rss_bytes("argocd-application-controller") >> 20
     print(
@@ -128,7 +114,7 @@ def test_secret_namespaces_and_cluster_resources_limit_what_argocd_deploys(
     )
 
     argo.wait_synced(f"in-{suffix}")
-    assert _config_map(target, allowed, "scoped") is not None
+    assert config_map_data(target, allowed, "scoped") is not None
     argo.wait_application_condition(
         f"out-{suffix}", f'namespace "other-{suffix}" for ConfigMap "scoped" is not managed'
     )

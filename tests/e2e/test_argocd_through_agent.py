@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import signal
 import time
-import urllib.error
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,9 +26,10 @@ from tests.e2e.test_agent_e2e import (  # noqa: F401 - module fixtures shared wi
     standin,
     targets,
 )
-from tests.harness.agent_e2e import AgentDaemon, StandIn, kube_cluster_yaml
+from tests.harness.agent_e2e import AgentDaemon
 from tests.harness.argocd import ArgoCD, config_map_manifest
-from tests.harness.kube import ControlPlane, cluster_secret_data, grant_secret_verbs
+from tests.harness.kube import ControlPlane, cluster_secret_data, config_map_data
+from tests.harness.standin import AdminError, StandIn, kube_cluster_doc
 
 
 @pytest.fixture
@@ -42,17 +42,8 @@ def argocd_agent(
 ) -> Iterator[Agent]:
     """An agent whose one service writes into Argo CD's namespace (its Role there: create and
     patch on secrets, as the chart grants); its secrets and Applications go afterwards."""
-    agent = Agent(kube, admin_api, standin, tmp_path)
-    grant_secret_verbs(
-        admin_api,
-        argo.namespace,
-        ["create", "patch"],
-        service_account="agent",
-        service_account_namespace=agent.namespace,
-        name=f"writer-{agent.namespace}",
-    )
-    agent.bot_resources()
-    agent.write_token(agent.token_join())
+    agent = Agent(kube, admin_api, standin, tmp_path, secret_namespace=argo.namespace)
+    agent.bot_with_token()
     agent.config(
         services=[
             {
@@ -94,19 +85,6 @@ def running(agent: Agent) -> Iterator[AgentDaemon]:
         assert daemon.stop() == 0, "".join(daemon.lines[-30:])
 
 
-def _config_map(plane: ControlPlane, namespace: str, name: str) -> dict[str, str] | None:
-    api = plane.admin_client()
-    try:
-        found = k8s.CoreV1Api(api).read_namespaced_config_map(name, namespace)
-        return dict(found.data or {})
-    except ApiException as err:
-        if err.status == 404:
-            return None
-        raise
-    finally:
-        api.close()
-
-
 def test_applications_deploy_to_each_selected_cluster_through_the_agents_secrets(
     argo: ArgoCD,
     argocd_agent: Agent,
@@ -119,7 +97,7 @@ def test_applications_deploy_to_each_selected_cluster_through_the_agents_secrets
     assert sorted(secrets) == [f"alpha-{bot}", f"beta-{bot}"]
     for data in secrets.values():
         # Argo CD gets the stand-in's address, never a target API server's.
-        assert data["server"].startswith(f"https://{agent.standin.proxy}/v1/teleport/")
+        assert data["server"].startswith(f"https://{agent.standin.proxy_addr}/v1/teleport/")
         assert all(plane.url not in data["server"] for plane in targets.values())
 
     suffix = uuid.uuid4().hex[:6]
@@ -138,11 +116,11 @@ def test_applications_deploy_to_each_selected_cluster_through_the_agents_secrets
     argo.wait_synced(f"alpha-{bot}")
     argo.wait_synced(f"beta-{bot}")
 
-    assert _config_map(targets["alpha"], f"app-{suffix}", "deployed") == {"by": bot}
-    assert _config_map(targets["beta"], f"app-{suffix}-beta", "deployed") == {"by": bot}
+    assert config_map_data(targets["alpha"], f"app-{suffix}", "deployed") == {"by": bot}
+    assert config_map_data(targets["beta"], f"app-{suffix}-beta", "deployed") == {"by": bot}
     # Each went to its own cluster only.
-    assert _config_map(targets["beta"], f"app-{suffix}", "deployed") is None
-    assert _config_map(targets["alpha"], f"app-{suffix}-beta", "deployed") is None
+    assert config_map_data(targets["beta"], f"app-{suffix}", "deployed") is None
+    assert config_map_data(targets["alpha"], f"app-{suffix}-beta", "deployed") is None
 
 
 def test_application_set_follows_the_agents_labels_and_a_badly_labelled_cluster_never_reaches_it(
@@ -153,8 +131,12 @@ def test_application_set_follows_the_agents_labels_and_a_badly_labelled_cluster_
     agent, bot = argocd_agent, argocd_agent.bot
     # Two clusters of this test's own fleet; one has a label that cannot be a label value.
     agent.standin.create(
-        kube_cluster_yaml(f"good-{bot}", {"fleet": bot, "team": "blue"}, targets["alpha"]),
-        kube_cluster_yaml(f"bad-{bot}", {"fleet": bot, "team": "not valid!"}, targets["beta"]),
+        kube_cluster_doc(
+            f"good-{bot}", targets["alpha"], labels={"fleet": bot, "team": "blue"}, servers=2
+        ),
+        kube_cluster_doc(
+            f"bad-{bot}", targets["beta"], labels={"fleet": bot, "team": "not valid!"}, servers=2
+        ),
     )
     agent.config(
         services=[
@@ -188,7 +170,7 @@ def test_application_set_follows_the_agents_labels_and_a_badly_labelled_cluster_
         assert [n for n in argo.application_names() if n.startswith(appset)] == [
             f"{appset}-good-{bot}"
         ]
-        assert _config_map(targets["alpha"], f"fleet-{suffix}", "fleet") == {"team": "blue"}
+        assert config_map_data(targets["alpha"], f"fleet-{suffix}", "fleet") == {"team": "blue"}
     finally:
         argo.delete("applicationsets", appset)
 
@@ -256,7 +238,7 @@ def test_project_namespaces_and_cluster_resources_from_the_agent_scope_what_argo
     )
 
     argo.wait_synced(f"in-{bot}")
-    assert _config_map(targets["alpha"], allowed, "scoped") == {"a": "b"}
+    assert config_map_data(targets["alpha"], allowed, "scoped") == {"a": "b"}
     argo.wait_application_condition(f"out-{bot}", f'namespace "o-{suffix}" for ConfigMap')
     argo.wait_application_condition(f"role-{bot}", f'cluster level ClusterRole "role-{bot}"')
     with pytest.raises(ApiException, match="Not Found"):
@@ -272,7 +254,9 @@ def test_a_cluster_added_or_relabelled_in_teleport_reaches_the_application_set_w
 ):
     agent, bot = argocd_agent, argocd_agent.bot
     one, two = f"one-{bot}", f"two-{bot}"
-    agent.standin.create(kube_cluster_yaml(one, {"fleet": bot, "team": "blue"}, targets["alpha"]))
+    agent.standin.create(
+        kube_cluster_doc(one, targets["alpha"], labels={"fleet": bot, "team": "blue"}, servers=2)
+    )
     agent.config(
         services=[
             {
@@ -304,11 +288,13 @@ def test_a_cluster_added_or_relabelled_in_teleport_reaches_the_application_set_w
             # ApplicationSet generates its Application, which syncs to the cluster behind it.
             added = time.monotonic()
             agent.standin.create(
-                kube_cluster_yaml(two, {"fleet": bot, "team": "blue"}, targets["beta"])
+                kube_cluster_doc(
+                    two, targets["beta"], labels={"fleet": bot, "team": "blue"}, servers=2
+                )
             )
             argo.wait_generated_and_synced(appset, f"{appset}-{two}")
             print(f"added cluster synced in {time.monotonic() - added:.1f}s")
-            assert _config_map(targets["beta"], f"team-{suffix}", "team") == {"team": "blue"}
+            assert config_map_data(targets["beta"], f"team-{suffix}", "team") == {"team": "blue"}
 
             # Relabelled out of the selector, then back in: the templated secret label follows
             # Teleport's label, and the ApplicationSet removes, then regenerates, the Application.
@@ -330,8 +316,8 @@ def test_a_cluster_added_or_relabelled_in_teleport_reaches_the_application_set_w
     finally:
         argo.delete("applicationsets", appset)
         for name in (one, two):
-            with contextlib.suppress(urllib.error.HTTPError):  # two is added halfway
-                agent.standin.admin("DELETE", f"/v1/resources/standin_kube_cluster/{name}")
+            with contextlib.suppress(AdminError):  # two is added halfway
+                agent.standin.remove_cluster(name)
 
 
 def _invalidations(argo: ArgoCD) -> int:
@@ -420,7 +406,7 @@ def test_renewals_in_the_middle_of_syncs_never_fail_a_sync(
 
 
 def _config_map_round(plane: ControlPlane, namespace: str) -> str | None:
-    return (_config_map(plane, namespace, "renew") or {}).get("round")
+    return (config_map_data(plane, namespace, "renew") or {}).get("round")
 
 
 class _Watch:

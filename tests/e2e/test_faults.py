@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-import yaml
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
@@ -35,19 +34,16 @@ from tests.harness.agent_e2e import (
     AgentDaemon,
     ReadableSecret,
     argocd_readable_secrets,
-    grant_identity_secret,
 )
 from tests.harness.argocd import ArgoCD, config_map_manifest
 from tests.harness.kube import (
     ControlPlane,
     free_port,
-    grant_secret_verbs,
     pod_bound_token,
-    service_account_token,
     unique_namespace,
 )
 from tests.harness.pki import write_private
-from tests.harness.policy import install_chart_policy, policy_config
+from tests.harness.policy import agent_account, policy_config, write_agent_config
 from tests.harness.standin import (
     AdminError,
     IssuedIdentity,
@@ -142,26 +138,16 @@ class Installation:
         self.workdir = workdir
         self.diag_port = free_port()
         self.prune = prune
-        verbs = ["create", "patch"] + (["deletecollection"] if prune else [])
-        grant_secret_verbs(
-            admin,
-            self.secret_namespace,
-            verbs,
-            service_account="agent",
-            service_account_namespace=self.namespace,
-            name=f"agent-{self.namespace}",
-        )
-        grant_identity_secret(admin, self.namespace)
-        token = service_account_token(admin, self.namespace, "agent")
-        self.kubeconfig = kube.kubeconfig(self.workdir / "kubeconfig", token=token)
-        install_chart_policy(
+        token = agent_account(
             kube,
             admin,
             self.workdir,
             namespace=self.namespace,
             secret_namespace=self.secret_namespace,
-            proxy=teleport.proxy_addr,
+            secret_verbs=["create", "patch"] + (["deletecollection"] if prune else []),
+            policy_proxy=teleport.proxy_addr,
         )
+        self.kubeconfig = kube.kubeconfig(self.workdir / "kubeconfig", token=token)
         teleport.create([bot_doc(self.bot, [ROLE])])
         self.daemons: list[AgentDaemon] = []
 
@@ -190,24 +176,20 @@ class Installation:
             "prune": self.prune,
         }
         service.update(overrides.pop("service", {}))
-        config: dict[str, Any] = {
-            "version": "v2",
-            "proxy_server": self.teleport.proxy_addr,
-            "proxy_ca_path": str(self.teleport.web_ca_path),
-            "onboarding": {"join_method": "token", "token": str(self.workdir / "token")},
-            "credential_ttl": TTL,
-            "renewal_interval": INTERVAL,
-            "rotation_window": "0s",
-            "storage": {"type": "kubernetes_secret", "name": "agent-identity"},
-            "instance": f"{self.namespace}/agent",
-            "diag_addr": f"127.0.0.1:{self.diag_port}",
-            **policy_config(self.teleport.proxy_addr),
-            "services": [service],
-        }
-        config.update(overrides)
-        path = self.workdir / "config.yaml"
-        path.write_text(yaml.safe_dump(config))
-        return path
+        return write_agent_config(
+            self.workdir,
+            self.teleport,
+            namespace=self.namespace,
+            services=[service],
+            **{
+                "credential_ttl": TTL,
+                "renewal_interval": INTERVAL,
+                "rotation_window": "0s",
+                "diag_addr": f"127.0.0.1:{self.diag_port}",
+                **policy_config(self.teleport.proxy_addr),
+                **overrides,
+            },
+        )
 
     def start(self, **env: str) -> AgentDaemon:
         daemon = AgentDaemon(
@@ -218,6 +200,16 @@ class Installation:
         )
         self.daemons.append(daemon)
         return daemon
+
+    def run_until_ready(self, count: int = 2) -> tuple[AgentDaemon, dict[str, ReadableSecret]]:
+        """A fresh token and the default config, the agent started, waited for until it wrote
+        ``count`` secrets and is ready; returns the daemon and those secrets."""
+        self.new_token()
+        self.config()
+        daemon = self.start()
+        secrets = self.wait_secrets(count)
+        self.wait_ready()
+        return daemon, secrets
 
     def stop(self) -> None:
         for daemon in self.daemons:
@@ -286,6 +278,17 @@ class Installation:
 
         return wait_until(complete, f"{count} cluster secrets in {self.secret_namespace}", timeout)
 
+    def wait_secrets_that(
+        self, holds: Callable[[dict[str, ReadableSecret]], bool], what: str, timeout: float
+    ) -> dict[str, ReadableSecret]:
+        """This installation's secrets, once ``holds`` is true of them and there are some."""
+
+        def check() -> dict[str, ReadableSecret] | None:
+            found = self.secrets()
+            return found if holds(found) else None
+
+        return wait_until(check, what, timeout)
+
     def remove_secrets(self) -> None:
         """Delete what this installation wrote into a shared namespace (Argo CD's)."""
         core = k8s.CoreV1Api(self.admin)
@@ -303,13 +306,12 @@ def wait_renewed(
 ) -> dict[str, ReadableSecret]:
     """Wait until every secret of ``before`` carries a credential renewed since."""
 
-    def renewed() -> dict[str, ReadableSecret] | None:
-        found = agent.secrets()
-        if set(found) >= set(before) and all(expiry(found[n]) > expiry(before[n]) for n in before):
-            return found
-        return None
+    def renewed(found: dict[str, ReadableSecret]) -> bool:
+        return set(found) >= set(before) and all(
+            expiry(found[n]) > expiry(before[n]) for n in before
+        )
 
-    return wait_until(renewed, "the secrets to carry a renewed credential", timeout)
+    return agent.wait_secrets_that(renewed, "the secrets to carry a renewed credential", timeout)
 
 
 def assert_same_objects(before: dict[str, ReadableSecret], after: dict[str, ReadableSecret]):
@@ -416,11 +418,7 @@ def test_teleport_down_longer_than_a_renewal_interval_recovers_by_itself(
     targets: dict[str, ControlPlane],
 ) -> None:
     agent = installations(secret_namespace=argo.namespace)
-    agent.new_token()
-    agent.config()
-    daemon = agent.start()
-    before = agent.wait_secrets(2)
-    agent.wait_ready()
+    daemon, before = agent.run_until_ready()
     app = Deployment(argo, server_of(before, "alpha"), targets["alpha"])
     try:
         teleport.stop_listening()
@@ -464,11 +462,7 @@ def test_deleted_bot_stops_the_writes_keeps_the_secrets_says_what_to_do_and_neve
     targets: dict[str, ControlPlane],
 ) -> None:
     agent = installations()
-    agent.new_token()
-    agent.config()
-    agent.start()
-    before = agent.wait_secrets(2)
-    agent.wait_ready()
+    _, before = agent.run_until_ready()
 
     teleport.delete("bot", agent.bot)  # tctl bots rm: its user and role go
     reasons = agent.wait_not_ready("bot deleted", timeout=RENEWAL_SECONDS * 4)
@@ -505,11 +499,7 @@ def test_locked_bot_touches_no_secret_says_so_and_recovers_when_unlocked(
     installations: Callable[..., Installation], teleport: StandIn
 ) -> None:
     agent = installations()
-    agent.new_token()
-    agent.config()
-    agent.start()
-    before = agent.wait_secrets(2)
-    agent.wait_ready()
+    _, before = agent.run_until_ready()
     (instance,) = agent.instances()
 
     teleport.lock(instance["id"], "faults test")
@@ -546,11 +536,7 @@ def test_generation_mismatch_locks_the_bot_and_a_new_token_recovers(
     from grpclib.exceptions import GRPCError  # noqa: PLC0415
 
     agent = installations()
-    agent.new_token()
-    agent.config()
-    daemon = agent.start()
-    before = agent.wait_secrets(2)
-    agent.wait_ready()
+    daemon, before = agent.run_until_ready()
     (instance,) = agent.instances()
     # A copy of the identity, as someone who read the identity Secret would hold it...
     stolen = _stored_identity(agent)
@@ -789,23 +775,18 @@ def test_host_ca_rotation_writes_both_cas_then_the_new_one_and_argocd_keeps_the_
     from cryptography import x509  # noqa: PLC0415
 
     agent = installations(secret_namespace=argo.namespace)
-    agent.new_token()
-    agent.config()
-    daemon = agent.start()
-    before = agent.wait_secrets(2)
-    agent.wait_ready()
+    daemon, before = agent.run_until_ready()
     (old_ca,) = x509.load_pem_x509_certificates(teleport.host_ca_path.read_bytes())
     app = Deployment(argo, server_of(before, "alpha"), targets["alpha"])
     rotating = False
     try:
         teleport.rotate_host_ca("start")
         rotating = True
-
-        def both() -> dict[str, ReadableSecret] | None:
-            found = agent.secrets()
-            return found if all(len(s.host_cas) == 2 for s in found.values()) else None
-
-        during = wait_until(both, "caData with both Host CAs", RENEWAL_SECONDS * 6)
+        during = agent.wait_secrets_that(
+            lambda found: all(len(s.host_cas) == 2 for s in found.values()),
+            "caData with both Host CAs",
+            RENEWAL_SECONDS * 6,
+        )
         new_ca = next(c for c in during[next(iter(during))].host_cas if c != old_ca)
         for secret in during.values():
             assert set(secret.host_cas) == {old_ca, new_ca}
@@ -815,12 +796,11 @@ def test_host_ca_rotation_writes_both_cas_then_the_new_one_and_argocd_keeps_the_
 
         teleport.rotate_host_ca("complete")
         rotating = False
-
-        def only_new() -> dict[str, ReadableSecret] | None:
-            found = agent.secrets()
-            return found if all(s.host_cas == [new_ca] for s in found.values()) else None
-
-        after = wait_until(only_new, "caData with only the new Host CA", RENEWAL_SECONDS * 6)
+        after = agent.wait_secrets_that(
+            lambda found: all(s.host_cas == [new_ca] for s in found.values()),
+            "caData with only the new Host CA",
+            RENEWAL_SECONDS * 6,
+        )
         assert_same_objects(before, after)
         agent.wait_ready()
         app.assert_synced()

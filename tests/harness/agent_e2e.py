@@ -1,9 +1,8 @@
-"""The end-to-end tier's pieces: the Teleport stand-in as a process, target API servers
-registered in it as Kubernetes clusters, and the agent run as its own process.
+"""The end-to-end tier's pieces: the agent run as its own process, the cluster secrets it
+wrote read as Argo CD reads them, and its identity Secret's Role.
 
-The stand-in is built from ``tests/standin`` with the machine's Go toolchain (or taken from
-``TELEPORT_STANDIN_BIN``) and seeded with tctl-style YAML. Every line the agent prints is
-kept in ``AGENT_OUTPUT``, so the tier can assert that no key material was ever logged.
+The Teleport stand-in is ``tests.harness.standin``. Every line the agent prints is kept in
+``AGENT_OUTPUT``, so the tier can assert that no key material was ever logged.
 """
 
 from __future__ import annotations
@@ -15,155 +14,29 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from kubernetes import client as k8s
 
-from tests.harness.kube import ControlPlane, HarnessError, Process
+from tests.harness import standin
 
 ROOT = Path(__file__).resolve().parents[2]
 # Every captured stdout/stderr of agent runs in this session.
 AGENT_OUTPUT: list[str] = []
 
 
+# tests/harness/user_path.py takes the stand-in and its binary from here.
+StandIn = standin.StandIn
+
+
 def standin_binary(cache: Path) -> str:
-    """The stand-in binary: ``STANDIN_BIN`` (exported by make), ``TELEPORT_STANDIN_BIN``, or a
-    fresh ``go build``."""
-    if path := os.environ.get("STANDIN_BIN") or os.environ.get("TELEPORT_STANDIN_BIN"):
-        return path
-    out = cache / "teleport-standin"
-    subprocess.run(
-        ["go", "build", "-o", str(out), "./cmd/teleport-standin"],
-        cwd=ROOT / "tests" / "standin",
-        check=True,
-        capture_output=True,
-    )
-    return str(out)
-
-
-def kube_cluster_yaml(name: str, labels: dict[str, str], plane: ControlPlane) -> dict[str, Any]:
-    """A stand-in Kubernetes cluster in front of a real API server (admin credentials)."""
-    return {
-        "kind": "standin_kube_cluster",
-        "version": "v1",
-        "metadata": {"name": name, "labels": labels},
-        "spec": {
-            "servers": 2,  # two kube services carry it: the listing must de-duplicate
-            "upstream": {
-                "server": plane.url,
-                "ca_file": str(plane.ca_path),
-                "client_cert_file": str(plane.admin_cert_path),
-                "client_key_file": str(plane.admin_key_path),
-            },
-        },
-    }
-
-
-class Network(Protocol):
-    """Where a server runs: ``command`` wraps its command line (e.g. into a network namespace),
-    ``reach`` maps a port it listens on to one this process can connect to."""
-
-    def command(self, args: list[str]) -> list[str]: ...
-
-    def reach(self, port: int) -> int: ...
-
-
-@dataclass
-class StandIn:
-    """A running stand-in; ``admin`` calls its test interface.
-
-    ``listen`` sets the proxy's public address (default: a loopback port); with ``network`` the
-    stand-in runs there (a test node's namespace) and its admin interface is reached through it.
-    """
-
-    binary: str
-    workdir: Path
-    cluster_name: str = "root"
-    ready: dict[str, Any] = field(default_factory=dict)
-    process: Process | None = None
-    listen: str = ""
-    network: Network | None = None
-    _admin_addr: str = ""
-    # More command-line flags, e.g. ["--l7-load-balancer"].
-    flags: list[str] = field(default_factory=list)
-
-    def start(self, resources: list[dict[str, Any]]) -> StandIn:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        seed = self.workdir / "resources.yaml"
-        seed.write_text(yaml.safe_dump_all(resources))
-        state = self.workdir / "state"
-        self.process = Process(
-            "teleport-standin",
-            [
-                self.binary,
-                "--config",
-                str(seed),
-                "--state-dir",
-                str(state),
-                "--cluster-name",
-                self.cluster_name,
-                *(["--listen", self.listen] if self.listen else []),
-                *self.flags,
-            ],
-            self.workdir / "standin.log",
-        )
-        if self.network is not None:
-            self.process.args = self.network.command(self.process.args)
-        self.process.start()
-        deadline = time.monotonic() + 30
-        while not (state / "ready.json").exists():
-            if not self.process.running() or time.monotonic() > deadline:
-                raise HarnessError("the stand-in did not start:\n" + self.process.tail())
-            time.sleep(0.1)
-        time.sleep(0.1)
-        self.ready = json.loads((state / "ready.json").read_text())
-        self._admin_addr = str(self.ready["admin_addr"])
-        if self.network is not None:
-            port = self._admin_addr.rpartition(":")[2]
-            self._admin_addr = f"127.0.0.1:{self.network.reach(int(port))}"
-        return self
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
-
-    @property
-    def proxy(self) -> str:
-        return str(self.ready["proxy_addr"])
-
-    @property
-    def web_ca(self) -> str:
-        return str(self.workdir / "state" / "web-ca.pem")
-
-    def admin(self, method: str, path: str, body: Any = None) -> Any:
-        data = None
-        headers = {}
-        if isinstance(body, str):
-            data = body.encode()
-        elif body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        request = urllib.request.Request(
-            f"http://{self._admin_addr}{path}", data=data, method=method, headers=headers
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-            return json.loads(response.read() or b"null")
-
-    def create(self, *resources: dict[str, Any]) -> None:
-        self.admin("POST", "/v1/resources", yaml.safe_dump_all(resources))
-
-    def create_yaml(self, text: str) -> None:
-        self.admin("POST", "/v1/resources", text)
-
-    def instances(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self.admin("GET", "/v1/bot-instances")
-        return result
+    """The stand-in binary (``cache`` is unused: the tool cache holds it)."""
+    del cache
+    return standin.standin_binary()
 
 
 @dataclass
@@ -313,41 +186,3 @@ def argocd_readable_secrets(api: k8s.ApiClient, namespace: str) -> dict[str, Rea
             str(meta.uid), data["server"], host_cas, certificate, dict(meta.annotations or {})
         )
     return found
-
-
-IDENTITY_SECRET = "agent-identity"
-
-
-def grant_identity_secret(
-    admin: k8s.ApiClient, namespace: str, *, service_account: str = "agent"
-) -> None:
-    """The chart's identity Role for the token method, bound to ``service_account``: the one
-    identity Secret by name (get, update, patch), plus create."""
-    rbac = k8s.RbacAuthorizationV1Api(admin)
-    rbac.create_namespaced_role(
-        namespace,
-        k8s.V1Role(
-            metadata=k8s.V1ObjectMeta(name="identity"),
-            rules=[
-                k8s.V1PolicyRule(
-                    api_groups=[""],
-                    resources=["secrets"],
-                    resource_names=[IDENTITY_SECRET],
-                    verbs=["get", "update", "patch"],
-                ),
-                k8s.V1PolicyRule(api_groups=[""], resources=["secrets"], verbs=["create"]),
-            ],
-        ),
-    )
-    rbac.create_namespaced_role_binding(
-        namespace,
-        k8s.V1RoleBinding(
-            metadata=k8s.V1ObjectMeta(name="identity"),
-            role_ref=k8s.V1RoleRef(
-                api_group="rbac.authorization.k8s.io", kind="Role", name="identity"
-            ),
-            subjects=[
-                k8s.RbacV1Subject(kind="ServiceAccount", name=service_account, namespace=namespace)
-            ],
-        ),
-    )

@@ -36,6 +36,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from tests.harness.kube import ControlPlane, HarnessError, Process, binary, free_port
+from tests.harness.procfs import status_kib
 
 ROOT = Path(__file__).resolve().parents[2]
 ARGOCD_MODULE = "github.com/argoproj/argo-cd/v3"
@@ -538,10 +539,7 @@ class ArgoCD:
         """Resident memory of one running component (``VmRSS``)."""
         popen = self.processes[component].popen
         assert popen is not None
-        for line in Path(f"/proc/{popen.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        raise HarnessError(f"no VmRSS for {component}")
+        return status_kib(popen.pid, "VmRSS") * 1024
 
     # -- internals -------------------------------------------------------------------------
 

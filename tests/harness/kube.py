@@ -598,6 +598,21 @@ def cluster_secret_data(api: k8s.ApiClient, namespace: str) -> list[tuple[str, d
     return found
 
 
+def config_map_data(plane: ControlPlane, namespace: str, name: str) -> dict[str, str] | None:
+    """The data of a ConfigMap on ``plane`` (read as its admin), or None when there is none:
+    what a deployment left there."""
+    api = plane.admin_client()
+    try:
+        found = k8s.CoreV1Api(api).read_namespaced_config_map(name, namespace)
+        return dict(found.data or {})
+    except k8s.ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+    finally:
+        api.close()  # type: ignore[no-untyped-call]
+
+
 def agent_namespace(api: k8s.ApiClient, prefix: str, verbs: list[str]) -> str:
     """A fresh namespace whose ServiceAccount ``agent`` holds ``verbs`` on its secrets."""
     namespace = unique_namespace(api, prefix=prefix)

@@ -31,7 +31,7 @@ import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 import yaml
@@ -54,6 +54,7 @@ __all__ = [
     "AdminError",
     "IssuedIdentity",
     "KubeResponse",
+    "Network",
     "StandIn",
     "b64url",
     "bot_doc",
@@ -198,27 +199,47 @@ def kube_cluster_doc(
     }
 
 
-def _yaml(resources: str | Sequence[Mapping[str, Any]]) -> str:
+def _yaml(resources: str | Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> str:
     if isinstance(resources, str):
         return resources
+    if isinstance(resources, Mapping):
+        return yaml.safe_dump(dict(resources))
     return yaml.safe_dump_all([dict(r) for r in resources])
 
 
 # -- the process -------------------------------------------------------------------------------
 
 
+class Network(Protocol):
+    """Where a server runs: ``command`` wraps its command line (e.g. into a network namespace),
+    ``reach`` maps a port it listens on to one this process can connect to."""
+
+    def command(self, args: list[str]) -> list[str]: ...
+
+    def reach(self, port: int) -> int: ...
+
+
 @dataclass
 class StandIn:
-    """A stand-in process. ``start`` blocks until ``ready.json`` is written."""
+    """A stand-in process. ``start`` blocks until ``ready.json`` is written.
 
+    ``binary`` empty means :func:`standin_binary`. ``listen`` is the proxy's public address;
+    with ``network`` the stand-in runs there (a test node's namespace) and its admin interface
+    is reached through it. ``flags`` are more command-line flags (``--l7-load-balancer``).
+    """
+
+    binary: str
     workdir: Path
     cluster_name: str = "root"
     suite: str = "legacy"
     tls_routing: bool = True
     auth_port: bool = False
-    binary: str = ""
+    listen: str = "127.0.0.1:0"
+    network: Network | None = None
+    flags: list[str] = field(default_factory=list)
     ready: dict[str, Any] = field(default_factory=dict)
     process: Process | None = None
+    _admin_addr: str = ""
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -227,19 +248,23 @@ class StandIn:
         seed = self.workdir / "resources.yaml"
         seed.write_text(_yaml(resources))
         state = self.workdir / "state"
+        self.binary = self.binary or standin_binary()
         args = [
-            self.binary or standin_binary(),
+            self.binary,
             f"--config={seed}",
             f"--state-dir={state}",
             f"--cluster-name={self.cluster_name}",
             f"--suite={self.suite}",
-            "--listen=127.0.0.1:0",
+            f"--listen={self.listen}",
             "--admin-listen=127.0.0.1:0",
         ]
         if self.auth_port:
             args.append("--auth-listen=127.0.0.1:0")
         if not self.tls_routing:
             args += ["--no-tls-routing", "--kube-listen=127.0.0.1:0"]
+        args += self.flags
+        if self.network is not None:
+            args = self.network.command(args)
         self.process = Process("teleport-standin", args, self.workdir / "standin.log")
         self.process.start()
         ready = state / "ready.json"
@@ -253,6 +278,10 @@ class StandIn:
                 self.stop()
                 raise HarnessError(f"the Teleport stand-in did not start:\n{self.process.tail()}")
             time.sleep(0.05)
+        self._admin_addr = str(self.ready["admin_addr"])
+        if self.network is not None:
+            port = self._admin_addr.rpartition(":")[2]
+            self._admin_addr = f"127.0.0.1:{self.network.reach(int(port))}"
         return self
 
     def stop(self) -> None:
@@ -281,7 +310,7 @@ class StandIn:
 
     @property
     def admin_url(self) -> str:
-        return f"http://{self.ready['admin_addr']}"
+        return f"http://{self._admin_addr}"
 
     @property
     def web_ca_path(self) -> Path:
@@ -296,6 +325,15 @@ class StandIn:
     @property
     def user_ca_path(self) -> Path:
         return Path(self.ready["user_ca"])
+
+    # The user's-path harness (tests/harness/user_path.py) reads these two names.
+    @property
+    def proxy(self) -> str:
+        return self.proxy_addr
+
+    @property
+    def web_ca(self) -> str:
+        return str(self.web_ca_path)
 
     # -- admin interface ---------------------------------------------------------------------
 
@@ -322,9 +360,13 @@ class StandIn:
             raise AdminError(exc.code, detail) from None
         return json.loads(raw) if raw else None
 
-    def create(self, resources: str | Sequence[Mapping[str, Any]]) -> None:
-        """Create or replace resources (``tctl create -f`` semantics)."""
-        self.admin("POST", "/v1/resources", _yaml(resources))
+    def create(self, *resources: Mapping[str, Any] | str | Sequence[Mapping[str, Any]]) -> None:
+        """Create or replace resources (``tctl create -f`` semantics): documents, lists of them
+        or YAML text, sent as one multi-document YAML."""
+        self.admin("POST", "/v1/resources", "\n---\n".join(_yaml(r) for r in resources))
+
+    def create_yaml(self, text: str) -> None:
+        self.create(text)
 
     def delete(self, kind: str, name: str) -> None:
         self.admin("DELETE", f"/v1/resources/{kind}/{name}")
@@ -405,7 +447,7 @@ def standin(
     """Start a stand-in and always stop it; a temporary ``workdir`` is removed afterwards."""
     own = workdir is None
     root = Path(tempfile.mkdtemp(prefix="standin-")) if workdir is None else workdir
-    server = StandIn(root, **options)
+    server = StandIn(options.pop("binary", ""), root, **options)
     try:
         server.start(resources)
         yield server
@@ -422,7 +464,8 @@ def standin_factory(tmp_path: Path) -> Iterator[Any]:
     started: list[StandIn] = []
 
     def make(resources: str | Sequence[Mapping[str, Any]] = (), **options: Any) -> StandIn:
-        server = StandIn(tmp_path / f"standin-{len(started)}", **options)
+        binary = options.pop("binary", "")
+        server = StandIn(binary, tmp_path / f"standin-{len(started)}", **options)
         started.append(server)
         return server.start(resources)
 

@@ -431,9 +431,9 @@ def test_liveness_fails_when_a_step_hangs(namespace, writer):
     assert rt.liveness(), "live again once the loop came round"
 
 
-def test_cluster_whose_template_stops_rendering_keeps_its_working_secret(
-    admin_api, namespace, writer, clock
-):
+def team_labelled(namespace, writer, clock):
+    """Clusters a (team red) and b, a service labelling each secret with its cluster's team,
+    and the runtime after its first step."""
     labels = {"team": '{{ index .Labels "team" }}'}
     source = InventorySource(
         clock=lambda: clock.now,
@@ -441,6 +441,13 @@ def test_cluster_whose_template_stops_rendering_keeps_its_working_secret(
     )
     rt = runtime(make_config(namespace, secret_labels=labels), source, writer, clock)
     rt.step()
+    return source, rt
+
+
+def test_cluster_whose_template_stops_rendering_keeps_its_working_secret(
+    admin_api, namespace, writer, clock
+):
+    source, rt = team_labelled(namespace, writer, clock)
     assert secrets(admin_api, namespace) == {"a": 1, "b": 1}
 
     # A label value that is no valid Kubernetes label value: a's secret cannot be rendered.
@@ -456,13 +463,7 @@ def test_cluster_whose_template_stops_rendering_keeps_its_working_secret(
 def test_a_relabelled_cluster_reaches_its_secret_at_the_next_discovery(
     admin_api, namespace, writer, clock
 ):
-    labels = {"team": '{{ index .Labels "team" }}'}
-    source = InventorySource(
-        clock=lambda: clock.now,
-        clusters=[KubeCluster("a", {"env": "prod", "team": "red"}), *prod("b")],
-    )
-    rt = runtime(make_config(namespace, secret_labels=labels), source, writer, clock)
-    rt.step()
+    source, rt = team_labelled(namespace, writer, clock)
     clock.advance(seconds=31)
     rt.step()  # a discovery with nothing changed writes nothing
     assert (writes(rt, "created"), writes(rt, "updated")) == (2, 0)
