@@ -160,7 +160,7 @@ def refresh(shared: SharedSandbox) -> Refresh:
     """A second release whose pod lives through the kubelet's refresh of its projected token
     (session scope: installed by the module's first test, read by the refresh test)."""
     s = shared.open()
-    prepare_namespace(s.node, REFRESH_NAMESPACE, s.standin.web_ca)
+    prepare_namespace(s.node, REFRESH_NAMESPACE, s.standin.web_ca_path)
     values = s.workdir / "refresh-values.yaml"
     values.write_text(
         yaml.safe_dump(
@@ -177,7 +177,7 @@ def refresh(shared: SharedSandbox) -> Refresh:
     install += ["--namespace", REFRESH_NAMESPACE, "--values", str(GUIDE)]
     install += ["--values", str(s.values), "--values", str(values)]
     notes = s.helm("install", *install, "--dry-run").split("NOTES:", 1)[1]
-    s.standin.create_yaml(teleport_resources(notes, s.node))
+    s.standin.create(teleport_resources(notes, s.node))
     s.helm("install", *install)
     pod = s.wait(
         "the refresh release's pod to turn Ready",
@@ -250,7 +250,7 @@ def test_install_from_the_registry_runs_the_pod_as_the_chart_renders_it(installe
     names = sorted(data["name"] for _, data in s.secrets())
     assert names == [f"{TELEPORT_CLUSTER}-alpha", f"{TELEPORT_CLUSTER}-beta"]
     for _, data in s.secrets():
-        assert data["server"].startswith(f"https://{s.standin.proxy}/")
+        assert data["server"].startswith(f"https://{s.standin.proxy_addr}/")
     # The probes wait for the first sync: a normal start records no failed probe.
     assert s.events("Unhealthy") == []
     # It joined with the kubelet's projected token, as the chart's ServiceAccount.
@@ -505,7 +505,7 @@ def test_helm_test_fails_once_the_teleport_role_is_gone_saying_why(installed: Sa
         assert f"names the role {FULLNAME}, which does not exist in Teleport" in said, out
         assert "tctl create -f with the role from the chart's install notes" in said, out
     finally:
-        s.standin.create_yaml(teleport_resources(s.notes, s.node))
+        s.standin.create(teleport_resources(s.notes, s.node))
     out = s.helm("test", RELEASE, "--namespace", NAMESPACE, "--logs")
     assert "Phase:          Succeeded" in out, out
 
@@ -534,13 +534,13 @@ def test_token_join_pod_delete_renews_from_the_identity_secret(installed: Sandbo
     s = installed
     values = ROOT / "chart" / "ci" / "token-join-values.yaml"
     n = s.node
-    prepare_namespace(n, TOKEN_NAMESPACE, s.standin.web_ca)
+    prepare_namespace(n, TOKEN_NAMESPACE, s.standin.web_ca_path)
     chart = f"oci://{n.registry}/charts/teleport-argocd-agent"
     install = [TOKEN_RELEASE, chart, "--version", CHART_VERSION, "--namespace", TOKEN_NAMESPACE]
     install += ["--values", str(values), "--values", str(s.values)]
     notes = s.helm("install", *install, "--dry-run").split("NOTES:", 1)[1]
     # The NOTES' role and bot, then a one-time token and the Secret holding it.
-    s.standin.create_yaml(notes_resources(notes))
+    s.standin.create(notes_resources(notes))
     fullname = f"{TOKEN_RELEASE}-teleport-argocd-agent"
     token = os.urandom(16).hex()
     s.standin.create(

@@ -22,21 +22,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from kubernetes import client as k8s
 
-from tests.harness import standin
-
 ROOT = Path(__file__).resolve().parents[2]
 # Every captured stdout/stderr of agent runs in this session.
 AGENT_OUTPUT: list[str] = []
-
-
-# tests/harness/user_path.py takes the stand-in and its binary from here.
-StandIn = standin.StandIn
-
-
-def standin_binary(cache: Path) -> str:
-    """The stand-in binary (``cache`` is unused: the tool cache holds it)."""
-    del cache
-    return standin.standin_binary()
 
 
 @dataclass

@@ -58,7 +58,7 @@ def main() -> int:  # noqa: PLR0915 - one linear script, read top to bottom
             print(f"            kubeconfig {n.admin_kubeconfig}")
             print(f"registry    {n.registry}   (make release REGISTRY={n.registry})")
             print(
-                f"Teleport    {s.standin.proxy}   (stand-in, cluster {TELEPORT_CLUSTER}): "
+                f"Teleport    {s.standin.proxy_addr}   (stand-in, cluster {TELEPORT_CLUSTER}): "
                 "alpha, beta (environment=production), gamma (environment=staging)"
             )
             print(f"Argo CD     in namespace {NAMESPACE} (restricted Pod Security Standard)")

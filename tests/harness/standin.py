@@ -326,15 +326,6 @@ class StandIn:
     def user_ca_path(self) -> Path:
         return Path(self.ready["user_ca"])
 
-    # The user's-path harness (tests/harness/user_path.py) reads these two names.
-    @property
-    def proxy(self) -> str:
-        return self.proxy_addr
-
-    @property
-    def web_ca(self) -> str:
-        return str(self.web_ca_path)
-
     # -- admin interface ---------------------------------------------------------------------
 
     def admin(self, method: str, path: str, body: Any = None) -> Any:
@@ -364,9 +355,6 @@ class StandIn:
         """Create or replace resources (``tctl create -f`` semantics): documents, lists of them
         or YAML text, sent as one multi-document YAML."""
         self.admin("POST", "/v1/resources", "\n---\n".join(_yaml(r) for r in resources))
-
-    def create_yaml(self, text: str) -> None:
-        self.create(text)
 
     def delete(self, kind: str, name: str) -> None:
         self.admin("DELETE", f"/v1/resources/{kind}/{name}")

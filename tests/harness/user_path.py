@@ -26,11 +26,11 @@ from typing import Any, TypeVar
 import yaml
 from kubernetes import client as k8s
 
-from tests.harness.agent_e2e import StandIn, standin_binary
 from tests.harness.argocd import ArgoCD, argocd, config_map_manifest
 from tests.harness.kube import HarnessError, binary, cluster_secret_data
 from tests.harness.node import APISERVER_PORT, GATEWAY_IP, Node, node
 from tests.harness.notes import teleport_resources as notes_resources
+from tests.harness.standin import StandIn, standin_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "chart" / "ci" / "guide-values.yaml"
@@ -162,7 +162,7 @@ class Sandbox:
         meets its token), then `helm install`; waits for the first secret and the pod's Ready.
         Returns helm's output."""
         self.notes = self.helm("install", *self.install_args(), "--dry-run").split("NOTES:", 1)[1]
-        self.standin.create_yaml(teleport_resources(self.notes, self.node))
+        self.standin.create(teleport_resources(self.notes, self.node))
         started = time.monotonic()
         out = self.helm("install", *self.install_args())
         self.timings["helm install"] = time.monotonic() - started
@@ -222,7 +222,7 @@ def teleport_resources(notes: str, n: Node) -> str:
     return notes_resources(notes).replace(JWKS_PLACEHOLDER, f"'{n.jwks()}'")
 
 
-def prepare_namespace(n: Node, namespace: str, proxy_ca: str) -> None:
+def prepare_namespace(n: Node, namespace: str, proxy_ca: Path) -> None:
     """A namespace enforcing the `restricted` Pod Security Standard, with the ConfigMap holding
     the proxy's private CA (the chart's teleportProxyCA)."""
     n.kubectl("create", "namespace", namespace)
@@ -327,7 +327,7 @@ def sandbox(
             raise PathFailed(f"make release failed:\n{release.stdout}{release.stderr}")
         n.timings["release"] = time.monotonic() - started
         standin = StandIn(
-            standin_binary(workdir),
+            standin_binary(),
             workdir / "teleport",
             TELEPORT_CLUSTER,
             listen=f"{GATEWAY_IP}:0",
@@ -336,7 +336,7 @@ def sandbox(
         clusters = CLUSTERS if clusters is None else clusters
         standin.start([target(name, {"environment": env}, n) for name, env in clusters.items()])
         try:
-            prepare_namespace(n, NAMESPACE, standin.web_ca)
+            prepare_namespace(n, NAMESPACE, standin.web_ca_path)
             with contextlib.ExitStack() as stack:
                 argo = (
                     stack.enter_context(
@@ -349,7 +349,7 @@ def sandbox(
                 forced.write_text(
                     yaml.safe_dump(
                         {
-                            "teleportProxyAddress": standin.proxy,
+                            "teleportProxyAddress": standin.proxy_addr,
                             "teleportProxyCA": {"configMapName": "teleport-proxy-ca"},
                             "image": {
                                 "repository": f"{registry}/teleport-argocd-agent/"
