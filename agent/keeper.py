@@ -341,8 +341,12 @@ class Keeper:
         group.ledger.settle(work, results, expires=credential.expires)
         group.ledger.slots_missed(set(due) - {key for key, _ in results})
         self._published(group.ledger.refresh())
-        logger.bind(services=self._names(group)).debug(
-            "rotation slots written", seconds=round(report.seconds, 3), **report.outcomes()
+        logger.bind(services=self._names(group)).info(
+            "sync {}",
+            "finished" if report.complete else "finished with failures",
+            kind="rotation",
+            seconds=round(report.seconds, 3),
+            **report.outcomes(),
         )
 
     def _rewrite_keeping_credentials(
