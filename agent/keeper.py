@@ -34,7 +34,7 @@ from agent.ports import Parts
 from agent.rotation import Clock, Ledger, LedgerView, SecretKey, only
 from agent.schedule import renewal_delay, retry_delay
 from agent.state import AgentState, GroupState
-from agent.sync import apply_plan
+from agent.sync import CycleReport, apply_plan
 from agent.teleport.errors import BOT_IDENTITY_OPERATIONS, BotDeleted, TeleportError
 from agent.teleport.model import Credential, KubeCluster, ProxySettings
 from agent.writes import Held
@@ -295,7 +295,7 @@ class Keeper:
         )
         group.ledger.settle(
             work,
-            (((r.namespace, r.name), r.ok) for s in report.services for r in s.writes),
+            _outcomes(report),
             expires=credential.expires,
         )
         self._record(group, plan)
@@ -337,7 +337,7 @@ class Keeper:
         )
         work = only(plan, set(due))
         report = apply_plan(work, self._sink, metrics=self._metrics, should_stop=self._stopping)
-        results = [((r.namespace, r.name), r.ok) for s in report.services for r in s.writes]
+        results = _outcomes(report)
         group.ledger.settle(work, results, expires=credential.expires)
         group.ledger.slots_missed(set(due) - {key for key, _ in results})
         self._published(group.ledger.refresh())
@@ -372,10 +372,9 @@ class Keeper:
             report = apply_plan(
                 work, self._sink, metrics=self._metrics, should_stop=self._stopping, budget=budget
             )
-            for service in report.services:
-                for result in service.writes:
-                    if result.ok:
-                        group.ledger.kept((result.namespace, result.name), credential.expires)
+            for key, ok in _outcomes(report):
+                if ok:
+                    group.ledger.kept(key, credential.expires)
             logger.bind(services=self._names(group)).info(
                 "content changed; rewritten with the credential each secret holds",
                 **report.outcomes(),
@@ -425,6 +424,11 @@ class Keeper:
 
     def _names(self, group: CredentialGroup) -> str:
         return ",".join(s.resolved_name() for s in group.services)
+
+
+def _outcomes(report: CycleReport) -> list[tuple[SecretKey, bool]]:
+    """(secret, written) for every write of ``report``: what the ledger settles."""
+    return [((r.namespace, r.name), r.ok) for s in report.services for r in s.writes]
 
 
 def _why(exc: SourceError) -> str:

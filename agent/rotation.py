@@ -84,9 +84,8 @@ class Ledger:
         self._held: dict[SecretKey, dt.datetime] = {}
         # Secrets waiting for their slot in the rotation window: monotonic time they are due.
         self._pending: dict[SecretKey, float] = {}
-        # Secrets the last plan wanted, to notice clusters that dropped out between renewals.
-        self._desired: frozenset[SecretKey] = frozenset()
-        # The cluster each of those secrets is for: a slot renders only its own secret.
+        # Secrets the last plan wanted (to notice clusters that dropped out between renewals),
+        # each with the cluster it is for: a slot renders only its own secret.
         self._cluster_of: dict[SecretKey, str] = {}
         # Per service of the last plan: its secrets, and its render errors plus duplicates.
         self._wanted: tuple[tuple[str, frozenset[SecretKey], int], ...] = ()
@@ -145,9 +144,8 @@ class Ledger:
             key_of(s) for s in plan.secrets if self._contents.get(key_of(s)) == content_of(s)
         }
         desired = frozenset(key_of(s) for s in plan.secrets)
-        work = _without(
-            plan, (self._current & unchanged) | waiting, prune=bool(self._desired - desired)
-        )
+        dropped = self._cluster_of.keys() - desired
+        work = _without(plan, (self._current & unchanged) | waiting, prune=bool(dropped))
         if not work.secrets and not any(s.prune for s in work.services):
             return None
         return work
@@ -200,7 +198,6 @@ class Ledger:
         """Remember what the full plan wanted (forgetting secrets it no longer wants) and
         publish a new snapshot."""
         desired = frozenset(key_of(s) for s in plan.secrets)
-        self._desired = desired
         self._cluster_of = {key_of(s): s.cluster for s in plan.secrets}
         self._wanted = tuple(
             (
